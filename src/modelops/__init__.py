@@ -1,0 +1,1 @@
+"""modelops: the library and CLI the workflows call, one module per lifecycle step."""

@@ -1,0 +1,130 @@
+"""Stage 6, package: the model in MLflow format, made byte-for-byte reproducible, plus a model card.
+
+MLflow stamps each saved model with a creation time and a random uuid; both are pinned here (the
+uuid is derived from the content) so that the same inputs give the same directory and the same
+content hash, which is what promotion and the server's integrity check rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelops import dataset
+from modelops.config import Params
+from modelops.evaluate import metrics_file
+from modelops.train import load_pipeline, model_dir
+
+PINNED_CREATED = "1970-01-01 00:00:00.000000"
+RUNTIME_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
+EXAMPLE_ROWS = 3
+
+
+def package_dir(name: str) -> Path:
+    """The MLflow model directory: what gets published and served."""
+    return model_dir(name) / "model"
+
+
+def card_file(name: str) -> Path:
+    """The generated model card, beside (not inside) the hashed model directory."""
+    return model_dir(name) / "MODEL_CARD.md"
+
+
+def _requirements() -> list[str]:
+    return [f"{dist}=={metadata.version(dist)}" for dist in RUNTIME_REQUIREMENTS]
+
+
+def _pin_mlmodel(path: Path) -> None:
+    """Replace MLflow's wall-clock time and random uuid by values that depend on content only."""
+    mlmodel = path / "MLmodel"
+    doc = yaml.safe_load(mlmodel.read_text())
+    doc.pop("model_id", None)
+    doc["utc_time_created"] = PINNED_CREATED
+    doc["model_uuid"] = "pending"
+    body = yaml.safe_dump(doc, sort_keys=True)
+    doc["model_uuid"] = uuid.uuid5(uuid.NAMESPACE_URL, body).hex
+    mlmodel.write_text(yaml.safe_dump(doc, sort_keys=True))
+
+
+def save_mlflow_model(name: str, out: Path) -> None:
+    """Save the trained pipeline with its signature and an input example, then pin volatile fields."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    # The cloudpickle caution and the unpinned-pip note are known; the server verifies the hash.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+    from modelops.prepare import read_split
+
+    pipeline = load_pipeline(name)
+    example = dataset.to_features(read_split(dataset.TEST_FILE).head(EXAMPLE_ROWS))
+    signature = infer_signature(example, pipeline.predict_proba(example))
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    mlflow.sklearn.save_model(
+        pipeline,
+        tmp,
+        serialization_format="cloudpickle",
+        signature=signature,
+        input_example=example,
+        pip_requirements=_requirements(),
+        pyfunc_predict_fn="predict_proba",
+    )
+    _pin_mlmodel(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def render_card(name: str, params: Params, content_hash: str, data_md5: str) -> str:
+    """A short, reproducible model card: what the model is, what it saw, how well it does."""
+    model = params.model(name)
+    scores: dict[str, Any] = json.loads(metrics_file(name).read_text())
+    hyper = json.dumps(model.hyperparams, sort_keys=True)
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(scores.items()))
+    return f"""# Model card: {name}
+
+- **Estimator**: `{model.estimator}` with `{hyper}`, seed {model.seed}, {model.threads} threads
+- **Task**: predict `status == "{dataset.POSITIVE}"` (credit default) from {len(dataset.FEATURES)} \
+features ({len(dataset.NUMERIC)} numeric, {len(dataset.CATEGORICAL)} categorical)
+- **Data**: source `{params.data.source}`, raw file md5 `{data_md5}`; test split \
+{params.split.test_fraction:.0%} by hash of id (seed {params.split.seed})
+- **Model content hash** (sha256 of `model/`): `{content_hash}`
+- **Git commit, branch, MLflow run**: recorded as tags of the MLflow run that logged this card \
+(kept out of this file so that it stays byte-for-byte reproducible)
+
+## Test metrics
+
+| metric | value |
+|---|---|
+{rows}
+"""
+
+
+def package(name: str, params: Params) -> dict[str, str]:
+    """Write models/<name>/model (MLflow format) and MODEL_CARD.md; return the hashes."""
+    from modelops_serving.integrity import file_sha256, tree_hash
+
+    out = package_dir(name)
+    save_mlflow_model(name, out)
+    content_hash = tree_hash(out)
+    raw_md5 = _md5(dataset.RAW_FILE)
+    card = card_file(name)
+    card.write_text(render_card(name, params, content_hash, raw_md5))
+    return {"content_hash": content_hash, "raw_md5": raw_md5, "card_sha256": file_sha256(card)}
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

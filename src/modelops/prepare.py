@@ -1,0 +1,65 @@
+"""Stage 3, prepare: split raw rows into train and test by a hash of (seed, id).
+
+A row's side depends only on its id and the seed, never on row order or on other rows, so the test
+split is stable across pull requests that leave the data alone, and rows already in the test set
+stay there when new rows are appended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from modelops import dataset
+from modelops.config import SplitParams
+
+_BUCKETS = 1 << 32
+
+
+def test_mask(ids: pd.Series, params: SplitParams) -> np.ndarray:
+    """True for rows that belong to the test split."""
+    salt = hashlib.sha256(f"modelops-split:{params.seed}".encode()).digest()[:8].hex()
+    hashed = pd.util.hash_pandas_object(ids.astype("int64"), index=False, hash_key=salt)
+    return (hashed.to_numpy() % _BUCKETS) < int(params.test_fraction * _BUCKETS)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False, compression="zstd")
+    tmp.replace(path)
+
+
+def prepare(
+    params: SplitParams,
+    raw: Path = dataset.RAW_FILE,
+    train_out: Path = dataset.TRAIN_FILE,
+    test_out: Path = dataset.TEST_FILE,
+) -> tuple[int, int]:
+    """Write the two splits with contract dtypes; return their row counts."""
+    frame = dataset.read_raw(raw)
+    typed = pd.concat(
+        [
+            frame[[dataset.ID]].astype("int64"),
+            frame[[dataset.TARGET]].astype(object),
+            dataset.to_features(frame),
+        ],
+        axis=1,
+    )
+    mask = test_mask(typed[dataset.ID], params)
+    train, test = typed[~mask].reset_index(drop=True), typed[mask].reset_index(drop=True)
+    _write_parquet(train, train_out)
+    _write_parquet(test, test_out)
+    return len(train), len(test)
+
+
+def read_split(path: Path) -> pd.DataFrame:
+    """Read a prepared split written by `prepare`."""
+    from modelops.errors import PipelineError
+
+    if not path.exists():
+        raise PipelineError(f"{path}: not found (run `modelops prepare` or `dvc repro prepare`)")
+    return pd.read_parquet(path)

@@ -1,0 +1,142 @@
+"""MLflow tracking: every pipeline run of a model is logged with params, metrics, artifacts and tags.
+
+Embedded default: a SQLite file and an artifact folder inside the repository (both git-ignored);
+MLFLOW_TRACKING_URI points it at a team server instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelops.config import Params
+
+DB_FILE = Path("mlflow.db")
+ARTIFACT_DIR = Path("mlartifacts")
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """MLFLOW_TRACKING_URI if set, else the repository's SQLite file."""
+    root = (root or Path.cwd()).resolve()
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / DB_FILE}"
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def git_tags() -> dict[str, str]:
+    """Where the run happened: commit (with +dirty when the tree had changes) and branch."""
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git.commit": commit + ("+dirty" if dirty not in ("", "unknown") else ""),
+        "git.branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+    }
+
+
+def dvc_tags(name: str, lock: Path = Path("dvc.lock")) -> dict[str, str]:
+    """The md5 of every output of this model's stages (and the shared data stages) in dvc.lock."""
+    if not lock.exists():
+        return {}
+    stages = yaml.safe_load(lock.read_text()).get("stages", {})
+    wanted = {"ingest", "validate", "prepare", f"train@{name}", f"evaluate@{name}"}
+    tags = {}
+    for stage, body in stages.items():
+        if stage in wanted:
+            for out in body.get("outs", []):
+                tags[f"dvc.{out['path']}"] = str(out.get("md5", ""))
+    return tags
+
+
+def _experiment(client: Any, name: str, uri: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACT_DIR).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def log_run(name: str, params: Params, outputs: dict[str, str]) -> str:
+    """Log one model's run; return the MLflow run id."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    from modelops.evaluate import latency_file, metrics_file, plots_dir
+    from modelops.package import card_file, package_dir
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment_id = _experiment(client, params.mlflow.experiment, uri)
+    model = params.model(name)
+    logged = {
+        "estimator": model.estimator,
+        "seed": model.seed,
+        "threads": model.threads,
+        "data.source": params.data.source,
+        "split.test_fraction": params.split.test_fraction,
+        "split.seed": params.split.seed,
+    }
+    if params.data.source == "synthetic":
+        logged |= {"data.rows": params.data.rows, "data.seed": params.data.seed}
+    logged |= {f"hp.{k}": v for k, v in model.hyperparams.items()}
+    values = json.loads(metrics_file(name).read_text()) | json.loads(latency_file(name).read_text())
+    tags = (
+        {
+            "model": name,
+            "model.content_hash": outputs["content_hash"],
+            "data.raw_md5": outputs["raw_md5"],
+        }
+        | git_tags()
+        | dvc_tags(name)
+    )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.log_params(logged)
+        mlflow.log_metrics({k: float(v) for k, v in values.items()})
+        mlflow.log_artifact(str(card_file(name)))
+        mlflow.log_artifacts(str(plots_dir(name)), "plots")
+        mlflow.log_artifacts(str(package_dir(name)), "model")
+    return run.info.run_id
+
+
+def latest_runs(params: Params) -> dict[str, dict[str, Any]]:
+    """The newest logged run of every model, for `modelops show`."""
+    import mlflow
+
+    uri = tracking_uri()
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(params.mlflow.experiment)
+    result: dict[str, dict[str, Any]] = {}
+    if found is None:
+        return result
+    for name in params.models:
+        runs = client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.model = '{name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if runs:
+            run = runs[0]
+            result[name] = {
+                "run_id": run.info.run_id,
+                "artifact_uri": run.info.artifact_uri,
+                "tracking_uri": uri,
+                "commit": run.data.tags.get("git.commit", ""),
+            }
+    return result

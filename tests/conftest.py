@@ -1,0 +1,95 @@
+"""Shared fixtures: small real git repositories with the project's pipeline, and a runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+# What a pipeline repository needs: the pipeline definition, params, the code its stages hash,
+# the expectation suite and DVC's config. Outputs and locks are never copied.
+PIPELINE_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    "data/expectations",
+    "data/sources",
+    "src/modelops",
+)
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess[str]:
+    """Run a command with the project's venv on PATH; on failure show its output."""
+    env = os.environ | {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env |= kw.pop("env", {})
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Git identity for test commits; no MLflow server or user git config leaks in."""
+    home = tmp_path_factory.mktemp("home")
+    os.environ.update(
+        {
+            "GIT_AUTHOR_NAME": "modelops-test",
+            "GIT_AUTHOR_EMAIL": "test@example.invalid",
+            "GIT_COMMITTER_NAME": "modelops-test",
+            "GIT_COMMITTER_EMAIL": "test@example.invalid",
+            "GIT_CONFIG_GLOBAL": str(home / "gitconfig"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GX_ANALYTICS_ENABLED": "false",
+            "DVC_NO_ANALYTICS": "1",
+        }
+    )
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+
+
+def make_pipeline_repo(dest: Path, remote: Path | None = None) -> Path:
+    """A fresh git repo holding the project's pipeline, committed, with a local DVC remote."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in PIPELINE_FILES:
+        src = ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    remote = remote or dest.parent / f"{dest.name}-dvc-remote"
+    run(["dvc", "remote", "add", "--local", "-f", "local", str(remote)], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "pipeline"], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's pipeline reproduced once and committed (shared, treat as read-only)."""
+    repo = make_pipeline_repo(tmp_path_factory.mktemp("trained") / "repo")
+    run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "train"], repo)
+    return repo
+
+
+@pytest.fixture
+def repo_copy(trained_repo: Path, tmp_path: Path) -> Path:
+    """A private clone of the trained repo with the DVC cache shared read-only through a remote."""
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(trained_repo), str(clone)], tmp_path)
+    run(["dvc", "remote", "add", "--local", "-f", "local", str(tmp_path / "remote")], clone)
+    return clone
