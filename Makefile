@@ -11,7 +11,7 @@ demo: setup  ## set up, reproduce the pipeline, print the metrics and where the 
 	$(RUN) modelops show
 
 setup: $(UV)  ## install the locked environment (Python 3.12 through uv)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 $(UV):
 	python3 -m pip install --user --quiet uv

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
+from modelops.workspace import create_pipeline_repo
 
-# What a pipeline repository needs: the pipeline definition, params, the code its stages hash,
-# the expectation suite and DVC's config. Outputs and locks are never copied.
-PIPELINE_FILES = (
-    "dvc.yaml",
-    "params.yaml",
-    ".dvcignore",
-    ".gitignore",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    "data/expectations",
-    "data/sources",
-    "src/modelops",
-)
+VENV_BIN = Path(sys.executable).parent
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess[str]:
@@ -60,20 +46,7 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 def make_pipeline_repo(dest: Path, remote: Path | None = None) -> Path:
     """A fresh git repo holding the project's pipeline, committed, with a local DVC remote."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for rel in PIPELINE_FILES:
-        src = ROOT / rel
-        if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    run(["git", "init", "-q", "-b", "main"], dest)
-    remote = remote or dest.parent / f"{dest.name}-dvc-remote"
-    run(["dvc", "remote", "add", "--local", "-f", "local", str(remote)], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-q", "-m", "pipeline"], dest)
-    return dest
+    return create_pipeline_repo(dest, remote or dest.parent / f"{dest.name}-dvc-remote")
 
 
 @pytest.fixture(scope="session")

@@ -158,11 +158,7 @@ def check_hyperparams(name: str, model: ModelParams, source: str = PARAMS_FILE) 
 
 
 @cache
-def _load_cached(path: str, mtime_ns: int) -> Params:
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+def _load_cached(path: str, text: str) -> Params:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -171,10 +167,12 @@ def _load_cached(path: str, mtime_ns: int) -> Params:
 
 
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
-    """Load and validate params.yaml (cached per file version)."""
+    """Load and validate params.yaml (cached per file content)."""
     p = Path(path)
     try:
-        mtime = p.stat().st_mtime_ns
+        text = p.read_text()
     except FileNotFoundError:
         raise ParamsError(f"{p}: not found (run from the repository root)") from None
-    return _load_cached(str(p), mtime)
+    # Keyed by content, not mtime: a relative path names another file after a chdir, and a
+    # rewrite within one timestamp tick (or a copy that keeps mtimes) must not return stale params.
+    return _load_cached(str(p), text)

@@ -61,7 +61,10 @@ def read_raw(path: Path = RAW_FILE) -> pd.DataFrame:
         raise DataError(f"{path}: not found (run `modelops ingest` or `dvc repro ingest`)")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes): no header, no rows")
-    delimiter = _sniff_delimiter(path)
+    try:
+        delimiter = _sniff_delimiter(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the CSV as UTF-8") from None
     if delimiter not in (None, ","):
         raise DataError(
             f"{path}: the file is {delimiter!r}-delimited; the data contract is comma-separated "
@@ -73,6 +76,8 @@ def read_raw(path: Path = RAW_FILE) -> pd.DataFrame:
         raise DataError(f"{path}: the file has no header and no rows") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: not a well-formed CSV: {exc}") from None
+    except UnicodeDecodeError as exc:  # past the part the delimiter sniffer read
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the CSV as UTF-8") from None
     if len(frame.columns) == 1 and len(COLUMNS) > 1:
         raise DataError(
             f"{path}: only one column ({frame.columns[0]!r}); expected comma-separated columns "

@@ -43,13 +43,16 @@ def _requirements() -> list[str]:
 
 def _pin_mlmodel(path: Path) -> None:
     """Replace MLflow's wall-clock time and random uuid by values that depend on content only."""
+    from modelops_serving.integrity import tree_hash
+
     mlmodel = path / "MLmodel"
     doc = yaml.safe_load(mlmodel.read_text())
     doc.pop("model_id", None)
     doc["utc_time_created"] = PINNED_CREATED
     doc["model_uuid"] = "pending"
-    body = yaml.safe_dump(doc, sort_keys=True)
-    doc["model_uuid"] = uuid.uuid5(uuid.NAMESPACE_URL, body).hex
+    mlmodel.write_text(yaml.safe_dump(doc, sort_keys=True))
+    # Every file, not MLmodel alone: two models of the same size and signature have equal MLmodels.
+    doc["model_uuid"] = uuid.uuid5(uuid.NAMESPACE_URL, tree_hash(path)).hex
     mlmodel.write_text(yaml.safe_dump(doc, sort_keys=True))
 
 

@@ -7,7 +7,6 @@ stay there when new rows are appended.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +16,16 @@ from modelops import dataset
 from modelops.config import SplitParams
 
 _BUCKETS = 1 << 32
+_GOLDEN = 0x9E3779B97F4A7C15  # odd, so distinct seeds give distinct salts
 
 
 def test_mask(ids: pd.Series, params: SplitParams) -> np.ndarray:
     """True for rows that belong to the test split."""
-    salt = hashlib.sha256(f"modelops-split:{params.seed}".encode()).digest()[:8].hex()
-    hashed = pd.util.hash_pandas_object(ids.astype("int64"), index=False, hash_key=salt)
+    # pandas ignores `hash_key` for numeric values, so the seed is mixed into the ids before hashing.
+    # Seed 0 leaves the ids as they are: the split the shipped params have always produced.
+    salt = np.uint64(params.seed * _GOLDEN % (1 << 64))
+    keys = pd.Series(ids.astype("int64").to_numpy().view("uint64") ^ salt)
+    hashed = pd.util.hash_pandas_object(keys, index=False)
     return (hashed.to_numpy() % _BUCKETS) < int(params.test_fraction * _BUCKETS)
 
 

@@ -1,0 +1,135 @@
+"""Package: an MLflow model directory that is byte-for-byte reproducible, loadable, and carded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from modelops_serving.integrity import file_sha256, tree_hash
+
+from modelops import dataset, ingest, package, prepare, train
+from modelops.config import Params, parse_params
+from modelops.errors import PipelineError
+
+NAME = "tiny"
+METRICS = {"accuracy": 0.8125, "roc_auc": 0.734567, "log_loss": 0.51, "test_rows": 120}
+
+
+def params(learning_rate: float = 0.05) -> Params:
+    hyper = {"max_iter": 20, "max_depth": 2, "learning_rate": learning_rate}
+    return parse_params(
+        {
+            "data": {"source": "synthetic", "rows": 600, "seed": 0},
+            "models": {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
+        }
+    )
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny trained model packaged twice in the same directory, and once more with other weights."""
+    root = tmp_path_factory.mktemp("package")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        p = params()
+        dataset.RAW_FILE.parent.mkdir(parents=True)
+        ingest.synthesize(600, 0).to_csv(dataset.RAW_FILE, index=False)
+        prepare.prepare(p.split)
+        train.train(NAME, p.model(NAME))
+        Path("models", NAME, "metrics.json").write_text(json.dumps(METRICS))
+        first = package.package(NAME, p)
+        snapshot = files(package.package_dir(NAME)) | {"card": package.card_file(NAME).read_bytes()}
+        second = package.package(NAME, p)
+        # the same shape and size of model with other weights, for the uuid test
+        train.train("other", params(learning_rate=0.06).model(NAME))
+    return {"root": root, "first": first, "second": second, "files": snapshot}
+
+
+@pytest.fixture
+def in_root(packaged: dict, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(packaged["root"])
+    return packaged["root"]
+
+
+def mlmodel(path: Path) -> dict:
+    return yaml.safe_load((path / "MLmodel").read_text())
+
+
+def test_two_runs_give_the_same_bytes_and_hash(packaged: dict, in_root: Path) -> None:
+    first, second = packaged["first"], packaged["second"]
+    assert first == second
+    assert first["content_hash"] == tree_hash(package.package_dir(NAME))
+    now = files(package.package_dir(NAME)) | {"card": package.card_file(NAME).read_bytes()}
+    assert now == packaged["files"]
+    assert first["card_sha256"] == file_sha256(package.card_file(NAME))
+    assert first["raw_md5"] == hashlib.md5(dataset.RAW_FILE.read_bytes()).hexdigest()
+    assert not Path("models", NAME, "model.tmp").exists()
+
+
+def test_mlmodel_has_no_wall_clock_or_random_fields(in_root: Path) -> None:
+    doc = mlmodel(package.package_dir(NAME))
+    assert doc["utc_time_created"] == package.PINNED_CREATED
+    assert "model_id" not in doc
+    assert re.fullmatch(r"[0-9a-f]{32}", doc["model_uuid"])
+    assert doc["flavors"]["sklearn"]["serialization_format"] == "cloudpickle"
+    assert doc["flavors"]["python_function"]["predict_fn"] == "predict_proba"
+    inputs = json.loads(doc["signature"]["inputs"])
+    assert [col["name"] for col in inputs] == list(dataset.FEATURES)
+
+
+def test_model_uuid_tells_different_models_apart(in_root: Path, tmp_path: Path) -> None:
+    """The uuid is derived from the whole content, not from MLmodel alone (equal for equal sizes)."""
+    base, other = package.package_dir(NAME), tmp_path / "other"
+    package.save_mlflow_model("other", other)
+    assert mlmodel(other)["model_size_bytes"] == mlmodel(base)["model_size_bytes"]
+    assert tree_hash(other) != tree_hash(base)
+    assert mlmodel(other)["model_uuid"] != mlmodel(base)["model_uuid"]
+
+
+def test_requirements_are_pinned_to_the_installed_versions(in_root: Path) -> None:
+    lines = (package.package_dir(NAME) / "requirements.txt").read_text().split()
+    from importlib import metadata
+
+    for dist in package.RUNTIME_REQUIREMENTS:
+        assert f"{dist}=={metadata.version(dist)}" in lines
+
+
+def test_the_saved_model_predicts_like_the_pipeline(in_root: Path) -> None:
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    path = package.package_dir(NAME)
+    example = Model.load(path).load_input_example(str(path))
+    assert list(example.columns) == list(dataset.FEATURES)
+    assert len(example) == package.EXAMPLE_ROWS
+    loaded = mlflow.pyfunc.load_model(str(path))
+    expected = train.load_pipeline(NAME).predict_proba(dataset.to_features(example))
+    np.testing.assert_allclose(np.asarray(loaded.predict(example)), expected)
+
+
+def test_the_card_names_metrics_hashes_and_params(packaged: dict, in_root: Path) -> None:
+    card = package.card_file(NAME).read_text()
+    assert card.startswith(f"# Model card: {NAME}\n")
+    for metric, value in METRICS.items():
+        assert f"| {metric} | {value} |" in card
+    assert packaged["first"]["content_hash"] in card
+    assert packaged["first"]["raw_md5"] in card
+    assert '`{"learning_rate": 0.05, "max_depth": 2, "max_iter": 20}`' in card
+    assert "source `synthetic`" in card and "test split 20%" in card
+    assert "hist_gradient_boosting" in card
+
+
+def test_packaging_an_untrained_model_names_the_command(in_root: Path) -> None:
+    p = params()
+    with pytest.raises(PipelineError, match="modelops train ghost"):
+        package.package("ghost", p)
+    assert not Path("models/ghost").exists()
