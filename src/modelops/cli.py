@@ -97,7 +97,7 @@ def train(name: ModelArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
 
 @command
 def evaluate(name: ModelArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
-    """Score one model on the test split: metrics, latency, plots."""
+    """Score one model on the test split: metrics and plots."""
     from modelops.evaluate import evaluate as run
 
     p = load_params(params_file)
@@ -112,7 +112,7 @@ def package(
     params_file: ParamsOpt = Path("params.yaml"),
     log: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
 ) -> None:
-    """Save one model in MLflow format with a model card, and log the run to MLflow."""
+    """Save one model in MLflow format with a model card and its latency; log the run to MLflow."""
     from modelops.package import package as run
 
     p = load_params(params_file)

@@ -1,9 +1,8 @@
-"""Stage 5, evaluate: quality metrics, latency, and plot data for one model on the test split.
+"""Stage 5, evaluate: quality metrics and plot data for one model on the test split.
 
-Quality metrics (metrics.json) are deterministic and part of the reproducibility contract (same
-data, params and code: same bytes). Latency is a timing that differs on every run, so it goes to
-latency.json, which is not a DVC output (git-ignored, logged to MLflow): otherwise no two runs
-could ever give the same dvc.lock.
+Everything written here is deterministic and part of the reproducibility contract (same data,
+params and code: same bytes). Latency, a timing that differs on every run, is measured by the
+package stage on the packaged model and kept out of dvc.lock (see `latency`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def metrics_file(name: str) -> Path:
 
 
 def latency_file(name: str) -> Path:
-    """Predict latency of a model (varies between runs)."""
+    """Predict latency of a packaged model: varies between runs, so git-ignored, not a DVC output."""
     return model_dir(name) / "latency.json"
 
 
@@ -127,7 +126,7 @@ def latency(pipeline: Pipeline, x: pd.DataFrame, params: EvaluateParams) -> dict
 def evaluate(
     name: str, model: ModelParams, params: EvaluateParams, test_file: Path = dataset.TEST_FILE
 ) -> dict[str, Any]:
-    """Write metrics.json, latency.json and the plot data/PNGs of one model."""
+    """Write metrics.json and the plot data/PNGs of one model."""
     from modelops import plots
     from modelops.prepare import read_split
 
@@ -138,8 +137,6 @@ def evaluate(
         proba = pipeline.predict_proba(x)[:, 1]
         ranked = importance(pipeline, x, y, params, model.seed)
     scores = quality(y, proba) | {"test_rows": len(y), "positive_rate": round(float(y.mean()), 6)}
-    with pinned_threads(1):  # one thread: what a single serving worker gets
-        timing = latency(pipeline, x, params)
     out = plots_dir(name)
     data = curves(y, proba)
     write_json(out / "roc.json", data["roc"])
@@ -154,5 +151,4 @@ def evaluate(
     confusion.to_csv(out / "confusion.csv", index=False, lineterminator="\n")
     plots.render_all(out, data, y, proba, ranked, title=name)
     write_json(metrics_file(name), scores)
-    write_json(latency_file(name), timing)
-    return {"metrics": scores, "latency": timing}
+    return {"metrics": scores}

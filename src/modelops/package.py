@@ -110,12 +110,26 @@ features ({len(dataset.NUMERIC)} numeric, {len(dataset.CATEGORICAL)} categorical
 """
 
 
+def measure_latency(name: str, params: Params) -> dict[str, float]:
+    """Time the packaged pipeline on one thread (what one serving worker gets); write latency.json."""
+    from modelops.evaluate import latency, latency_file, write_json
+    from modelops.prepare import read_split
+    from modelops.train import pinned_threads
+
+    x = dataset.to_features(read_split(dataset.TEST_FILE))
+    with pinned_threads(1):
+        timing = latency(load_pipeline(name), x, params.evaluate)
+    write_json(latency_file(name), timing)
+    return timing
+
+
 def package(name: str, params: Params) -> dict[str, str]:
-    """Write models/<name>/model (MLflow format) and MODEL_CARD.md; return the hashes."""
+    """Write models/<name>/model (MLflow format), MODEL_CARD.md and latency.json; return the hashes."""
     from modelops_serving.integrity import file_sha256, tree_hash
 
     out = package_dir(name)
     save_mlflow_model(name, out)
+    measure_latency(name, params)
     content_hash = tree_hash(out)
     raw_md5 = _md5(dataset.RAW_FILE)
     card = card_file(name)

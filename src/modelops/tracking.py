@@ -95,7 +95,9 @@ def log_run(name: str, params: Params, outputs: dict[str, str]) -> str:
     if params.data.source == "synthetic":
         logged |= {"data.rows": params.data.rows, "data.seed": params.data.seed}
     logged |= {f"hp.{k}": v for k, v in model.hyperparams.items()}
-    values = json.loads(metrics_file(name).read_text()) | json.loads(latency_file(name).read_text())
+    values = json.loads(metrics_file(name).read_text())
+    if latency_file(name).exists():
+        values |= json.loads(latency_file(name).read_text())
     tags = (
         {
             "model": name,

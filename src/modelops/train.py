@@ -38,7 +38,7 @@ def make_estimator(params: ModelParams) -> BaseEstimator:
     names = estimator.get_params(deep=False)
     if "random_state" in names:
         estimator.set_params(random_state=params.seed)
-    if "n_jobs" in names:
+    if "n_jobs" in names and params.estimator != "logistic_regression":  # no effect since sklearn 1.8
         estimator.set_params(n_jobs=params.threads)
     return estimator
 

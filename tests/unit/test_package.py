@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A tiny trained model packaged twice in the same directory, and once more with other weights."""
+    """A tiny model packaged twice in the same directory, plus a second model with other weights."""
     root = tmp_path_factory.mktemp("package")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
@@ -97,8 +98,6 @@ def test_model_uuid_tells_different_models_apart(in_root: Path, tmp_path: Path) 
 
 def test_requirements_are_pinned_to_the_installed_versions(in_root: Path) -> None:
     lines = (package.package_dir(NAME) / "requirements.txt").read_text().split()
-    from importlib import metadata
-
     for dist in package.RUNTIME_REQUIREMENTS:
         assert f"{dist}=={metadata.version(dist)}" in lines
 
@@ -133,3 +132,13 @@ def test_packaging_an_untrained_model_names_the_command(in_root: Path) -> None:
     with pytest.raises(PipelineError, match="modelops train ghost"):
         package.package("ghost", p)
     assert not Path("models/ghost").exists()
+
+
+def test_package_times_the_packaged_model_outside_the_hashed_directory(in_root: Path) -> None:
+    from modelops.evaluate import latency_file
+
+    timing = json.loads(latency_file(NAME).read_text())
+    test_rows = len(prepare.read_split(dataset.TEST_FILE))
+    assert timing["predict_single_ms"] > 0 and timing["predict_batch_ms"] > 0
+    assert timing["batch_rows"] == min(test_rows, params().evaluate.latency_batch_rows)
+    assert not list(package.package_dir(NAME).rglob("latency*"))

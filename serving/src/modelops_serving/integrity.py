@@ -26,7 +26,7 @@ def tree_hash(root: Path) -> str:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
     if not files:
         raise FileNotFoundError(f"{root}: empty directory")
     digest = hashlib.sha256()
