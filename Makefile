@@ -10,8 +10,9 @@ demo: setup  ## set up, reproduce the pipeline, print the metrics and where the 
 	$(RUN) dvc repro
 	$(RUN) modelops show
 
-setup: $(UV)  ## install the locked environment (Python 3.12 through uv)
+setup: $(UV)  ## install the locked environments (Python 3.12 through uv)
 	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --compile-bytecode --project benchmarks/competitors
 
 $(UV):
 	python3 -m pip install --user --quiet uv

@@ -59,13 +59,15 @@ def measure(rows: int, base: Path, repeats: int) -> dict[str, float]:
     least disturbed by anything else on the machine.
     """
     runs: dict[str, list[tuple[float, int]]] = {"direct": [], "dvc": []}
+    dvc_repo = base
     order = ["direct", "dvc", "dvc", "direct"] * repeats
     for i, kind in enumerate(order[: 2 * repeats]):
         repo = scratch_repo(base, f"{kind}-{rows}-{i}", rows)
         cmd = [venv_tool("modelops"), "run"] if kind == "direct" else [venv_tool("dvc"), "repro"]
         runs[kind].append(timed(cmd, repo))
+        dvc_repo = repo if kind == "dvc" else dvc_repo
         print(f"  {kind} run {i}: {runs[kind][-1][0]:.1f}s", file=sys.stderr, flush=True)
-    noop_s, _ = timed([venv_tool("dvc"), "repro"], repo)
+    noop_s, _ = timed([venv_tool("dvc"), "repro"], dvc_repo)
     direct_s, dvc_s = min(t for t, _ in runs["direct"]), min(t for t, _ in runs["dvc"])
     return {
         "rows": rows,

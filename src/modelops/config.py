@@ -6,6 +6,8 @@ dotted key path (``models.credit-hgb.hyperparams.max_iter``) in the message.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from functools import cache
@@ -132,9 +134,29 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     except ValidationError as exc:
         problems = [f"  {_where(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(problems)) from None
+    _check_all_hyperparams(params, source)
+    return params
+
+
+# Where a passed hyper-parameter check is remembered. Importing scikit-learn to ask it costs about
+# 1.5 s per process; every DVC stage is a process, and most stages never touch a model.
+VERDICTS = Path(".dvc/tmp/modelops-params-ok")
+
+
+def _check_all_hyperparams(params: Params, source: str) -> None:
+    """Check every model's hyper-parameters once per (models section, scikit-learn version)."""
+    from importlib.metadata import version
+
+    models = {name: m.model_dump() for name, m in params.models.items()}
+    blob = json.dumps([models, version("scikit-learn")], sort_keys=True, default=str)
+    marker = VERDICTS / hashlib.sha256(blob.encode()).hexdigest()
+    if marker.exists():
+        return
     for name, model in params.models.items():
         check_hyperparams(name, model, source)
-    return params
+    if VERDICTS.parent.is_dir():  # only inside a DVC repository; never create .dvc/ elsewhere
+        VERDICTS.mkdir(exist_ok=True)
+        marker.touch()
 
 
 def check_hyperparams(name: str, model: ModelParams, source: str = PARAMS_FILE) -> None:

@@ -110,3 +110,24 @@ def test_unknown_model_lists_the_known_ones() -> None:
     params = load_params(ROOT / "params.yaml")
     with pytest.raises(ParamsError, match=r"no model 'nope'.*credit-hgb"):
         params.model("nope")
+
+
+def test_a_passed_hyperparameter_check_is_remembered_per_content(tmp_path: Path, monkeypatch) -> None:
+    """Stages that never build a model skip importing scikit-learn once the params passed."""
+    import modelops.config as config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc/tmp").mkdir(parents=True)
+    raw = shipped()
+    parse_params(raw)
+    assert len(list(config.VERDICTS.iterdir())) == 1
+    raw["models"]["credit-hgb"]["hyperparams"]["learning_rate"] = -1  # new content: checked again
+    with pytest.raises(ParamsError, match="learning_rate"):
+        parse_params(raw)
+    assert len(list(config.VERDICTS.iterdir())) == 1  # a failure is never remembered
+
+
+def test_no_verdict_is_written_outside_a_dvc_repository(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    parse_params(shipped())
+    assert not (tmp_path / ".dvc").exists()
