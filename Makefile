@@ -4,20 +4,22 @@
 UV ?= $(HOME)/.local/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: demo setup test lint mlflow-ui bench
+.PHONY: demo setup setup-competitors test lint mlflow-ui bench
 
 demo: setup  ## set up, reproduce the pipeline, print the metrics and where the MLflow runs are
 	$(RUN) dvc repro
 	$(RUN) modelops show
 
-setup: $(UV)  ## install the locked environments (Python 3.12 through uv)
+setup: $(UV)  ## install the locked environment (Python 3.12 through uv)
 	$(UV) sync --frozen --compile-bytecode
+
+setup-competitors: $(UV)  ## seldon-core and MLServer, in their own lock, for conformance tests and benchmarks
 	$(UV) sync --frozen --compile-bytecode --project benchmarks/competitors
 
 $(UV):
 	python3 -m pip install --user --quiet uv
 
-test: setup  ## the whole suite: pre-commit checks, then pytest
+test: setup setup-competitors  ## the whole suite: pre-commit checks, then pytest
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 	$(RUN) pytest
 

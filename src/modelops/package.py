@@ -20,10 +20,10 @@ import yaml
 from modelops import dataset
 from modelops.config import Params
 from modelops.evaluate import metrics_file
-from modelops.train import load_pipeline, model_dir
+from modelops.train import load_pipeline, model_dir, pipeline_file
 
 PINNED_CREATED = "1970-01-01 00:00:00.000000"
-RUNTIME_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
+RUNTIME_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy")
 EXAMPLE_ROWS = 3
 
 
@@ -49,6 +49,7 @@ def _pin_mlmodel(path: Path) -> None:
     doc = yaml.safe_load(mlmodel.read_text())
     doc.pop("model_id", None)
     doc["utc_time_created"] = PINNED_CREATED
+    doc["model_size_bytes"] = sum(f.stat().st_size for f in path.rglob("*") if f.name != "MLmodel")
     doc["model_uuid"] = "pending"
     mlmodel.write_text(yaml.safe_dump(doc, sort_keys=True))
     # Every file, not MLmodel alone: two models of the same size and signature have equal MLmodels.
@@ -61,7 +62,7 @@ def save_mlflow_model(name: str, out: Path) -> None:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    # The cloudpickle caution and the unpinned-pip note are known; the server verifies the hash.
+    # The pickle caution and the unpinned-pip note are known; the server verifies the hash.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
     from modelops.prepare import read_split
@@ -74,12 +75,16 @@ def save_mlflow_model(name: str, out: Path) -> None:
     mlflow.sklearn.save_model(
         pipeline,
         tmp,
-        serialization_format="cloudpickle",
+        serialization_format="pickle",
         signature=signature,
         input_example=example,
         pip_requirements=_requirements(),
         pyfunc_predict_fn="predict_proba",
     )
+    # Ship the train stage's own bytes, not MLflow's re-pickle of the loaded object: a re-pickle
+    # memoizes by object identity, which depends on what else the process imported or built
+    # (seen: 20 bytes differed when a params check had constructed an estimator first).
+    shutil.copyfile(pipeline_file(name), tmp / "model.pkl")
     _pin_mlmodel(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

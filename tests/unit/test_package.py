@@ -81,7 +81,7 @@ def test_mlmodel_has_no_wall_clock_or_random_fields(in_root: Path) -> None:
     assert doc["utc_time_created"] == package.PINNED_CREATED
     assert "model_id" not in doc
     assert re.fullmatch(r"[0-9a-f]{32}", doc["model_uuid"])
-    assert doc["flavors"]["sklearn"]["serialization_format"] == "cloudpickle"
+    assert doc["flavors"]["sklearn"]["serialization_format"] == "pickle"
     assert doc["flavors"]["python_function"]["predict_fn"] == "predict_proba"
     inputs = json.loads(doc["signature"]["inputs"])
     assert [col["name"] for col in inputs] == list(dataset.FEATURES)
@@ -142,3 +142,12 @@ def test_package_times_the_packaged_model_outside_the_hashed_directory(in_root: 
     assert timing["predict_single_ms"] > 0 and timing["predict_batch_ms"] > 0
     assert timing["batch_rows"] == min(test_rows, params().evaluate.latency_batch_rows)
     assert not list(package.package_dir(NAME).rglob("latency*"))
+
+
+def test_the_served_pickle_is_the_trained_pickle_byte_for_byte(in_root: Path) -> None:
+    """Re-pickling a loaded object depends on process state; the train stage's bytes do not."""
+    packaged_bytes = (package.package_dir(NAME) / "model.pkl").read_bytes()
+    assert packaged_bytes == train.pipeline_file(NAME).read_bytes()
+    assert mlmodel(package.package_dir(NAME))["model_size_bytes"] == sum(
+        f.stat().st_size for f in package.package_dir(NAME).rglob("*") if f.name != "MLmodel"
+    )
