@@ -80,6 +80,8 @@ def save_mlflow_model(name: str, out: Path) -> None:
         input_example=example,
         pip_requirements=_requirements(),
         pyfunc_predict_fn="predict_proba",
+        # predict_proba's columns are classes [0, 1]; the server names them from here
+        metadata={"class_names": list(dataset.LABELS)},
     )
     # Ship the train stage's own bytes, not MLflow's re-pickle of the loaded object: a re-pickle
     # memoizes by object identity, which depends on what else the process imported or built

@@ -151,3 +151,8 @@ def test_the_served_pickle_is_the_trained_pickle_byte_for_byte(in_root: Path) ->
     assert mlmodel(package.package_dir(NAME))["model_size_bytes"] == sum(
         f.stat().st_size for f in package.package_dir(NAME).rglob("*") if f.name != "MLmodel"
     )
+
+
+def test_mlmodel_names_the_probability_columns(in_root: Path) -> None:
+    names = mlmodel(package.package_dir(NAME))["metadata"]["class_names"]
+    assert names == ["good", "bad"] and names[1] == dataset.POSITIVE  # column 1 is y == 1

@@ -1,0 +1,553 @@
+"""Serving benchmark: this server against seldon-core-microservice and MLServer, same model, one run.
+
+Every server serves the pipeline's real model (models/credit-hgb, from `dvc repro`) on loopback and
+is loaded by wrk (POST bodies from a Lua script) for --duration seconds per run: single-row
+requests at concurrency 1, 16 and 64, and 1,000-row requests at concurrency 1. In-process
+`predict_proba` on one thread is the floor. Servers, each started, measured and stopped in turn:
+
+  modelops          `python -m modelops_serving`, default settings (Seldon v1 and V2 bodies)
+  seldon            seldon-core-microservice 1.19 + modelops_serving.seldon.CreditModel, defaults
+  seldon-2w         the same with --workers 2 (GUNICORN_WORKERS)
+  mlserver          MLServer 1.7 + mlserver-sklearn, adaptive batching on, pandas-codec V2 bodies
+
+With --pin (the default) wrk runs on CPU 0 and each server, with all its processes, on CPU 1, so
+the load generator never takes cycles from the server it measures; every server gets one core.
+The competitors run from their own locked environment (benchmarks/competitors/.venv).
+
+    uv sync --frozen --project benchmarks/competitors   # once
+    apt-get install -y wrk                              # Debian's wrk 4
+    uv run --frozen python benchmarks/serving.py [--duration 10] [--only modelops seldon]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_NAME = "credit-hgb"
+MODEL_DIR = ROOT / "models" / MODEL_NAME / "model"
+COMPETITORS_BIN = ROOT / "benchmarks" / "competitors" / ".venv" / "bin"
+RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
+BATCH_ROWS = 1000
+START_TIMEOUT_S = 90.0
+
+# wrk calls done() once at the end; one JSON line on stdout carries everything the report needs.
+WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d, "mean_us": %.1f, "max_us": %d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean, latency.max))
+end
+"""
+
+
+@dataclass
+class Scenario:
+    """One wrk run: a request body, its row count and the number of open connections."""
+
+    label: str
+    rows: int
+    connections: int
+
+
+SCENARIOS = (
+    Scenario("1 row, c=1", 1, 1),
+    Scenario("1 row, c=16", 1, 16),
+    Scenario("1 row, c=64", 1, 64),
+    Scenario(f"{BATCH_ROWS} rows, c=1", BATCH_ROWS, 1),
+)
+
+
+@dataclass
+class Server:
+    """How to start one server, where to send requests, and how to build its request bodies."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    ready_url: str
+    infer_url: str
+    body: Any  # Callable[[pd.DataFrame], dict]
+    parse: Any  # Callable[[dict], np.ndarray]
+    scenarios: tuple[Scenario, ...] = SCENARIOS
+    cwd: Path | None = None
+    notes: str = ""
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def free_port() -> int:
+    """A TCP port that nothing on loopback listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post_json(url: str, body: dict, timeout: float = 30.0) -> dict:
+    """POST a JSON body; the decoded JSON answer (raises on non-2xx)."""
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+# --- request bodies and answers, per protocol ------------------------------------------------------
+
+
+def seldon_v1_body(rows: pd.DataFrame) -> dict:
+    """Seldon v1: names plus an ndarray of mixed number/string rows."""
+    return {"data": {"names": list(rows.columns), "ndarray": rows.astype(object).values.tolist()}}
+
+
+def seldon_v1_probs(answer: dict) -> np.ndarray:
+    return np.asarray(answer["data"]["ndarray"], dtype=float)
+
+
+def v2_columns_body(rows: pd.DataFrame) -> dict:
+    """Open Inference Protocol with one input per column and the pandas request codec.
+
+    This is the form mlserver-sklearn decodes into a DataFrame with mixed dtypes (the pipeline's
+    ColumnTransformer selects columns by name); numbers as FP64, strings as BYTES with the `str`
+    content type.
+    """
+    inputs = []
+    for col in rows.columns:
+        values = rows[col].tolist()
+        if pd.api.types.is_numeric_dtype(rows[col]):
+            inputs.append({"name": col, "shape": [len(rows), 1], "datatype": "FP64", "data": values})
+        else:
+            inputs.append(
+                {
+                    "name": col,
+                    "shape": [len(rows), 1],
+                    "datatype": "BYTES",
+                    "parameters": {"content_type": "str"},
+                    "data": values,
+                }
+            )
+    return {"parameters": {"content_type": "pd"}, "inputs": inputs}
+
+
+def v2_probs(answer: dict) -> np.ndarray:
+    out = answer["outputs"][0]
+    return np.asarray(out["data"], dtype=float).reshape(out["shape"])
+
+
+# --- the model, its rows and the in-process floor --------------------------------------------------
+
+
+def load_pipeline() -> Any:
+    """The fitted scikit-learn pipeline inside the packaged MLflow model (cloudpickle)."""
+    import cloudpickle
+
+    path = MODEL_DIR / "model.pkl"
+    if not path.exists():
+        raise SystemExit(f"{path}: not found; run `dvc repro` (or `make demo`) first to train the model")
+    with path.open("rb") as fh:
+        return cloudpickle.load(fh)
+
+
+def request_rows() -> pd.DataFrame:
+    """Real applications from the credit data, without gaps (JSON has no NaN), 1,000 of them."""
+    from modelops import dataset, ingest
+
+    frame = dataset.to_features(ingest.load_credit()).dropna().reset_index(drop=True)
+    return frame.iloc[:BATCH_ROWS].reset_index(drop=True)
+
+
+def in_process(pipeline: Any, rows: pd.DataFrame, seconds: float) -> dict[str, Any]:
+    """Median wall time of predict_proba on one row and on the batch, one thread (the floor)."""
+    from threadpoolctl import threadpool_limits
+
+    def timed(x: pd.DataFrame) -> float:
+        times = []
+        deadline = time.perf_counter() + seconds / 2
+        while time.perf_counter() < deadline or len(times) < 5:
+            start = time.perf_counter()
+            pipeline.predict_proba(x)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    with threadpool_limits(limits=1):
+        single, batch = timed(rows.iloc[:1]), timed(rows)
+    return {
+        "single_ms": round(single * 1e3, 3),
+        "single_rows_per_s": round(1 / single),
+        "batch_ms": round(batch * 1e3, 2),
+        "batch_rows_per_s": round(len(rows) / batch),
+    }
+
+
+# --- the servers -----------------------------------------------------------------------------------
+
+
+def content_hash() -> str:
+    from modelops_serving.integrity import tree_hash
+
+    return tree_hash(MODEL_DIR)
+
+
+def modelops_env(port: int) -> dict[str, str]:
+    """The settings the manifest would give the server: model, name, version, expected hash."""
+    return {
+        "MODELOPS_MODEL_URI": str(MODEL_DIR),
+        "MODELOPS_MODEL_NAME": MODEL_NAME,
+        "MODELOPS_MODEL_VERSION": "bench",
+        "MODELOPS_EXPECTED_HASH": content_hash(),
+        "MODELOPS_HOST": "127.0.0.1",
+        "MODELOPS_PORT": str(port),
+    }
+
+
+def servers(work: Path, only: set[str] | None, seldon_class: str) -> list[Server]:
+    """Every server to measure, with fresh ports; MLServer's model directory is written here."""
+    out: list[Server] = []
+    seldon_bin = str(COMPETITORS_BIN / "seldon-core-microservice")
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    out.append(
+        Server(
+            "modelops",
+            [sys.executable, "-m", "modelops_serving"],
+            modelops_env(port),
+            f"{base}/v2/health/ready",
+            f"{base}/api/v1.0/predictions",
+            seldon_v1_body,
+            seldon_v1_probs,
+            notes="Seldon v1 body",
+        )
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    out.append(
+        Server(
+            "modelops-v2",
+            [sys.executable, "-m", "modelops_serving"],
+            modelops_env(port),
+            f"{base}/v2/health/ready",
+            f"{base}/v2/models/{MODEL_NAME}/infer",
+            v2_columns_body,
+            v2_probs,
+            scenarios=(SCENARIOS[1], SCENARIOS[3]),
+            notes="the same server, V2 body (as MLServer's)",
+        )
+    )
+    for name, workers in (("seldon", None), ("seldon-2w", 2)):
+        http, grpc, metrics = free_port(), free_port(), free_port()
+        cmd = [seldon_bin, seldon_class, "--service-type", "MODEL"]
+        cmd += ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+        if workers:
+            cmd += ["--workers", str(workers)]
+        out.append(
+            Server(
+                name,
+                cmd,
+                modelops_env(http),
+                f"http://127.0.0.1:{http}/health/ping",
+                f"http://127.0.0.1:{http}/api/v1.0/predictions",
+                seldon_v1_body,
+                seldon_v1_probs,
+                cwd=work,
+                notes="defaults" if not workers else f"--workers {workers}",
+            )
+        )
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    out.append(
+        Server(
+            "mlserver",
+            [str(COMPETITORS_BIN / "mlserver"), "start", str(mlserver_dir(work, http, grpc, metrics))],
+            {},
+            f"http://127.0.0.1:{http}/v2/models/{MODEL_NAME}/ready",
+            f"http://127.0.0.1:{http}/v2/models/{MODEL_NAME}/infer",
+            v2_columns_body,
+            v2_probs,
+            notes="adaptive batching 64 rows / 1 ms, default parallel workers",
+        )
+    )
+    return [s for s in out if only is None or s.name in only]
+
+
+def mlserver_dir(work: Path, http: int, grpc: int, metrics: int) -> Path:
+    """A model repository for MLServer: the fitted pipeline as joblib, batching on, predict_proba."""
+    root = work / "mlserver"
+    model = root / MODEL_NAME
+    model.mkdir(parents=True, exist_ok=True)
+    # Written from the competitors' environment (numpy < 2, as seldon-core pins), so MLServer reads a
+    # joblib file pickled by its own numpy; the wrapper's compat shim reads our numpy-2 pickle first.
+    dump = (
+        "import sys, cloudpickle, joblib\n"
+        "from modelops_serving.seldon import numpy2_pickle_compat\n"
+        "numpy2_pickle_compat()\n"
+        "with open(sys.argv[1], 'rb') as fh:\n"
+        "    joblib.dump(cloudpickle.load(fh), sys.argv[2])\n"
+    )
+    python = str(COMPETITORS_BIN / "python")
+    subprocess.run(
+        [python, "-c", dump, str(MODEL_DIR / "model.pkl"), str(model / "model.joblib")], check=True
+    )
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": http,
+        "grpc_port": grpc,
+        "metrics_port": metrics,
+        "load_models_at_startup": True,
+    }
+    (root / "settings.json").write_text(json.dumps(settings, indent=2))
+    model_settings = {
+        "name": MODEL_NAME,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "max_batch_size": 64,
+        "max_batch_time": 0.001,
+        "parameters": {"uri": "./model.joblib", "version": "bench", "extra": {"predict_fn": "predict_proba"}},
+    }
+    (model / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    return root
+
+
+@contextlib.contextmanager
+def running(server: Server, logs: Path, pin: bool) -> Iterator[subprocess.Popen]:
+    """Start a server in its own process group, wait until ready, and always stop the whole group."""
+    cmd = (["taskset", "-c", "1"] if pin else []) + server.cmd
+    env = os.environ | {"PYTHONUNBUFFERED": "1"} | server.env
+    log = (logs / f"{server.name}.log").open("wb")
+    proc = subprocess.Popen(
+        cmd, cwd=server.cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        wait_ready(server, proc, logs)
+        yield proc
+    finally:
+        stop(proc)
+        log.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group (gunicorn and MLServer fork workers), then SIGKILL stragglers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=5)
+
+
+def wait_ready(server: Server, proc: subprocess.Popen, logs: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (logs / f"{server.name}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{server.name} exited with {proc.returncode} before ready:\n{tail}")
+        try:
+            with urllib.request.urlopen(server.ready_url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{server.name} not ready after {START_TIMEOUT_S:.0f}s ({server.ready_url})")
+
+
+def run_wrk(url: str, body_file: Path, script: Path, connections: int, seconds: int, pin: bool) -> dict:
+    """One wrk run; its done() summary as a dict."""
+    threads = min(connections, 2)
+    cmd = ["taskset", "-c", "0"] if pin else []
+    cmd += ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s"]
+    cmd += ["-s", str(script), url]
+    proc = subprocess.run(
+        cmd,
+        env=os.environ | {"BENCH_BODY": str(body_file)},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line.removeprefix("BENCH_JSON "))
+    raise RuntimeError(f"wrk gave no summary ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+def measure(
+    server: Server, rows: pd.DataFrame, expected: np.ndarray, work: Path, args: argparse.Namespace
+) -> None:
+    """Check the server's answer against in-process predict, then one wrk run per scenario."""
+    script = work / "post.lua"
+    with running(server, work / "logs", args.pin):
+        probe = server.parse(post_json(server.infer_url, server.body(rows.iloc[:5])))
+        parity = float(np.max(np.abs(probe - expected[:5])))
+        for sc in server.scenarios:
+            body_file = work / f"{server.name}-{sc.rows}.json"
+            body_file.write_text(json.dumps(server.body(rows.iloc[: sc.rows])))
+            out = run_wrk(server.infer_url, body_file, script, sc.connections, args.duration, args.pin)
+            seconds = out["duration_us"] / 1e6
+            errors = out["connect"] + out["read"] + out["write"] + out["status"] + out["timeout"]
+            result = {
+                "server": server.name,
+                "scenario": sc.label,
+                "rows": sc.rows,
+                "connections": sc.connections,
+                "requests": out["requests"],
+                "requests_per_s": round(out["requests"] / seconds, 1),
+                "rows_per_s": round(out["requests"] * sc.rows / seconds),
+                "p50_ms": round(out["p50_us"] / 1e3, 2),
+                "p99_ms": round(out["p99_us"] / 1e3, 2),
+                "errors": errors,
+                "max_abs_diff_vs_in_process": parity,
+            }
+            server.results.append(result)
+            print(
+                f"  {server.name:12} {sc.label:16} {result['requests_per_s']:>9} req/s "
+                f"p50 {result['p50_ms']:>7} ms  p99 {result['p99_ms']:>7} ms  errors {errors}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def find(results: list[dict], server: str, scenario: str) -> dict | None:
+    return next((r for r in results if r["server"] == server and r["scenario"] == scenario), None)
+
+
+def ratios(results: list[dict], floor: dict[str, Any]) -> dict[str, float | None]:
+    """The quantities issue 3 sets targets on."""
+    c16, batch = "1 row, c=16", f"{BATCH_ROWS} rows, c=1"
+    ours, seldon, mlserver = (find(results, s, c16) for s in ("modelops", "seldon", "mlserver"))
+    ours_batch = find(results, "modelops", batch)
+
+    def div(a: dict | None, b: dict | None, key: str) -> float | None:
+        return round(a[key] / b[key], 2) if a and b and b[key] else None
+
+    return {
+        "throughput_vs_seldon_c16 (target >= 5)": div(ours, seldon, "requests_per_s"),
+        "throughput_vs_mlserver_c16 (target >= 1.5)": div(ours, mlserver, "requests_per_s"),
+        "p99_ms_c16 (target <= 10)": ours["p99_ms"] if ours else None,
+        "batch_rows_per_s_vs_in_process (target >= 0.5)": (
+            round(ours_batch["rows_per_s"] / floor["batch_rows_per_s"], 2) if ours_batch else None
+        ),
+    }
+
+
+def markdown(results: list[dict], floor: dict[str, Any], notes: dict[str, str]) -> str:
+    lines = [
+        "| server | requests | req/s | rows/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        name = f"{r['server']} ({notes[r['server']]})" if notes.get(r["server"]) else r["server"]
+        lines.append(
+            f"| {name} | {r['scenario']} | {r['requests_per_s']:,.0f} | {r['rows_per_s']:,} | "
+            f"{r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
+        )
+    lines.append(
+        f"| in-process predict_proba (1 thread) | 1 row | {1e3 / floor['single_ms']:,.0f} | "
+        f"{floor['single_rows_per_s']:,} | {floor['single_ms']} | | |"
+    )
+    lines.append(
+        f"| in-process predict_proba (1 thread) | {BATCH_ROWS} rows | "
+        f"{1e3 / floor['batch_ms']:,.1f} | {floor['batch_rows_per_s']:,} | {floor['batch_ms']} | | |"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--only", nargs="*", help="server names to run (default: all)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not taskset wrk/server")
+    parser.add_argument(
+        "--seldon-class", default="modelops_serving.seldon.CreditModel", help="the Seldon wrapper class"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: install it with `apt-get install -y wrk` (Debian/Ubuntu)")
+    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        print("taskset or a second CPU missing: running unpinned", file=sys.stderr)
+        args.pin = False
+    if not (COMPETITORS_BIN / "seldon-core-microservice").exists():
+        raise SystemExit("competitors not installed: uv sync --frozen --project benchmarks/competitors")
+
+    pipeline = load_pipeline()
+    rows = request_rows()
+    expected = pipeline.predict_proba(rows)
+    print("in-process floor ...", file=sys.stderr, flush=True)
+    floor = in_process(pipeline, rows, seconds=min(args.duration, 10))
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        (work / "logs").mkdir()
+        (work / "post.lua").write_text(WRK_SCRIPT)
+        todo = servers(work, set(args.only) if args.only else None, args.seldon_class)
+        failures: dict[str, str] = {}
+        for server in todo:
+            print(f"{server.name}: {' '.join(server.cmd)}", file=sys.stderr, flush=True)
+            try:
+                measure(server, rows, expected, work, args)
+            except Exception as exc:  # one broken competitor must not lose the others' numbers
+                failures[server.name] = str(exc)[-2000:]
+                print(f"  {server.name} FAILED: {exc}", file=sys.stderr, flush=True)
+    results = [r for s in todo for r in s.results]
+    notes = {s.name: s.notes for s in todo}
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "pinned": "wrk on CPU 0, server on CPU 1" if args.pin else "unpinned",
+        },
+        "started_unix": round(started),
+        "duration_s_per_run": args.duration,
+        "model": {"dir": str(MODEL_DIR.relative_to(ROOT)), "content_hash": content_hash()},
+        "in_process": floor,
+        "results": results,
+        "ratios": ratios(results, floor),
+        "failures": failures,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(results, floor, notes))
+    print()
+    for key, value in report["ratios"].items():
+        print(f"- {key}: {value}")
+    for name, err in failures.items():
+        print(f"- FAILED {name}: {err.splitlines()[0] if err else ''}")
+    print(f"\nwritten to {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

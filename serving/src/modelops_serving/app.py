@@ -1,0 +1,463 @@
+"""The FastAPI application: Seldon v1 and Open Inference (V2) endpoints over one batched model.
+
+Prediction handlers read the body themselves (size-limited, parsed by orjson) instead of letting
+FastAPI parse it: every failure then maps to a 4xx in the caller's protocol, never FastAPI's 422, and
+the hot path skips FastAPI's JSON and validation layers. The pydantic models still document the
+bodies in /openapi.json.
+
+A model that fails to load (hash mismatch, missing file, bad pickle) keeps the process up and never
+ready: the readiness probe holds the rollout, the previous ReplicaSet keeps serving, and the reason
+stays visible in the log, /health/status and /v2/health/ready instead of in a crash loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+
+from modelops_serving import protocol_v1, protocol_v2
+from modelops_serving.batching import Batcher
+from modelops_serving.metrics import CONTENT_TYPE_LATEST, Metrics
+from modelops_serving.model import ModelLoadError, ServedModel, load_model, pin_threads
+from modelops_serving.settings import Settings
+from modelops_serving.validation import RequestError
+
+log = logging.getLogger("modelops_serving")
+
+JSON = "application/json"
+
+
+class ServerState:
+    """What the handlers share: the model once loaded, the batcher, and the lifecycle flags."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model: ServedModel | None = None
+        self.batcher: Batcher | None = None
+        self.metrics = Metrics()
+        self.load_error: str | None = None
+        self.draining = False
+        self.headers: dict[str, str] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and self.batcher is not None and not self.draining
+
+    def begin_drain(self) -> None:
+        """Readiness goes false; requests still in flight (and arriving) are still answered."""
+        if not self.draining:
+            log.info("draining: readiness is now false; in-flight requests will complete")
+        self.draining = True
+
+    def require_model(self, name: str | None = None) -> tuple[ServedModel, Batcher]:
+        if name is not None and name != self.settings.model_name:
+            raise RequestError(
+                f"model {name!r} not found; this server serves {self.settings.model_name!r}", 404
+            )
+        if self.model is None or self.batcher is None:
+            reason = self.load_error or "the model is still loading"
+            raise RequestError(f"model {self.settings.model_name!r} is not ready: {reason}", 503)
+        return self.model, self.batcher
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (by Content-Length and while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(f"invalid Content-Length {declared!r}")
+        if int(declared) > limit:
+            raise RequestError(
+                f"the body is {declared} bytes; the limit is {limit} (MODELOPS_MAX_BODY_BYTES)", 413
+            )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"the body exceeds the limit of {limit} bytes (MODELOPS_MAX_BODY_BYTES)", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes, content_type: str | None, *, form_ok: bool) -> Any:
+    """The JSON document in the body (or, for Seldon's form posts, in its `json` field)."""
+    media = (content_type or JSON).split(";", 1)[0].strip().lower()
+    if media == "application/x-www-form-urlencoded" and form_ok:
+        try:
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
+        except UnicodeDecodeError:
+            raise RequestError("the form body is not UTF-8") from None
+        if "json" not in fields:
+            raise RequestError("a form-encoded request needs a json=<SeldonMessage> field")
+        body = fields["json"][0].encode()
+    elif media != JSON and not media.endswith("+json"):
+        raise RequestError(f"unsupported Content-Type {media!r}; send application/json", 415)
+    if not body:
+        raise RequestError("the body is empty; send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
+
+
+def _openapi_body(model: type) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The server for `settings`: the model loads in the background after startup."""
+    settings = settings or Settings()
+    state = ServerState(settings)
+
+    async def load() -> None:
+        try:
+            model = await asyncio.to_thread(
+                load_model,
+                settings.model_uri,
+                expected_hash=settings.expected_hash,
+                name=settings.model_name,
+                version=settings.model_version,
+                cache_dir=settings.cache_dir,
+            )
+        except ModelLoadError as exc:
+            state.load_error = str(exc)
+            log.error("model load failed; the server stays up and NOT ready: %s", exc)
+            return
+        except Exception as exc:  # anything else is also "cannot serve", never a crash
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("model load failed; the server stays up and NOT ready")
+            return
+        batcher = Batcher(
+            model.predict,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_batch_wait_ms,
+            thread_init=lambda: pin_threads(settings.threads),
+            on_batch=state.metrics.observe_batch,
+        )
+        await batcher.start()
+        state.metrics.set_model(model.name, model.version, model.content_hash, model.classes)
+        state.headers = {
+            "x-model-name": model.name,
+            "x-model-version": model.version,
+            "x-model-hash": model.content_hash,
+        }
+        # Everything loaded so far (sklearn, pandas, the model) lives as long as the process: keep it
+        # out of the cyclic GC, whose full passes over it were the p99 outliers under load.
+        gc.collect()
+        gc.freeze()
+        state.model, state.batcher = model, batcher
+        log.info("ready: serving %s version %s (hash %s)", model.name, model.version, model.content_hash)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            state.begin_drain()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if state.batcher is not None:
+                await state.batcher.stop()
+
+    app = FastAPI(
+        title="modelops model server",
+        version="1",
+        description="Seldon v1 and Open Inference Protocol (V2) endpoints for one hash-verified model.",
+        lifespan=lifespan,
+    )
+    app.state.modelops = state
+
+    def error_response(v2: bool, status: int, message: str) -> Response:
+        body = protocol_v2.error_body(status, message) if v2 else protocol_v1.error_body(status, message)
+        return Response(body, status, media_type=JSON, headers=state.headers)
+
+    async def predict(
+        request: Request, endpoint: str, v2: bool, name: str | None, form_ok: bool = False
+    ) -> Response:
+        started = time.perf_counter()
+        try:
+            model, batcher = state.require_model(name)
+            body = await read_body(request, settings.max_body_bytes)
+            payload = parse_json(body, request.headers.get("content-type"), form_ok=form_ok)
+            return await _answer(payload, model, batcher, endpoint, v2, started)
+        except RequestError as exc:
+            state.metrics.observe_request(endpoint, exc.status, time.perf_counter() - started)
+            return error_response(v2, exc.status, exc.message)
+
+    async def _answer(
+        payload: Any, model: ServedModel, batcher: Batcher, endpoint: str, v2: bool, started: float
+    ) -> Response:
+        try:
+            if v2:
+                rows, request_id = protocol_v2.decode(payload, model, settings)
+            else:
+                rows, style = protocol_v1.decode(payload, model, settings)
+        except RecursionError:
+            raise RequestError("the JSON document is nested too deeply") from None
+        try:
+            proba = await batcher.predict(rows)
+        except Exception as exc:  # the batch failed: a genuine server error, the server keeps going
+            state.metrics.observe_request(endpoint, 500, time.perf_counter() - started)
+            return error_response(v2, 500, f"prediction failed: {type(exc).__name__}: {exc}")
+        state.metrics.observe_classes(proba)
+        content = (
+            protocol_v2.encode(proba, model, request_id) if v2 else protocol_v1.encode(proba, style, model)
+        )
+        state.metrics.observe_request(endpoint, 200, time.perf_counter() - started)
+        return Response(content, 200, media_type=JSON, headers=state.headers)
+
+    v1_responses: dict[int | str, dict[str, Any]] = {
+        200: {"model": protocol_v1.SeldonResponse, "description": "Class probabilities"},
+        400: {"model": protocol_v1.SeldonError, "description": "Invalid request"},
+        404: {"model": protocol_v1.SeldonError, "description": "Unknown model"},
+        413: {"model": protocol_v1.SeldonError, "description": "Too large"},
+        415: {"model": protocol_v1.SeldonError, "description": "Not JSON"},
+        503: {"model": protocol_v1.SeldonError, "description": "Not ready"},
+    }
+    v2_responses: dict[int | str, dict[str, Any]] = {
+        200: {"model": protocol_v2.InferenceResponse, "description": "Class probabilities"},
+        **{
+            code: {"model": protocol_v2.ErrorResponse, "description": d}
+            for code, d in [
+                (400, "Invalid request"),
+                (404, "Unknown model"),
+                (413, "Too large"),
+                (415, "Not JSON"),
+                (503, "Not ready"),
+            ]
+        },
+    }
+
+    # ---- Seldon v1 ----
+
+    @app.post(
+        "/api/v1.0/predictions",
+        tags=["seldon v1"],
+        summary="Predict class probabilities (SeldonMessage in, SeldonMessage out)",
+        responses=v1_responses,
+        openapi_extra=_openapi_body(protocol_v1.SeldonRequest),
+        response_class=Response,
+    )
+    async def v1_predictions(request: Request) -> Response:
+        return await predict(request, "v1", False, None, form_ok=True)
+
+    @app.post(
+        "/predict",
+        tags=["seldon v1"],
+        summary="The Python wrapper's internal predict path (JSON body or form field json=)",
+        responses=v1_responses,
+        openapi_extra=_openapi_body(protocol_v1.SeldonRequest),
+        response_class=Response,
+    )
+    async def v1_predict_internal(request: Request) -> Response:
+        return await predict(request, "v1", False, None, form_ok=True)
+
+    @app.get(
+        "/predict",
+        tags=["seldon v1"],
+        summary="Predict with the SeldonMessage in the json query parameter",
+        responses=v1_responses,
+        response_class=Response,
+    )
+    async def v1_predict_get(json: str | None = None) -> Response:
+        started = time.perf_counter()
+        try:
+            model, batcher = state.require_model()
+            if json is None:
+                raise RequestError("the json query parameter (a SeldonMessage) is required")
+            if len(json) > settings.max_body_bytes:
+                raise RequestError("the json query parameter is too large", 413)
+            try:
+                payload = orjson.loads(json)
+            except orjson.JSONDecodeError as exc:
+                raise RequestError(f"the json query parameter is not valid JSON: {exc}") from None
+            return await _answer(payload, model, batcher, "v1", False, started)
+        except RequestError as exc:
+            state.metrics.observe_request("v1", exc.status, time.perf_counter() - started)
+            return error_response(False, exc.status, exc.message)
+
+    @app.get("/health/ping", tags=["seldon v1"], summary="Liveness", response_class=Response)
+    async def ping() -> Response:
+        return Response(b"pong", media_type="text/plain")
+
+    @app.get(
+        "/health/status",
+        tags=["seldon v1"],
+        summary="Readiness (503 until the model is loaded and verified, and while draining)",
+        responses={200: {"model": protocol_v1.SeldonError}, 503: {"model": protocol_v1.SeldonError}},
+        response_class=Response,
+    )
+    async def health_status() -> Response:
+        if state.ready:
+            body = {"status": {"code": 200, "info": "ready", "reason": "", "status": "SUCCESS"}}
+            return Response(orjson.dumps(body), 200, media_type=JSON, headers=state.headers)
+        reason = "draining" if state.draining else state.load_error or "loading"
+        return error_response(False, 503, f"not ready: {reason}")
+
+    @app.get(
+        "/metadata",
+        tags=["seldon v1"],
+        summary="Model name, version, content hash, inputs and outputs",
+        responses={503: {"model": protocol_v1.SeldonError}},
+        response_class=Response,
+    )
+    async def v1_metadata() -> Response:
+        try:
+            model, _ = state.require_model()
+        except RequestError as exc:
+            return error_response(False, exc.status, exc.message)
+        return Response(orjson.dumps(protocol_v1.metadata(model)), media_type=JSON, headers=state.headers)
+
+    # ---- Open Inference Protocol (V2) ----
+
+    def v2_status(ok: bool, reason: str = "") -> Response:
+        if ok:
+            return Response(
+                orjson.dumps({"ready": True}) if reason == "ready" else b"{}", 200, media_type=JSON
+            )
+        return Response(orjson.dumps({"error": reason}), 503, media_type=JSON)
+
+    @app.get("/v2/health/live", tags=["v2"], summary="Liveness", response_class=Response)
+    async def v2_live() -> Response:
+        return Response(orjson.dumps({"live": True}), media_type=JSON)
+
+    @app.get(
+        "/v2/health/ready",
+        tags=["v2"],
+        summary="Readiness",
+        responses={503: {"model": protocol_v2.ErrorResponse}},
+        response_class=Response,
+    )
+    async def v2_ready() -> Response:
+        if state.ready:
+            return Response(orjson.dumps({"ready": True}), media_type=JSON)
+        reason = "draining" if state.draining else state.load_error or "loading"
+        return Response(orjson.dumps({"ready": False, "error": f"not ready: {reason}"}), 503, media_type=JSON)
+
+    @app.get(
+        "/v2/models/{model_name}",
+        tags=["v2"],
+        summary="Model metadata (versions, inputs, outputs, content hash)",
+        responses={200: {"model": protocol_v2.ModelMetadata}, 404: {"model": protocol_v2.ErrorResponse}},
+        response_class=Response,
+    )
+    async def v2_metadata(model_name: str) -> Response:
+        try:
+            model, _ = state.require_model(model_name)
+        except RequestError as exc:
+            return error_response(True, exc.status, exc.message)
+        return Response(orjson.dumps(protocol_v2.metadata(model)), media_type=JSON, headers=state.headers)
+
+    @app.get(
+        "/v2/models/{model_name}/ready",
+        tags=["v2"],
+        summary="Model readiness",
+        responses={404: {"model": protocol_v2.ErrorResponse}, 503: {"model": protocol_v2.ErrorResponse}},
+        response_class=Response,
+    )
+    async def v2_model_ready(model_name: str) -> Response:
+        try:
+            state.require_model(model_name)
+        except RequestError as exc:
+            return error_response(True, exc.status, exc.message)
+        if state.draining:
+            return error_response(True, 503, "not ready: draining")
+        return Response(orjson.dumps({"name": model_name, "ready": True}), media_type=JSON)
+
+    @app.post(
+        "/v2/models/{model_name}/infer",
+        tags=["v2"],
+        summary="Predict class probabilities",
+        responses=v2_responses,
+        openapi_extra=_openapi_body(protocol_v2.InferenceRequest),
+        response_class=Response,
+    )
+    async def v2_infer(model_name: str, request: Request) -> Response:
+        return await predict(request, "v2", True, model_name)
+
+    @app.post(
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+        tags=["v2"],
+        summary="Predict with an explicit version (must be the served one)",
+        responses=v2_responses,
+        openapi_extra=_openapi_body(protocol_v2.InferenceRequest),
+        response_class=Response,
+    )
+    async def v2_infer_version(model_name: str, model_version: str, request: Request) -> Response:
+        if model_version != settings.model_version:
+            msg = f"model {model_name!r} version {model_version!r} not found"
+            msg += f"; serving {settings.model_version!r}"
+            return error_response(True, 404, msg)
+        return await predict(request, "v2", True, model_name)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    # ---- errors outside the handlers: the protocol's format, never FastAPI's 422 ----
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(request.url.path.startswith("/v2"), exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return error_response(request.url.path.startswith("/v2"), 400, f"{where}: {first['msg']}")
+
+    # The two hot paths also as plain Starlette routes, matched first: same handlers, without
+    # FastAPI's per-request dependency solving (the FastAPI routes above stay for the OpenAPI docs).
+    async def fast_v1(request: Request) -> Response:
+        return await predict(request, "v1", False, None, form_ok=True)
+
+    async def fast_v2(request: Request) -> Response:
+        return await predict(request, "v2", True, request.path_params["model_name"])
+
+    app.router.routes[0:0] = [
+        Route("/api/v1.0/predictions", fast_v1, methods=["POST"], include_in_schema=False),
+        Route("/v2/models/{model_name}/infer", fast_v2, methods=["POST"], include_in_schema=False),
+    ]
+    _install_openapi(app)
+    return app
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Add the hand-parsed request bodies' schemas to the generated document."""
+    extra = (protocol_v1.SeldonRequest, protocol_v2.InferenceRequest)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            for model in extra:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,144 @@
+"""Adaptive batching: concurrent requests coalesced into one predict call, run off the event loop.
+
+Modelled on MLServer's `batching/adaptive.py`. Requests join a queue; one consumer task takes what is
+waiting, tops it up for at most `max_wait` or until `max_batch_size` rows, and runs a single predict
+in a one-thread executor. While that predict runs, the next batch gathers in the queue, so batches
+grow with load by themselves ("continuous batching"). `max_wait` optionally holds a batch open for
+more company; the default is 0 because, with a ~0.2 ms small-batch predict, a 1 ms wait measured
+~45% fewer requests/s at concurrency 16 on two cores (the loop sits idle instead of parsing), and a
+lone client (the last batch was one request) never waits at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from modelops_serving.model import FeatureRows
+
+log = logging.getLogger(__name__)
+
+Predict = Callable[[FeatureRows], np.ndarray]
+
+
+class Batcher:
+    """Coalesce `predict(rows)` calls from many coroutines into batched calls of `predict_fn`."""
+
+    def __init__(
+        self,
+        predict_fn: Predict,
+        *,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 1.0,
+        thread_init: Callable[[], object] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._predict_fn = predict_fn
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000.0
+        self._thread_init = thread_init
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[tuple[FeatureRows, asyncio.Future[np.ndarray]]] | None = None
+        self._carry: tuple[FeatureRows, asyncio.Future[np.ndarray]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._last_requests = 1
+
+    async def start(self) -> None:
+        """Start the consumer task and the predict thread."""
+        # NOTE: the queue is created here so that it belongs to the running loop.
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="predict", initializer=self._thread_init
+        )
+        self._task = asyncio.create_task(self._run(), name="batcher")
+
+    async def stop(self) -> None:
+        """Finish queued work, then stop the consumer and the predict thread."""
+        if self._queue is not None:
+            while not self._queue.empty() or self._carry is not None:
+                await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def predict(self, rows: FeatureRows) -> np.ndarray:
+        """Probabilities for exactly these rows (computed in a batch with other callers' rows)."""
+        if self._queue is None:
+            raise RuntimeError("the batcher is not started")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((rows, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            items = await self._collect()
+            try:
+                await self._predict_batch(items)
+            except Exception:  # never let one batch kill the consumer
+                log.exception("batch of %d requests failed", len(items))
+
+    async def _collect(self) -> list[tuple[FeatureRows, asyncio.Future[np.ndarray]]]:
+        assert self._queue is not None
+        first = self._carry or await self._queue.get()
+        self._carry = None
+        items, size = [first], len(first[0])
+        if size >= self.max_batch_size:
+            return items  # big requests are predicted alone
+        # Waiting pays only under concurrency: a lone client (the last batch was one request) would
+        # just lose max_wait per call, so then take only what is already queued.
+        wait = self.max_wait if self._last_requests > 1 else 0.0
+        deadline = time.monotonic() + wait
+        while size < self.max_batch_size:
+            if self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                item = self._queue.get_nowait()
+            if size + len(item[0]) > self.max_batch_size:
+                self._carry = item  # would overflow: it starts the next batch
+                break
+            items.append(item)
+            size += len(item[0])
+        self._last_requests = len(items)
+        return items
+
+    async def _predict_batch(self, items: list[tuple[FeatureRows, asyncio.Future[np.ndarray]]]) -> None:
+        items = [(rows, fut) for rows, fut in items if not fut.done()]  # callers that gave up
+        if not items:
+            return
+        batch = FeatureRows.concat([rows for rows, _ in items])
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            out = await loop.run_in_executor(self._executor, self._predict_fn, batch)
+            if out.shape[0] != len(batch):
+                raise RuntimeError(f"predict returned {out.shape[0]} rows for {len(batch)}")
+        except Exception as exc:
+            log.exception("predict failed on a batch of %d rows", len(batch))
+            for _, fut in items:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - started)
+        start = 0
+        for rows, fut in items:
+            end = start + len(rows)
+            if not fut.done():
+                fut.set_result(out[start:end])
+            start = end

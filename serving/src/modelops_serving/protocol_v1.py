@@ -1,0 +1,230 @@
+"""Seldon Core v1 protocol: the SeldonMessage request/response models and their codecs.
+
+Accepted request forms (one of them per request):
+- `{"data": {"names": [...]?, "ndarray": [[row], ...]}}`: rows of feature values; `names` (any order)
+  or else the signature order.
+- `{"data": {"names": [...]?, "tensor": {"shape": [n, f], "values": [flat row-major values]}}}`.
+- `{"jsonData": {"instances": [{"feature": value, ...}, ...]}}`: one object per row.
+- `{"jsonData": {"feature": [values...], ...}}`: one list of values per feature (columnar).
+The response mirrors the form: `data.ndarray` or `data.tensor` with `data.names` = the class names,
+or `jsonData.predictions` as one `{class: probability}` object per row; `meta` names the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelops_serving.model import ServedModel
+from modelops_serving.settings import Settings
+from modelops_serving.validation import (
+    FeatureRows,
+    RequestError,
+    check_row_count,
+    rows_from_columns,
+    rows_from_values,
+)
+
+Style = Literal["ndarray", "tensor", "jsonData"]
+
+
+class Tensor(BaseModel):
+    """A dense tensor: its shape and its values, flattened row-major."""
+
+    shape: list[int]
+    values: list[Any]
+
+
+class DefaultData(BaseModel):
+    """Seldon's `data` field: feature names plus an ndarray or a tensor."""
+
+    model_config = ConfigDict(extra="allow")
+
+    names: list[str] | None = None
+    ndarray: list[Any] | None = None
+    tensor: Tensor | None = None
+
+
+class Meta(BaseModel):
+    """Seldon's request/response metadata."""
+
+    model_config = ConfigDict(extra="allow")
+
+    puid: str | None = None
+    tags: dict[str, Any] = Field(default_factory=dict)
+    requestPath: dict[str, str] = Field(default_factory=dict)
+
+
+class SeldonRequest(BaseModel):
+    """A prediction request (a SeldonMessage with `data` or `jsonData`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    data: DefaultData | None = None
+    jsonData: Any = None
+    meta: dict[str, Any] | None = None
+
+
+class SeldonResponse(BaseModel):
+    """A prediction response: class probabilities per row."""
+
+    data: DefaultData | None = None
+    jsonData: Any = None
+    meta: Meta
+
+
+class Status(BaseModel):
+    """Seldon's status block."""
+
+    code: int
+    info: str
+    reason: str
+    status: Literal["SUCCESS", "FAILURE"]
+
+
+class SeldonError(BaseModel):
+    """Seldon's error body."""
+
+    status: Status
+
+
+_REASONS = {
+    400: "MICROSERVICE_BAD_DATA",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
+_REASONS |= {415: "UNSUPPORTED_MEDIA_TYPE", 500: "MICROSERVICE_INTERNAL_ERROR", 503: "MICROSERVICE_NOT_READY"}
+
+
+def error_body(status: int, message: str) -> bytes:
+    """Seldon's FAILURE status body."""
+    reason = _REASONS.get(status, "MICROSERVICE_BAD_DATA" if status < 500 else "MICROSERVICE_INTERNAL_ERROR")
+    return orjson.dumps({"status": {"code": status, "info": message, "reason": reason, "status": "FAILURE"}})
+
+
+def decode(payload: Any, model: ServedModel, settings: Settings) -> tuple[FeatureRows, Style]:
+    """Validated rows and the style to answer in, from a parsed JSON body."""
+    if not isinstance(payload, dict):
+        raise RequestError(f"the body must be a JSON object (a SeldonMessage), not {type(payload).__name__}")
+    try:
+        req = SeldonRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestError(f"not a SeldonMessage: {_pydantic_message(exc)}") from None
+    if req.data is not None and req.jsonData is not None:
+        raise RequestError("send either data or jsonData, not both")
+    if req.data is not None:
+        data = req.data
+        if data.ndarray is not None and data.tensor is not None:
+            raise RequestError("data has both ndarray and tensor; send one")
+        if data.ndarray is not None:
+            return rows_from_values(data.ndarray, data.names, model, settings), "ndarray"
+        if data.tensor is not None:
+            return rows_from_values(_tensor_rows(data.tensor), data.names, model, settings), "tensor"
+        other = sorted(set(payload["data"]) - {"names"}) if isinstance(payload.get("data"), dict) else []
+        raise RequestError(
+            "data needs an ndarray or a tensor"
+            + (f" ({other} not supported: this model takes features, not {other[0]})" if other else "")
+        )
+    if req.jsonData is not None:
+        return _json_data(req.jsonData, model, settings), "jsonData"
+    for unsupported in ("strData", "binData"):
+        if unsupported in payload:
+            raise RequestError(f"{unsupported} is not supported: send data.ndarray, data.tensor or jsonData")
+    raise RequestError("the SeldonMessage has no data: send data.ndarray, data.tensor or jsonData")
+
+
+def _tensor_rows(tensor: Tensor) -> list[list[Any]]:
+    shape, values = tensor.shape, tensor.values
+    if len(shape) != 2 or any(d < 0 for d in shape):
+        raise RequestError(f"data.tensor.shape must be [rows, features], got {shape}")
+    rows, cols = shape
+    if rows * cols != len(values):
+        raise RequestError(f"data.tensor.shape {shape} needs {rows * cols} values, got {len(values)}")
+    return [values[i * cols : (i + 1) * cols] for i in range(rows)]
+
+
+def _json_data(doc: Any, model: ServedModel, settings: Settings) -> FeatureRows:
+    names = [f.name for f in model.features]
+    if isinstance(doc, dict) and "instances" in doc:
+        instances = doc["instances"]
+        if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
+            raise RequestError("jsonData.instances must be a list of {feature: value} objects")
+        check_row_count(len(instances), settings)
+        for i, inst in enumerate(instances):
+            if inst.keys() != set(names):
+                _name_problem(f"jsonData.instances[{i}]", list(inst), names)
+        return rows_from_values([[inst[n] for n in names] for inst in instances], None, model, settings)
+    if isinstance(doc, dict):
+        if doc.keys() != set(names):
+            _name_problem("jsonData", list(doc), names)
+        columns = [doc[n] for n in names]
+        for n, col in zip(names, columns, strict=True):
+            if not isinstance(col, list):
+                raise RequestError(f"jsonData[{n!r}] must be a list of values (one per row)")
+        check_row_count(len(columns[0]), settings)
+        return rows_from_columns(columns, model, settings)
+    raise RequestError(
+        'jsonData must be {"instances": [{feature: value, ...}]} or {feature: [values, ...], ...}'
+    )
+
+
+def _name_problem(where: str, given: list[str], expected: list[str]) -> None:
+    unknown = [n for n in given if n not in set(expected)]
+    missing = [n for n in expected if n not in set(given)]
+    parts = [f"unknown feature(s) {unknown}"] if unknown else []
+    parts += [f"missing feature(s) {missing}"] if missing else []
+    raise RequestError(f"{where}: {'; '.join(parts)}; the model expects {expected}")
+
+
+def encode(proba: np.ndarray, style: Style, model: ServedModel) -> bytes:
+    """The response body for these probabilities, in the request's style."""
+    meta = _meta(model)
+    if style == "ndarray":
+        body: dict[str, Any] = {"data": {"names": model.classes, "ndarray": proba}, "meta": meta}
+    elif style == "tensor":
+        body = {"data": {"names": model.classes, "tensor": {"shape": proba.shape, "values": proba.ravel()}}}
+        body["meta"] = meta
+    else:
+        preds = [dict(zip(model.classes, row, strict=True)) for row in proba.tolist()]
+        body = {"jsonData": {"predictions": preds}, "meta": meta}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _meta(model: ServedModel) -> dict[str, Any]:
+    return {
+        "requestPath": {model.name: model.version},
+        "tags": {"model_version": model.version, "model_hash": model.content_hash},
+    }
+
+
+def metadata(model: ServedModel) -> dict[str, Any]:
+    """Seldon's /metadata document, plus the content hash."""
+    kinds = {"double": "FP64", "long": "INT64", "string": "BYTES"}
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": "sklearn",
+        "inputs": [
+            {
+                "messagetype": "ndarray",
+                "schema": {"names": [f.name for f in model.features]},
+                "shape": [len(model.features)],
+            }
+        ],
+        "features": [{"name": f.name, "datatype": kinds[f.kind]} for f in model.features],
+        "outputs": [{"messagetype": "ndarray", "schema": {"names": list(model.classes)}, "shape": [2]}],
+        "custom": {"content_hash": model.content_hash, "fast_path": str(model.fast_path).lower()},
+        "content_hash": model.content_hash,
+        "version": model.version,
+    }
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"

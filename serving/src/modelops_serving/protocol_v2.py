@@ -1,0 +1,268 @@
+"""Open Inference Protocol (V2: MLServer, KServe, Seldon Core 2): models and codecs.
+
+Accepted inputs: one tensor per feature (shape [n] or [n, 1]; BYTES for string features, any numeric
+datatype for numbers), or a single 2-D tensor of shape [n, features] in signature order (its
+`parameters.names` may reorder the columns). The output is one FP64 tensor `probabilities` [n, classes]
+whose `parameters.names` are the class names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modelops_serving.model import NUMERIC_KINDS, ServedModel
+from modelops_serving.settings import Settings
+from modelops_serving.validation import (
+    FeatureRows,
+    RequestError,
+    check_row_count,
+    rows_from_columns,
+    rows_from_values,
+)
+
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+_NUMERIC_TYPES = {
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+}
+_KIND_TYPES = {"double": "FP64", "long": "INT64", "string": "BYTES"}
+
+
+class RequestInput(BaseModel):
+    """One input tensor."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(BaseModel):
+    """A requested output (only `probabilities` exists)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    """POST /v2/models/{name}/infer body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    """One output tensor."""
+
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    """The infer response."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+class TensorMetadata(BaseModel):
+    """An input or output of the model metadata."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+
+
+class ModelMetadata(BaseModel):
+    """GET /v2/models/{name}."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every V2 error."""
+
+    error: str
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The V2 error body."""
+    return orjson.dumps({"error": message})
+
+
+def decode(payload: Any, model: ServedModel, settings: Settings) -> tuple[FeatureRows, str | None]:
+    """Validated rows and the request id, from a parsed JSON body."""
+    if not isinstance(payload, dict):
+        raise RequestError(
+            f"the body must be a JSON object (an inference request), not {type(payload).__name__}"
+        )
+    try:
+        req = InferenceRequest.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise RequestError(f"not an inference request: {where}: {first['msg']}") from None
+    if req.outputs and any(o.name != "probabilities" for o in req.outputs):
+        raise RequestError(
+            f"unknown output(s) {[o.name for o in req.outputs]}; the model has 'probabilities'"
+        )
+    names = {f.name for f in model.features}
+    if len(req.inputs) == 1 and req.inputs[0].name not in names:
+        return _matrix(req.inputs[0], model, settings), req.id
+    return _per_feature(req.inputs, model, settings), req.id
+
+
+def _flat(inp: RequestInput) -> list[Any]:
+    data = inp.data
+    if data and isinstance(data[0], list):  # nested (row-major) data is allowed by the protocol
+        flat: list[Any] = []
+        for part in data:
+            if not isinstance(part, list):
+                raise RequestError(f"input {inp.name!r}: data mixes nested lists and values")
+            flat.extend(v for sub in part for v in (sub if isinstance(sub, list) else [sub]))
+        return flat
+    return data
+
+
+def _matrix(inp: RequestInput, model: ServedModel, settings: Settings) -> FeatureRows:
+    width = len(model.features)
+    if len(inp.shape) != 2 or inp.shape[1] != width or inp.shape[0] < 0:
+        raise RequestError(
+            f"input {inp.name!r} has shape {inp.shape}: send one 2-D tensor of shape [rows, {width}] "
+            f"or one tensor per feature named {[f.name for f in model.features]}"
+        )
+    n = inp.shape[0]
+    check_row_count(n, settings)
+    data = _flat(inp)
+    if len(data) != n * width:
+        raise RequestError(f"input {inp.name!r}: shape {inp.shape} needs {n * width} values, got {len(data)}")
+    names = (inp.parameters or {}).get("names") if inp.parameters else None
+    rows = [data[i * width : (i + 1) * width] for i in range(n)]
+    return rows_from_values(rows, names, model, settings)
+
+
+def _per_feature(inputs: list[RequestInput], model: ServedModel, settings: Settings) -> FeatureRows:
+    by_name: dict[str, RequestInput] = {}
+    for inp in inputs:
+        if inp.name in by_name:
+            raise RequestError(f"input {inp.name!r} appears twice")
+        by_name[inp.name] = inp
+    expected = [f.name for f in model.features]
+    unknown = [n for n in by_name if n not in set(expected)]
+    missing = [n for n in expected if n not in by_name]
+    if unknown or missing:
+        parts = [f"unknown input(s) {unknown}"] if unknown else []
+        parts += [f"missing input(s) {missing}"] if missing else []
+        raise RequestError(f"{'; '.join(parts)}; the model expects one tensor per feature: {expected}")
+    columns = []
+    n = None
+    for feature in model.features:
+        inp = by_name[feature.name]
+        if feature.kind in NUMERIC_KINDS and inp.datatype not in _NUMERIC_TYPES:
+            raise RequestError(
+                f"input {feature.name!r} is {inp.datatype}; a numeric feature needs FP64 (or INT*)"
+            )
+        if feature.kind == "string" and inp.datatype != "BYTES":
+            raise RequestError(f"input {feature.name!r} is {inp.datatype}; a string feature needs BYTES")
+        if not (len(inp.shape) == 1 or (len(inp.shape) == 2 and inp.shape[1] == 1)) or inp.shape[0] < 0:
+            raise RequestError(f"input {feature.name!r} has shape {inp.shape}; expected [rows] or [rows, 1]")
+        rows = inp.shape[0]
+        if n is None:
+            n = rows
+            check_row_count(n, settings)
+        elif rows != n:
+            raise RequestError(f"input {feature.name!r} has {rows} rows; the first input has {n}")
+        data = _flat(inp)
+        if len(data) != rows:
+            raise RequestError(
+                f"input {feature.name!r}: shape {inp.shape} needs {rows} values, got {len(data)}"
+            )
+        columns.append(data)
+    return rows_from_columns(columns, model, settings)
+
+
+def encode(proba: np.ndarray, model: ServedModel, request_id: str | None) -> bytes:
+    """The inference response body."""
+    body = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "id": request_id,
+        "parameters": {"content_hash": model.content_hash},
+        "outputs": [
+            {
+                "name": "probabilities",
+                "shape": proba.shape,
+                "datatype": "FP64",
+                "data": proba.ravel(),
+                "parameters": {"names": model.classes},
+            }
+        ],
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def metadata(model: ServedModel) -> dict[str, Any]:
+    """The model metadata document."""
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": "sklearn",
+        "inputs": [{"name": f.name, "datatype": _KIND_TYPES[f.kind], "shape": [-1]} for f in model.features],
+        "outputs": [
+            {
+                "name": "probabilities",
+                "datatype": "FP64",
+                "shape": [-1, len(model.classes)],
+                "parameters": {"names": list(model.classes)},
+            }
+        ],
+        "parameters": {"content_hash": model.content_hash, "version": model.version},
+    }

@@ -1,0 +1,181 @@
+"""Serving fixtures: one small model trained by the project's own pipeline, and real server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from modelops_serving.model import ServedModel
+
+from modelops import dataset
+
+NAME = "credit-small"
+VERSION = "v7"
+
+
+@dataclass
+class Packaged:
+    """The MLflow model directory, its hash, the fitted pipeline and a pool of real feature rows."""
+
+    path: Path
+    content_hash: str
+    pipeline: object
+    rows: list[list]  # real test-split rows, JSON-ready (None for missing)
+    model: ServedModel = field(repr=False)
+    name: str = NAME
+    version: str = VERSION
+
+    def reference(self, rows: list[list]) -> np.ndarray:
+        """What the in-process pipeline predicts for these rows (the DataFrame path MLflow uses)."""
+        raw = [[np.nan if v is None else v for v in r] for r in rows]
+        frame = dataset.to_features(pd.DataFrame(raw, columns=list(dataset.FEATURES)))
+        return self.pipeline.predict_proba(frame)
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
+    """The real credit data through ingest -> prepare -> train -> package, with a small estimator."""
+    from modelops_serving.integrity import tree_hash
+    from modelops_serving.model import load_model
+
+    from modelops import ingest, package, prepare, train
+    from modelops.config import parse_params
+
+    root = tmp_path_factory.mktemp("serving-model")
+    hyper = {"max_iter": 40, "max_leaf_nodes": 15, "learning_rate": 0.1, "early_stopping": False}
+    params = parse_params(
+        {
+            "data": {"source": "credit"},
+            "models": {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
+        }
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        dataset.RAW_FILE.parent.mkdir(parents=True)
+        ingest.load_credit().to_csv(dataset.RAW_FILE, index=False)
+        prepare.prepare(params.split)
+        pipeline = train.train(NAME, params.model(NAME))
+        out = root / "published" / NAME
+        out.parent.mkdir()
+        package.save_mlflow_model(NAME, out)
+        test = dataset.to_features(prepare.read_split(dataset.TEST_FILE))
+    rows = [
+        [None if isinstance(v, float) and v != v else v for v in r]
+        for r in test.astype(object).values.tolist()
+    ]
+    content_hash = tree_hash(out)
+    model = load_model(str(out), expected_hash=content_hash, name=NAME, version=VERSION)
+    return Packaged(out, content_hash, pipeline, rows, model)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A `python -m modelops_serving` process on a free loopback port."""
+
+    proc: subprocess.Popen
+    url: str
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kw)
+
+    def wait(self, predicate, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                if predicate():
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for the server:\n{self.log_text()}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self.wait(lambda: httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200, timeout)
+
+    def wait_live(self, timeout: float = 60) -> None:
+        self.wait(lambda: httpx.get(f"{self.url}/v2/health/live", timeout=2).status_code == 200, timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def start_server(tmp_path: Path, packaged: Packaged, **env: str) -> Server:
+    """Start a server for the packaged model; settings overridable as MODELOPS_* keyword arguments."""
+    port = free_port()
+    settings = {
+        "MODELOPS_MODEL_URI": packaged.path.as_uri(),
+        "MODELOPS_MODEL_NAME": NAME,
+        "MODELOPS_MODEL_VERSION": VERSION,
+        "MODELOPS_EXPECTED_HASH": packaged.content_hash,
+        "MODELOPS_PORT": str(port),
+        "MODELOPS_SHUTDOWN_DELAY_S": "0",
+        "MODELOPS_CACHE_DIR": str(tmp_path / "cache"),
+    } | {f"MODELOPS_{k.upper()}": str(v) for k, v in env.items()}
+    log = tmp_path / f"server-{port}.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelops_serving"],
+            env=os.environ | settings,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(proc, f"http://127.0.0.1:{port}", log)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, packaged: Packaged) -> Iterator[Server]:
+    """One ready server per module, with small limits so that the limit tests stay cheap."""
+    srv = start_server(
+        tmp_path_factory.mktemp("server"),
+        packaged,
+        max_rows_per_request="2000",
+        max_body_bytes=str(1024 * 1024),
+        max_batch_wait_ms="2",
+    )
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def launch(tmp_path: Path, packaged: Packaged) -> Iterator:
+    """Start extra servers (settings as keyword arguments); every one is stopped by PID afterwards."""
+    started: list[Server] = []
+
+    def start(**env: str) -> Server:
+        srv = start_server(tmp_path, packaged, **env)
+        started.append(srv)
+        return srv
+
+    try:
+        yield start
+    finally:
+        for srv in started:
+            srv.stop()

@@ -1,0 +1,207 @@
+"""In-process: loading, hash refusal, the numpy fast path, storage URIs, validation and batching."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+from modelops_serving.batching import Batcher
+from modelops_serving.model import FeatureRows, ModelLoadError, generate_rows, load_model
+from modelops_serving.settings import Settings
+from modelops_serving.storage import resolve
+from modelops_serving.validation import RequestError, rows_from_values
+
+Packaged = object  # the conftest fixture's type
+
+
+def test_signature_classes_and_fast_path(packaged: Packaged) -> None:
+    model = packaged.model
+    assert [f.name for f in model.features][:3] == ["seniority", "time", "age"]
+    assert {f.kind for f in model.features} == {"double", "string"}
+    assert model.classes == ("good", "bad")
+    assert model.fast_path
+    assert model.content_hash == packaged.content_hash
+
+
+@pytest.mark.parametrize("n", [1, 5, 24, 25, 300, 1000])
+def test_fast_path_equals_the_pipeline(packaged: Packaged, n: int) -> None:
+    """Generated rows with NaN, missing and unseen categories, through both fast-path branches."""
+    model = packaged.model
+    rows = generate_rows(model, n, seed=1000 + n)
+    assert np.isnan(rows.numeric).any() or n < 5
+    np.testing.assert_allclose(model.predict(rows), model.predict_pipeline(rows), rtol=1e-9, atol=0)
+
+
+def test_real_rows_equal_the_training_pipeline(packaged: Packaged) -> None:
+    settings = Settings()
+    rows = packaged.rows[:500]
+    x = rows_from_values(rows, None, packaged.model, settings)
+    np.testing.assert_allclose(packaged.model.predict(x), packaged.reference(rows), rtol=1e-9, atol=0)
+
+
+def test_hash_mismatch_refuses_before_unpickling(packaged: Packaged, tmp_path: Path, caplog) -> None:
+    bad = tmp_path / "model"
+    shutil.copytree(packaged.path, bad)
+    (bad / "model.pkl").write_bytes(b"not a pickle: must never be read")
+    with caplog.at_level(logging.ERROR), pytest.raises(ModelLoadError) as err:
+        load_model(str(bad), expected_hash=packaged.content_hash, name=packaged.name, version="v")
+    assert packaged.content_hash in str(err.value) and "hash mismatch" in str(err.value)
+    assert "unpickle" not in str(err.value)
+    assert any("REFUSED" in r.message and packaged.content_hash in r.message for r in caplog.records)
+
+
+def test_missing_directory_and_bad_pickle_are_load_errors(packaged: Packaged, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such model directory"):
+        load_model(str(tmp_path / "nope"), expected_hash=None, name=packaged.name, version="v")
+    bad = tmp_path / "model"
+    shutil.copytree(packaged.path, bad)
+    (bad / "model.pkl").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match=r"cannot unpickle model\.pkl"):
+        load_model(str(bad), expected_hash=None, name=packaged.name, version="v")
+
+
+def test_remote_uri_is_copied_with_fsspec(packaged: Packaged, tmp_path: Path) -> None:
+    fs = fsspec.filesystem("memory")
+    for file in packaged.path.iterdir():
+        fs.pipe(f"/bucket/{packaged.name}/{file.name}", file.read_bytes())
+    model = load_model(
+        f"memory://bucket/{packaged.name}",
+        expected_hash=packaged.content_hash,
+        name=packaged.name,
+        version="v",
+        cache_dir=tmp_path / "cache",
+    )
+    assert model.path.is_relative_to(tmp_path / "cache") and model.content_hash == packaged.content_hash
+    # the second resolve uses the cached copy
+    assert resolve(f"memory://bucket/{packaged.name}", tmp_path / "cache") == model.path
+
+
+def test_missing_fsspec_backend_names_the_package(tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    try:
+        import s3fs  # noqa: F401
+
+        pytest.skip("s3fs is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ModelLoadError, match="install s3fs"):
+        resolve("s3://bucket/model", tmp_path)
+
+
+def test_file_uri_is_used_in_place(packaged: Packaged) -> None:
+    assert resolve(packaged.path.as_uri()) == packaged.path
+    assert resolve(str(packaged.path)) == packaged.path
+
+
+# ---- validation ----
+
+
+def good_row(packaged: Packaged) -> list:
+    return list(packaged.rows[0])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "names", "message"),
+    [
+        (lambda r: r[:-1], None, "row 0 has 12 values; the model expects 13"),
+        (lambda r: [*r[:1], True, *r[2:]], None, "feature 'time', row 0: expected a number, got bool"),
+        (lambda r: [*r[:1], "60", *r[2:]], None, "feature 'time', row 0: expected a number, got str"),
+        (lambda r: [*r[:9], 3, *r[10:]], None, "feature 'home', row 0: expected a string, got int"),
+        (lambda r: [float("nan"), *r[1:]], None, "feature 'seniority', row 0: nan is not a finite number"),
+        (lambda r: [float("inf"), *r[1:]], None, "feature 'seniority', row 0: inf is not a finite number"),
+        (lambda r: r, ["x", *[f"f{i}" for i in range(12)]], "unknown feature(s)"),
+        (lambda r: r, ["seniority"] * 13, "appears twice"),
+    ],
+)
+def test_validation_names_the_problem(packaged: Packaged, mutate, names, message: str) -> None:
+    with pytest.raises(RequestError) as err:
+        rows_from_values([good_row(packaged), mutate(good_row(packaged))], names, packaged.model, Settings())
+    assert err.value.status == 400
+    assert message.replace("row 0", "row 1") in err.value.message or message in err.value.message
+
+
+def test_names_in_any_order_are_reordered(packaged: Packaged) -> None:
+    model = packaged.model
+    names = [f.name for f in model.features]
+    row = good_row(packaged)
+    perm = list(reversed(range(len(names))))
+    a = rows_from_values([row], None, model, Settings())
+    b = rows_from_values([[row[i] for i in perm]], [names[i] for i in perm], model, Settings())
+    np.testing.assert_array_equal(a.numeric, b.numeric)
+    assert a.strings.tolist() == b.strings.tolist()
+
+
+def test_null_is_missing_and_too_many_rows_is_413(packaged: Packaged) -> None:
+    row = [None] * len(packaged.model.features)
+    x = rows_from_values([row], None, packaged.model, Settings())
+    assert np.isnan(x.numeric).all() and packaged.model.predict(x).shape == (1, 2)
+    with pytest.raises(RequestError) as err:
+        rows_from_values([good_row(packaged)] * 11, None, packaged.model, Settings(max_rows_per_request=10))
+    assert err.value.status == 413 and "11 rows" in err.value.message
+
+
+# ---- batching ----
+
+
+def test_batcher_returns_each_caller_its_rows_and_coalesces(packaged: Packaged) -> None:
+    model = packaged.model
+    sizes: list[int] = []
+
+    async def run() -> None:
+        batcher = Batcher(
+            model.predict, max_batch_size=32, max_wait_ms=5, on_batch=lambda n, _: sizes.append(n)
+        )
+        await batcher.start()
+        parts = [generate_rows(model, k % 7 + 1, seed=k) for k in range(60)] + [generate_rows(model, 100, 99)]
+        results = await asyncio.gather(*(batcher.predict(p) for p in parts))
+        await batcher.stop()
+        for part, got in zip(parts, results, strict=True):
+            np.testing.assert_allclose(got, model.predict_pipeline(part), rtol=1e-9)
+
+    asyncio.run(run())
+    assert max(sizes) > 1 and 100 in sizes and all(s <= 32 for s in sizes if s != 100)
+
+
+def test_a_failing_predict_fails_only_its_batch() -> None:
+    calls = 0
+
+    def predict(x: FeatureRows) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("boom")
+        return np.zeros((len(x), 2))
+
+    one = FeatureRows(np.zeros((1, 1)), np.empty((1, 0), dtype=object))
+
+    async def run() -> None:
+        batcher = Batcher(predict, max_batch_size=4, max_wait_ms=0)
+        await batcher.start()
+        with pytest.raises(ValueError, match="boom"):
+            await batcher.predict(one)
+        assert (await batcher.predict(one)).shape == (1, 2)  # the consumer survived
+        await batcher.stop()
+
+    asyncio.run(run())
+
+
+def test_an_unrecognised_pipeline_falls_back_to_the_pipeline(packaged: Packaged, caplog) -> None:
+    import dataclasses
+
+    from modelops_serving.model import build_fast_path
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    features, estimator = packaged.model.pipeline.steps[0][1], packaged.model.pipeline.steps[-1][1]
+    odd = Pipeline([("features", features), ("identity", FunctionTransformer()), ("model", estimator)])
+    model = dataclasses.replace(packaged.model, pipeline=odd, fast_path=False, _fast=None)
+    with caplog.at_level(logging.WARNING):
+        assert build_fast_path(model) is None
+    assert any("no numpy fast path" in r.message for r in caplog.records)
+    rows = generate_rows(model, 20, seed=5)
+    np.testing.assert_allclose(model.predict(rows), packaged.model.predict(rows), rtol=1e-9)
