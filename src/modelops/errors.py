@@ -29,3 +29,21 @@ class PipelineError(ModelopsError):
     """A stage's input is missing: an earlier stage has not run or its output was removed."""
 
     exit_code = 5
+
+
+class ManifestError(ModelopsError):
+    """gitops/ does not render, or a rendered object breaks a schema or a promotion rule."""
+
+    exit_code = 6
+
+
+class PublishError(ModelopsError):
+    """A model cannot be published to the artifact store; the message names the directory or URI."""
+
+    exit_code = 7
+
+
+class RegistryError(ModelopsError):
+    """The MLflow registry cannot do what was asked; the message names the model, version or env."""
+
+    exit_code = 8

@@ -251,27 +251,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # ---- Seldon v1 ----
 
-    @app.post(
-        "/api/v1.0/predictions",
-        tags=["seldon v1"],
-        summary="Predict class probabilities (SeldonMessage in, SeldonMessage out)",
-        responses=v1_responses,
-        openapi_extra=_openapi_body(protocol_v1.SeldonRequest),
-        response_class=Response,
-    )
     async def v1_predictions(request: Request) -> Response:
         return await predict(request, "v1", False, None, form_ok=True)
 
-    @app.post(
-        "/predict",
-        tags=["seldon v1"],
-        summary="The Python wrapper's internal predict path (JSON body or form field json=)",
-        responses=v1_responses,
-        openapi_extra=_openapi_body(protocol_v1.SeldonRequest),
-        response_class=Response,
-    )
-    async def v1_predict_internal(request: Request) -> Response:
-        return await predict(request, "v1", False, None, form_ok=True)
+    for path, summary in (
+        ("/api/v1.0/predictions", "Predict class probabilities (SeldonMessage in, SeldonMessage out)"),
+        ("/predict", "The Python wrapper's internal predict path (JSON body or form field json=)"),
+    ):
+        app.add_api_route(
+            path,
+            v1_predictions,
+            methods=["POST"],
+            tags=["seldon v1"],
+            summary=summary,
+            responses=v1_responses,
+            openapi_extra=_openapi_body(protocol_v1.SeldonRequest),
+            response_class=Response,
+            name=f"v1_predict{path.replace('/', '_').replace('.', '_')}",
+        )
 
     @app.get(
         "/predict",

@@ -8,7 +8,7 @@ whose `parameters.names` are the class names.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import orjson
@@ -39,19 +39,7 @@ Datatype = Literal[
     "FP64",
     "BYTES",
 ]
-_NUMERIC_TYPES = {
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-}
+_NUMERIC_TYPES = set(get_args(Datatype)) - {"BOOL", "BYTES"}
 _KIND_TYPES = {"double": "FP64", "long": "INT64", "string": "BYTES"}
 
 

