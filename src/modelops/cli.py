@@ -143,6 +143,137 @@ def show(params_file: ParamsOpt = Path("params.yaml")) -> None:
     print(summary.render(load_params(params_file)))
 
 
+EnvOpt = Annotated[str, typer.Option("--env", help="environment under gitops/envs/ (staging, production)")]
+
+
+@command
+def promote(
+    name: ModelArg,
+    env: EnvOpt,
+    canary: Annotated[int | None, typer.Option(help="add a canary predictor taking N% of traffic")] = None,
+    shadow: Annotated[bool, typer.Option("--shadow", help="add a shadow predictor (mirrored)")] = False,
+    finish: Annotated[bool, typer.Option("--finish", help="make the canary the whole deployment")] = False,
+    abort: Annotated[bool, typer.Option("--abort", help="remove the canary and shadow")] = False,
+    source_pr: Annotated[str | None, typer.Option(help="the pull request this model came from")] = None,
+    store: Annotated[
+        str | None, typer.Option(help="artifact store (default $MODELOPS_ARTIFACT_STORE)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the gitops/ diff; write nothing")] = False,
+    push: Annotated[bool, typer.Option("--push", help="push to origin, rebasing on a race")] = False,
+    branch: Annotated[str | None, typer.Option(help="commit on this branch instead (with --open-pr)")] = None,
+    open_pr: Annotated[bool, typer.Option("--open-pr", help="open or update one PR for --branch")] = False,
+) -> None:
+    """Publish the packaged model and commit it into the env's manifest; the MLflow alias follows git."""
+    from modelops import promote as promotion
+
+    modes = [
+        m
+        for m, on in (
+            ("canary", canary is not None),
+            ("shadow", shadow),
+            ("finish", finish),
+            ("abort", abort),
+        )
+        if on
+    ]
+    if len(modes) > 1:
+        raise promotion.PromoteError(f"choose one of --canary, --shadow, --finish, --abort (got {modes})")
+    if open_pr and not branch:
+        raise promotion.PromoteError("--open-pr needs --branch NAME")
+    mode = modes[0] if modes else "full"
+    start = None
+    if branch and not dry_run:
+        start = promotion.preflight()
+        promotion.git("checkout", "--quiet", "-B", branch)
+
+    def run() -> promotion.Result:
+        return promotion.promote(
+            name, env, mode=mode, canary=canary, source_pr=source_pr, store=store, dry_run=dry_run
+        )
+
+    try:
+        with progress.step(f"promote {name} to {env} ({mode})"):
+            result = run()
+        if result.diff:
+            print(result.diff, end="")
+        print(result.message)
+        if result.commit and branch:
+            title = result.message
+            body = (
+                f"Merging this deploys {name} {result.release.version} to {env}.\n\n```diff\n{result.diff}```"
+            )
+            number = promotion.open_pr(branch, title, body) if open_pr else ""
+            print(f"pull request {number or '(branch pushed)'} for {branch}")
+        elif result.commit and push:
+            current = promotion.git("rev-parse", "--abbrev-ref", "HEAD")
+            promotion.push(current, redo=run)
+            print(f"pushed {promotion.git('rev-parse', 'HEAD')} to origin/{current}")
+        if not dry_run and not branch:
+            promotion.sync_alias(name, env)  # after the commit (and push): the alias never leads git
+    finally:
+        if start:
+            promotion.git("checkout", "--quiet", start)
+
+
+@command
+def rollback(
+    env: EnvOpt,
+    to: Annotated[str | None, typer.Option(help="restore the manifests that deployed this version")] = None,
+    push: Annotated[bool, typer.Option("--push", help="push to origin, rebasing on a race")] = False,
+    branch: Annotated[str | None, typer.Option(help="commit on this branch instead (with --open-pr)")] = None,
+    open_pr: Annotated[bool, typer.Option("--open-pr", help="open or update one PR for --branch")] = False,
+) -> None:
+    """Revert the latest promotion of an env (or restore what deployed --to VERSION)."""
+    from modelops import promote as promotion
+
+    start = promotion.preflight()
+    if branch:
+        promotion.git("checkout", "--quiet", "-B", branch)
+    try:
+        sha = promotion.rollback(env, to)
+        print(promotion.git("show", "--stat", "--format=%s%n%n%b", sha))
+        if branch and open_pr:
+            title = promotion.git("log", "-1", "--format=%s")
+            number = promotion.open_pr(branch, title, f"Merging this rolls back {env}.")
+            print(f"pull request {number} for {branch}")
+        elif push:
+            promotion.push(start)
+        if not branch:  # the alias follows what git now serves
+            for model in load_params().models:
+                if (promotion.GITOPS / "envs" / env / f"{model}.yaml").exists():
+                    promotion.sync_alias(model, env)
+    finally:
+        if branch:
+            promotion.git("checkout", "--quiet", start)
+
+
+@command
+def history(env: EnvOpt) -> None:
+    """Promotions of an env, newest first, from git."""
+    from modelops import promote as promotion
+
+    print("| commit | version | model | hash | source PR | author | date |")
+    print("|---|---|---|---|---|---|---|")
+    for e in promotion.history(env):
+        kind = f" (rollback of {e.rollback_of[:8]})" if e.rollback_of else ""
+        print(
+            f"| {e.commit[:8]}{kind} | {e.version} | {e.model} | {e.content_hash[:12]} | {e.source_pr} "
+            f"| {e.author} | {e.date} |"
+        )
+
+
+@command
+def status(params_file: ParamsOpt = Path("params.yaml")) -> None:
+    """Per env and model: the version git serves, the MLflow alias, and whether they agree."""
+    from modelops import promote as promotion
+
+    rows = promotion.status(list(load_params(params_file).models))
+    print("| env | model | git | MLflow alias | agree |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['env']} | {r['model']} | {r['git']} | {r['mlflow_alias']} | {r['agree']} |")
+
+
 def main() -> None:
     """Console entry point."""
     app()

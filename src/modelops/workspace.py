@@ -11,7 +11,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # What a pipeline repository needs: the pipeline definition, params, the code its stages hash,
-# the expectation suite and DVC's config. Outputs and locks are never copied.
+# the expectation suite, DVC's config and the gitops/ manifests promotions edit.
+# Outputs and locks are never copied.
 PIPELINE_FILES = (
     "dvc.yaml",
     "params.yaml",
@@ -22,6 +23,7 @@ PIPELINE_FILES = (
     "data/expectations",
     "data/sources",
     "src/modelops",
+    "gitops",
 )
 
 

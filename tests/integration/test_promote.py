@@ -1,0 +1,184 @@
+"""Merge to deploy, revert to roll back: `modelops promote/rollback/history/status` on real git (a bare
+origin), real DVC outputs, real MLflow on SQLite and a local artifact store."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run
+
+STAGING = "gitops/envs/staging/credit-hgb.yaml"
+
+
+@pytest.fixture
+def deploy(trained_repo: Path, tmp_path: Path) -> dict:
+    """A clone of the trained repo with a bare origin, its DVC outputs, an empty store and registry."""
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    run(["git", "clone", "-q", "--bare", str(trained_repo), str(origin)], tmp_path)
+    run(["git", "clone", "-q", str(origin), str(work)], tmp_path)
+    shutil.copytree(trained_repo / ".dvc/cache", work / ".dvc/cache")
+    run(["dvc", "checkout", "-q"], work)
+    env = {
+        "MODELOPS_ARTIFACT_STORE": str(tmp_path / "store"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    return {"work": work, "origin": origin, "env": env, "store": tmp_path / "store", "tmp": tmp_path}
+
+
+def modelops(d: dict, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return run(["modelops", *args], cwd or d["work"], check=check, env=d["env"])
+
+
+def head(repo: Path) -> str:
+    return run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+
+
+def gitops_bytes(repo: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for p in sorted((repo / "gitops").rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_promote_publishes_registers_edits_only_values_and_commits_with_trailers(deploy: dict) -> None:
+    work = deploy["work"]
+    before = head(work)
+    out = modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--source-pr", "12", "--push").stdout
+    assert "promote(staging): credit-hgb v1" in out
+    changed = run(["git", "diff", "--name-only", before, "HEAD"], work).stdout.split()
+    assert changed == [STAGING]
+    diff = run(["git", "diff", "-U0", before, "HEAD"], work).stdout
+    edited = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    assert edited and all(ln[1:].lstrip().startswith(("value:", "modelops.dev/")) for ln in edited), edited
+    digest = run(
+        [
+            "python",
+            "-c",
+            "from modelops_serving.integrity import tree_hash;print(tree_hash('models/credit-hgb/model'))",
+        ],
+        work,
+    ).stdout.strip()
+    assert (deploy["store"] / "credit-hgb" / digest / "MLmodel").exists()
+    body = run(["git", "log", "-1", "--format=%B"], work).stdout
+    for trailer in ("Model: credit-hgb", "Version: v1", "Env: staging", f"Hash: {digest}", "Source-PR: 12"):
+        assert trailer in body
+    assert run(["git", "--git-dir", str(deploy["origin"]), "rev-parse", "main"], work).stdout.strip() == head(
+        work
+    )
+    status = modelops(deploy, "status").stdout
+    assert "| staging | credit-hgb | v1 | v1 | yes |" in status
+    assert "| production | credit-hgb | unpromoted | none | yes |" in status
+
+
+def test_promoting_what_is_deployed_makes_no_commit(deploy: dict) -> None:
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging")
+    before = head(deploy["work"])
+    out = modelops(deploy, "promote", "credit-hgb", "--env", "staging").stdout
+    assert "already deployed" in out and head(deploy["work"]) == before
+
+
+def test_revert_of_a_promotion_restores_gitops_byte_for_byte(deploy: dict) -> None:
+    work = deploy["work"]
+    before = gitops_bytes(work)
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging")
+    assert gitops_bytes(work) != before
+    run(["git", "revert", "--no-edit", "HEAD"], work)
+    assert gitops_bytes(work) == before
+    # and through the command, which also says what it reverted
+    modelops(deploy, "promote", "credit-hgb", "--env", "production")
+    modelops(deploy, "rollback", "--env", "production")
+    assert gitops_bytes(work) == before
+    assert "Rollback-Of:" in run(["git", "log", "-1", "--format=%B"], work).stdout
+    history = modelops(deploy, "history", "--env", "production").stdout
+    assert "(rollback of" in history and "| v1 |" in history
+
+
+def test_dry_run_prints_the_diff_and_writes_nothing(deploy: dict) -> None:
+    work = deploy["work"]
+    before, files = head(work), gitops_bytes(work)
+    out = modelops(deploy, "promote", "credit-hgb", "--env", "production", "--dry-run").stdout
+    assert "-  value: unpromoted://credit-hgb/" in out and "+  value: file://" in out
+    assert head(work) == before and gitops_bytes(work) == files and not deploy["store"].exists()
+
+
+def test_canary_shadow_abort_and_finish_keep_traffic_at_100(deploy: dict) -> None:
+    work = deploy["work"]
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging")
+    promoted = gitops_bytes(work)
+    # a canary of the same content is still a canary: the manifest, not the artifact, says what runs
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--canary", "25")
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--shadow")
+    rendered = yaml.safe_load_all(run(["kubectl", "kustomize", "gitops/envs/staging"], work).stdout)
+    (sdep,) = [o for o in rendered if o["kind"] == "SeldonDeployment"]
+    traffic = {p["name"]: (p["traffic"], p.get("shadow", False)) for p in sdep["spec"]["predictors"]}
+    assert traffic == {"main": (75, False), "canary": (25, False), "shadow": (0, True)}
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--abort")
+    assert gitops_bytes(work) == promoted
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--canary", "10")
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--finish")
+    assert gitops_bytes(work) == promoted  # the canary (same release) became the whole deployment
+    bad = modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--canary", "100", check=False)
+    assert bad.returncode != 0 and "between 1 and 99" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "setup", "message"),
+    [
+        (["nope", "--env", "staging"], None, "no model 'nope'"),
+        (["credit-hgb", "--env", "qa"], None, "unknown env 'qa'"),
+        (["credit-hgb", "--env", "staging"], "unpackaged", "no packaged model"),
+        (["credit-hgb", "--env", "staging"], "malformed", "not valid YAML"),
+        (["credit-hgb", "--env", "staging"], "dirty", "uncommitted changes"),
+        (["credit-hgb", "--env", "staging"], "detached", "HEAD is detached"),
+        (["credit-hgb", "--env", "staging"], "unrenderable", "would break gitops/envs/staging"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_writes_nothing(deploy: dict, args, setup, message) -> None:
+    work = deploy["work"]
+    if setup == "unpackaged":
+        shutil.rmtree(work / "models/credit-hgb/model")
+    elif setup in ("malformed", "dirty"):
+        (work / STAGING).write_text("- op: [unclosed\n" if setup == "malformed" else "# edited\n")
+        if setup == "malformed":
+            run(["git", "commit", "-qam", "break the manifest"], work)
+    elif setup == "detached":
+        run(["git", "checkout", "-q", "--detach"], work)
+    elif setup == "unrenderable":  # the base no longer has the env var the patch's `test` guards
+        base = work / "gitops/base/credit-hgb.yaml"
+        base.write_text(base.read_text().replace("MODELOPS_EXPECTED_HASH", "MODELOPS_HASH"))
+        run(["git", "commit", "-qam", "rename an env var in the base"], work)
+    before, files = head(work), gitops_bytes(work)
+    proc = modelops(deploy, "promote", *args, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert head(work) == before and gitops_bytes(work) == files
+
+
+def test_two_racing_promotions_both_land_in_order(deploy: dict) -> None:
+    """Invariant 5: the loser of a push race rebases (redoing its edit on a conflict) and lands too."""
+    work, tmp = deploy["work"], deploy["tmp"]
+    other = tmp / "other"
+    run(["git", "clone", "-q", str(deploy["origin"]), str(other)], tmp)
+    shutil.copytree(work / ".dvc/cache", other / ".dvc/cache")
+    params = yaml.safe_load((other / "params.yaml").read_text())
+    params["models"]["credit-hgb"]["hyperparams"]["learning_rate"] = 0.08
+    (other / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", "-q"], other)
+    run(["git", "add", "-A"], other)
+    run(["git", "commit", "-qm", "tune"], other)
+    run(["git", "push", "-q", "origin", "HEAD:main"], other)  # the tuned model merges first
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--push", cwd=other)
+    # `work` still sits on the old base: its push is rejected, it rebases and lands after
+    modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--push")
+    log = run(["git", "--git-dir", str(deploy["origin"]), "log", "--format=%s", "-3", "main"], work).stdout
+    # the tuned model registered first (v1); the racer's own model became v2 and landed on top
+    assert log.splitlines() == ["promote(staging): credit-hgb v2", "promote(staging): credit-hgb v1", "tune"]
+    final = run(["git", "--git-dir", str(deploy["origin"]), "show", f"main:{STAGING}"], work).stdout
+    assert "value: v2" in final and "value: v1" not in final
