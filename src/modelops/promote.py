@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import yaml
 from ruamel.yaml import YAML
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, PlainScalarString
 
 from modelops import manifests
 from modelops.errors import ModelopsError
@@ -203,6 +203,12 @@ def _plain(value: str) -> str:
     return value if isinstance(yaml.safe_load(value), str) and value.strip() == value else f'"{value}"'
 
 
+def _scalar(value: str) -> PlainScalarString | DoubleQuotedScalarString:
+    """An explicit style: ruamel otherwise keeps the old value's quotes for the new one."""
+    plain = isinstance(yaml.safe_load(value), str) and value.strip() == value
+    return PlainScalarString(value) if plain else DoubleQuotedScalarString(value)
+
+
 def render_state(path: Path, model: str, main: Release, extras: list[Extra]) -> str:
     """The patch file with main's values and the extra blocks replaced; all else byte for byte."""
     head, _, _ = _split(path.read_text())
@@ -210,8 +216,8 @@ def render_state(path: Path, model: str, main: Release, extras: list[Extra]) -> 
     ops = rt.load(head)
     main_traffic = 100 - sum(e.traffic for e in extras if e.name == "canary")
     updates = {
-        "/spec/predictors/0/graph/modelUri": main.uri,
-        f"/spec/predictors/0{CONTAINER}/env/1/value": main.version,
+        "/spec/predictors/0/graph/modelUri": _scalar(main.uri),
+        f"/spec/predictors/0{CONTAINER}/env/1/value": _scalar(main.version),
         f"/spec/predictors/0{CONTAINER}/env/2/value": DoubleQuotedScalarString(main.content_hash),
         "/spec/predictors/0/traffic": main_traffic,
     }
@@ -221,12 +227,12 @@ def render_state(path: Path, model: str, main: Release, extras: list[Extra]) -> 
             op["value"] = updates[target]
         elif target == "/metadata/annotations" and op.get("op") in ("replace", "add"):
             values = {
-                "model": model,
-                "version": main.version,
+                "model": _scalar(model),
+                "version": _scalar(main.version),
                 "content-hash": DoubleQuotedScalarString(main.content_hash),
-                "git-commit": main.git_commit,
-                "mlflow-run": main.mlflow_run,
-                "source-pr": main.source_pr,
+                "git-commit": _scalar(main.git_commit),
+                "mlflow-run": _scalar(main.mlflow_run),
+                "source-pr": _scalar(main.source_pr),
             }
             for key, value in values.items():
                 op["value"][ANN + key] = value
@@ -532,7 +538,7 @@ def status(models: list[str]) -> list[dict[str, str]]:
             rows.append(
                 {
                     "env": env,
-                    "model": model,
+                    "model": _scalar(model),
                     "git": main.version + "".join(f" +{e.name} {e.release.version}" for e in extras),
                     "mlflow_alias": alias_v,
                     "agree": "yes" if agree else "NO",

@@ -1,0 +1,75 @@
+"""The pure parts of promotion: planning a mode, reading and writing the patch file's state."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelops import promote
+from modelops.promote import Extra, PromoteError, Release
+from modelops.workspace import PROJECT_ROOT
+
+A = Release("v1", "a" * 64, f"file:///store/m/{'a' * 64}/", "c1", "r1", "1")
+B = Release("v2", "b" * 64, f"file:///store/m/{'b' * 64}/", "c2", "r2", "2")
+
+
+def test_plan_full_replaces_main_and_drops_extras() -> None:
+    assert promote.plan(A, [Extra("canary", B, 10)], "full", B, None) == (B, [])
+
+
+def test_plan_canary_and_shadow_sit_beside_main() -> None:
+    main, extras = promote.plan(A, [], "canary", B, 30)
+    assert main == A and extras == [Extra("canary", B, 30)]
+    main, extras = promote.plan(A, extras, "shadow", B, None)
+    assert [e.name for e in extras] == ["canary", "shadow"] and extras[1].traffic == 0
+
+
+def test_plan_finish_and_abort_need_something_to_act_on() -> None:
+    assert promote.plan(A, [Extra("canary", B, 10)], "finish", None, None) == (B, [])
+    with pytest.raises(PromoteError, match="no canary"):
+        promote.plan(A, [], "finish", None, None)
+    with pytest.raises(PromoteError, match="no canary or shadow"):
+        promote.plan(A, [], "abort", None, None)
+    for bad in (0, 100, None):
+        with pytest.raises(PromoteError, match="between 1 and 99"):
+            promote.plan(A, [], "canary", B, bad)
+
+
+def test_promoting_running_content_keeps_its_record() -> None:
+    again = Release("v9", A.content_hash, A.uri, "other-commit")
+    assert promote.plan(A, [], "full", again, None) == (A, [])
+
+
+@pytest.mark.parametrize("value", ["v1", "123", "true", "null", "1e3", " padded", "abc123"])
+def test_plain_scalars_read_back_as_the_same_string(value: str) -> None:
+    assert yaml.safe_load(f"k: {promote._plain(value)}")["k"] == value
+
+
+def test_state_round_trips_through_the_patch_file(tmp_path: Path) -> None:
+    path = tmp_path / "credit-hgb.yaml"
+    shutil.copy(PROJECT_ROOT / "gitops/envs/staging/credit-hgb.yaml", path)
+    original = path.read_text()
+    path.write_text(
+        promote.render_state(path, "credit-hgb", A, [Extra("canary", B, 20), Extra("shadow", B, 0)])
+    )
+    main, extras = promote.read_state(path)
+    assert main == A and extras == [Extra("canary", B, 20), Extra("shadow", B, 0)]
+    ops = yaml.safe_load(path.read_text())
+    assert {"op": "replace", "path": "/spec/predictors/0/traffic", "value": 80} in ops
+    assert {"op": "add", "path": "/spec/predictors/2/shadow", "value": True} in ops
+    unpromoted = promote.read_state(PROJECT_ROOT / "gitops/envs/staging/credit-hgb.yaml")[0]
+    path.write_text(promote.render_state(path, "credit-hgb", unpromoted, []))
+    assert path.read_text() == original  # back to the shipped bytes
+
+
+def test_a_patch_file_that_is_not_a_list_of_operations_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("op: replace\n")
+    with pytest.raises(PromoteError, match=r"m\.yaml: expected a list of JSON-patch operations"):
+        promote.read_state(path)
+    path.write_text("- op: test\n  path: /x\n  value: 1\n")
+    with pytest.raises(PromoteError, match="no operation for /metadata/annotations"):
+        promote.read_state(path)
