@@ -14,6 +14,7 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -387,6 +388,7 @@ def push(branch: str, redo: Any = None) -> None:
             return
         if attempt == PUSH_ATTEMPTS:
             raise PromoteError(f"push to origin/{branch} failed {attempt} times: {proc.stderr.strip()}")
+        print(f"push to origin/{branch} was rejected (attempt {attempt}): rebasing onto it", file=sys.stderr)
         git("fetch", "--quiet", "origin", branch)
         rebased = subprocess.run(
             ["git", "rebase", "--quiet", f"origin/{branch}"], capture_output=True, text=True
@@ -395,6 +397,7 @@ def push(branch: str, redo: Any = None) -> None:
             git("rebase", "--abort", check=False)
             if redo is None:
                 raise PromoteError(f"rebase onto origin/{branch} conflicts: {rebased.stderr.strip()}")
+            print(f"the rebase conflicts: redoing the edit on top of origin/{branch}", file=sys.stderr)
             git("reset", "--quiet", "--hard", f"origin/{branch}")
             redo()
 

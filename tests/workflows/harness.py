@@ -207,6 +207,22 @@ class Forge:
         """A forge holding this project's working-tree files (then `extra_sources` on top)."""
         return cls(root, (PROJECT_ROOT, *extra_sources), **kw)
 
+    def clone(self, name: str) -> Forge:
+        """A second working clone of the same `origin`, with its own act state and stand-in records
+        (a copy of the current gh.json), so two act runs can go at once (e.g. racing pushes).
+
+        Its `work` is `root/name` on origin's main; runs through it record to `root/harness-name`.
+        """
+        other = object.__new__(Forge)
+        other.root, other.repository, other.origin = self.root, self.repository, self.origin
+        other.work, other.state = self.root / name, self.root / f"harness-{name}"
+        for d in (other.state / "artifacts", other.state / "bin", other.state / "cml-bin"):
+            d.mkdir(parents=True, exist_ok=True)
+        _git("clone", "-q", "-b", "main", str(self.origin), str(other.work), cwd=self.root)
+        other._save("gh.json", self.gh_state)
+        other._write_wrappers()
+        return other
+
     # --- git -----------------------------------------------------------------------------
 
     def git(self, *args: str, cwd: Path | None = None) -> str:

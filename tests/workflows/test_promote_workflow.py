@@ -1,0 +1,341 @@
+"""promote.yml under act: merge deploys (DESIGN invariants 2, 3, 4, 5).
+
+The real pipeline trains once per module (`dvc repro` on the shipped credit data, two param
+variants of credit-hgb) into a DVC remote that is a tmp dir; every test then builds its own forge
+whose committed `.dvc/config` points at that remote (a gitignored `config.local` would not reach
+the job: act copies the work tree minus ignored files) and "merges" a training commit by writing
+the variant's params.yaml, dvc.lock and git-tracked outputs. The job pulls the rest, as on GitHub.
+The artifact store and the MLflow SQLite file are per-test tmp paths, handed to the job as the
+repository variables the workflow maps into its env.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import PROJECT_ROOT, VENV_BIN, ActResult, Forge, copy_files
+
+pytestmark = pytest.mark.slow
+
+MODEL = "credit-hgb"
+WORKFLOW = ".github/workflows/promote.yml"
+STAGING = f"gitops/envs/staging/{MODEL}.yaml"
+PRODUCTION = f"gitops/envs/production/{MODEL}.yaml"
+PR_BRANCH = f"promote/production/{MODEL}"
+SOURCE_PR = 7
+# Two param variants of the shipped model; fewer boosting rounds than params.yaml keeps training short.
+VARIANTS = {"a": 60, "b": 80}
+DVC_CONFIG = """\
+[core]
+    autostage = true
+    remote = local
+    analytics = false
+['remote "local"']
+    url = {remote}
+"""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A trained model: the files its training commit changes, and its packaged content hash."""
+
+    max_iter: int
+    files: dict[str, bytes]
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Trained:
+    remote: Path
+    variants: dict[str, Variant]
+
+
+def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """Train each variant once with the real pipeline and push its DVC outputs to a tmp remote."""
+    from modelops_serving.integrity import tree_hash
+
+    root = tmp_path_factory.mktemp("trained")
+    remote, repo = root / "dvc-remote", root / "repo"
+    repo.mkdir()
+    copy_files(PROJECT_ROOT, repo)
+    (repo / ".dvc/config").write_text(DVC_CONFIG.format(remote=remote))
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env |= {
+        "PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+    }
+    _run("git", "init", "-q", "-b", "main", cwd=repo)
+    _run("git", "add", "-A", cwd=repo)
+    _run("git", "commit", "-q", "-m", "base", cwd=repo)
+    base = _run("git", "rev-parse", "HEAD", cwd=repo)
+    params = (repo / "params.yaml").read_text()
+    assert params.count("max_iter: 200") == 1, "params.yaml changed: update VARIANTS' substitution"
+    variants = {}
+    for name, max_iter in VARIANTS.items():
+        (repo / "params.yaml").write_text(params.replace("max_iter: 200", f"max_iter: {max_iter}"))
+        _run("dvc", "repro", cwd=repo, env=env)
+        _run("dvc", "push", cwd=repo, env=env)
+        _run("git", "add", "-A", cwd=repo)
+        _run("git", "commit", "-q", "-m", f"train {name}", cwd=repo)
+        changed = _run("git", "diff", "--name-only", base, "HEAD", cwd=repo).splitlines()
+        assert "dvc.lock" in changed, changed
+        files = {rel: (repo / rel).read_bytes() for rel in changed}
+        variants[name] = Variant(max_iter, files, tree_hash(repo / f"models/{MODEL}/model"))
+    assert len({v.content_hash for v in variants.values()}) == len(variants)
+    return Trained(remote, variants)
+
+
+@dataclass
+class Site:
+    """A forge plus the per-test artifact store and MLflow store its jobs use."""
+
+    forge: Forge
+    store: Path
+    tracking_uri: str
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return {"MODELOPS_ARTIFACT_STORE": str(self.store), "MLFLOW_TRACKING_URI": self.tracking_uri}
+
+
+def make_site(tmp_path: Path, trained: Trained) -> Site:
+    """A forge whose committed DVC remote is the trained one (pushed to origin main)."""
+    forge = Forge.from_project(tmp_path / "forge")
+    forge.write(".dvc/config", DVC_CONFIG.format(remote=trained.remote))
+    forge.commit("DVC remote: a local directory")
+    forge.push("main")
+    return Site(forge, tmp_path / "artifacts", f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def merge_training(forge: Forge, variant: Variant, pr: int = SOURCE_PR) -> str:
+    """Commit a variant's training outputs on main as a merged PR would, push, answer `gh api`."""
+    for rel, content in variant.files.items():
+        (forge.work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (forge.work / rel).write_bytes(content)
+    sha = forge.commit(f"Train {MODEL} with max_iter {variant.max_iter} (#{pr})")
+    forge.push("main")
+    forge.set_api_response(f"repos/{forge.repository}/commits/{sha}/pulls", [{"number": pr}])
+    return sha
+
+
+def ops(text: str) -> dict[str, object]:
+    """A patch file's operations, `path` -> `value` (the replace/test ops of the main predictor)."""
+    return {op["path"]: op.get("value") for op in yaml.safe_load(text)}
+
+
+def release(text: str) -> dict[str, str]:
+    """What a staging/production patch says it serves: version, hash, URI."""
+    values = ops(text)
+    env = "/spec/predictors/0/componentSpecs/0/spec/containers/0/env"
+    return {
+        "version": str(values[f"{env}/1/value"]),
+        "hash": str(values[f"{env}/2/value"]),
+        "uri": str(values["/spec/predictors/0/graph/modelUri"]),
+        "annotated": str(values["/metadata/annotations"]["modelops.dev/version"]),  # type: ignore[index]
+    }
+
+
+def show(forge: Forge, rev: str, path: str) -> str:
+    return forge.git("show", f"{rev}:{path}", cwd=forge.origin)
+
+
+def trailers(forge: Forge, rev: str) -> dict[str, str]:
+    text = forge.git("log", "-1", "--format=%(trailers:only,unfold)", rev, cwd=forge.origin)
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+def changed_lines(forge: Forge, rev: str) -> list[str]:
+    """The +/- lines of a commit's diff (no context, no headers)."""
+    diff = forge.git("show", "--format=", "-U0", rev, cwd=forge.origin)
+    return [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+
+
+def alias_version(site: Site, env: str) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=site.tracking_uri, registry_uri=site.tracking_uri)
+    return str(client.get_model_version_by_alias(MODEL, env).version)
+
+
+def gh_pr_commands(result: ActResult) -> list[list[str]]:
+    return [c["argv"][:2] for c in result.gh_calls if c["argv"][0] == "pr"]
+
+
+def test_promotion_commits_never_retrigger_the_workflow() -> None:
+    """The loop guard, statically: act does not apply `paths:` filters, GitHub does."""
+    workflow = yaml.safe_load((PROJECT_ROOT / WORKFLOW).read_text())
+    push = workflow.get("on", workflow.get(True))["push"]
+    assert push["branches"] == ["main"]
+    for touched in (STAGING, PRODUCTION, "gitops/envs/staging/kustomization.yaml"):
+        assert not [p for p in push["paths"] if fnmatch(touched, p)], touched
+    assert fnmatch("dvc.lock", push["paths"][0])
+    staging = workflow["jobs"]["staging"]
+    assert staging["concurrency"] == {"group": "promote-staging", "cancel-in-progress": False}
+    assert "Model: " in staging["if"]
+
+
+def test_merge_promotes_to_staging_and_opens_one_production_pr(tmp_path: Path, trained: Trained) -> None:
+    site = make_site(tmp_path, trained)
+    forge, variant = site.forge, trained.variants["a"]
+    before = forge.origin_sha()
+    train_sha = merge_training(forge, variant)
+
+    first = forge.run_workflow(
+        WORKFLOW, "push", forge.push_event(before=before), variables=site.variables, timeout=300
+    ).check()
+
+    # One promotion commit on main, on top of the training commit, touching one file's values only.
+    promo = forge.origin_sha()
+    assert forge.git("rev-parse", f"{promo}^", cwd=forge.origin) == train_sha
+    assert forge.origin_log()[0] == f"promote(staging): {MODEL} v1"
+    files = forge.git("show", "--format=", "--name-only", promo, cwd=forge.origin).splitlines()
+    assert files == [STAGING]
+    lines = changed_lines(forge, promo)
+    assert lines and all(re.match(r"^[+-]\s+(value: |modelops\.dev/[\w-]+: )", ln) for ln in lines), lines
+    assert sum(ln.startswith("+") for ln in lines) == sum(ln.startswith("-") for ln in lines)
+
+    # The manifest names exactly the new release: URI, hash, version (server env and annotations).
+    store_dir = site.store / MODEL / variant.content_hash
+    staged = release(show(forge, promo, STAGING))
+    assert staged == {
+        "version": "v1",
+        "hash": variant.content_hash,
+        "uri": store_dir.resolve().as_uri() + "/",
+        "annotated": "v1",
+    }
+    expected = {"Model": MODEL, "Version": "v1", "Env": "staging", "Hash": variant.content_hash}
+    assert (expected | {"Source-PR": str(SOURCE_PR)}).items() <= trailers(forge, promo).items()
+    # Production is untouched on main; everything else in gitops/ too.
+    assert forge.git("diff", "--stat", train_sha, promo, "--", "gitops/", cwd=forge.origin).count("|") == 1
+
+    # The artifact is where the URI says, with the content the hash names (invariant 2).
+    from modelops_serving.integrity import tree_hash
+
+    assert tree_hash(store_dir) == variant.content_hash
+    # The alias followed git (invariant 3).
+    assert alias_version(site, "staging") == "1"
+
+    # One production PR, from a branch whose only change is the production patch.
+    assert gh_pr_commands(first)[-2:] == [["pr", "list"], ["pr", "create"]]
+    [pr] = forge.gh_state["prs"]
+    assert (pr["headRefName"], pr["baseRefName"], pr["state"]) == (PR_BRANCH, "main", "OPEN")
+    branch_files = forge.git("diff", "--name-only", f"main...{PR_BRANCH}", cwd=forge.origin).splitlines()
+    assert branch_files == [PRODUCTION]
+    assert release(show(forge, PR_BRANCH, PRODUCTION))["hash"] == variant.content_hash
+    assert release(show(forge, PR_BRANCH, PRODUCTION))["version"] == "v1"  # the staging version, reused
+    token_calls = [c for c in first.gh_calls if c["argv"][0] == "pr"]
+    assert all(c["tokens"]["GH_TOKEN"] for c in token_calls)
+
+    # The promotion commit itself does not promote again (the `Model:` trailer guard).
+    forge.git("pull", "-q", "--ff-only", "origin", "main")
+    guard_event = forge.push_event(before=train_sha)
+    guarded = forge.run_workflow(
+        WORKFLOW, "push", guard_event, variables=site.variables, extra_args=["-v"]
+    ).check()
+    assert "Skipping job 'promote to staging'" in guarded.log
+    assert forge.origin_sha() == promo and not guarded.calls
+
+    # A re-run on main (workflow_dispatch; the PR job and what it needs): the PR is updated, not doubled.
+    dispatch = {"ref": "refs/heads/main", "inputs": {}, "repository": forge.push_event()["repository"]}
+    second = forge.run_workflow(
+        WORKFLOW, "workflow_dispatch", dispatch, job="production-pr", variables=site.variables, timeout=300
+    ).check()
+    # act runs the job's `needs:` too: staging finds nothing new (no commit), the PR is edited.
+    assert "is already deployed to staging" in second.log
+    assert forge.origin_sha() == promo
+    assert gh_pr_commands(second) == [["pr", "list"], ["pr", "edit"]]
+    assert len(forge.gh_state["prs"]) == 1
+    runs = (first, guarded, second)
+    print("timings: push run {:.1f}s, guarded {:.1f}s, re-run {:.1f}s".format(*(r.duration for r in runs)))
+
+
+def test_racing_promotions_both_land_in_order(tmp_path: Path, trained: Trained) -> None:
+    """Two act runs at once (act ignores `concurrency:`, so this is the push's rebase-and-retry alone)."""
+    site = make_site(tmp_path, trained)
+    forge = site.forge
+    train_a = merge_training(forge, trained.variants["a"], pr=11)
+    # A team's tracking server exists before any job: create the SQLite schema once (two jobs
+    # migrating a fresh file at the same moment collide, which no real deployment does).
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=site.tracking_uri).search_experiments()
+    racer = forge.clone("racer")
+    train_b = merge_training(racer, trained.variants["b"], pr=12)
+    # forge.work is at train_a (the first merge's push), racer.work at train_b (the second's).
+    assert forge.head() == train_a and racer.head() == train_b == forge.origin_sha()
+    first_push = {
+        **racer.push_event(before=forge.head("HEAD~1")),
+        "after": train_a,
+        "head_commit": {"id": train_a, "message": forge.git("log", "-1", "--format=%B").strip()},
+    }
+    events = [(forge, first_push), (racer, racer.push_event(before=train_a))]
+
+    def run(pair: tuple[Forge, dict]) -> ActResult:
+        who, event = pair
+        return who.run_workflow(WORKFLOW, "push", event, job="staging", variables=site.variables, timeout=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, events))
+    for r in results:
+        r.check()
+
+    # Both promotions landed, each its own commit, one after the other on top of train_b.
+    top, below = forge.origin_sha(), forge.origin_sha("main~1")
+    assert forge.git("rev-parse", "main~2", cwd=forge.origin) == train_b
+    landed = [trailers(forge, top), trailers(forge, below)]
+    assert {t["Hash"] for t in landed} == {v.content_hash for v in trained.variants.values()}
+    assert all(t["Env"] == "staging" for t in landed)
+    assert landed[0]["Version"] != landed[1]["Version"]
+    for sha in (top, below):
+        assert forge.git("show", "--format=", "--name-only", sha, cwd=forge.origin).splitlines() == [STAGING]
+    # The final manifest names the later one.
+    final = release(show(forge, "main", STAGING))
+    assert (final["version"], final["hash"]) == (landed[0]["Version"], landed[0]["Hash"])
+    durations = ", ".join(f"{r.duration:.1f}s" for r in results)
+    print(f"timings: racing runs {durations}; landed {[t['Version'] for t in reversed(landed)]}")
+
+
+def test_reverting_a_promotion_restores_gitops_byte_for_byte(tmp_path: Path, trained: Trained) -> None:
+    """`git revert` of the latest promotion gives back every gitops/ file exactly (invariant 4)."""
+    site = make_site(tmp_path, trained)
+    forge = site.forge
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env |= {
+        "PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}",
+        "MODELOPS_ARTIFACT_STORE": str(site.store),
+        "MLFLOW_TRACKING_URI": site.tracking_uri,
+    }
+
+    def snapshot() -> dict[str, bytes]:
+        files = (p for p in forge.work.glob("gitops/**/*") if p.is_file())
+        return {str(p.relative_to(forge.work)): p.read_bytes() for p in files}
+
+    for name in ("a", "b"):
+        merge_training(forge, trained.variants[name])
+        _run("dvc", "pull", "-q", cwd=forge.work, env=env)
+        before = snapshot()
+        _run("modelops", "promote", MODEL, "--env", "staging", "--push", cwd=forge.work, env=env)
+    promo = forge.head()
+    assert trailers(forge, promo)["Hash"] == trained.variants["b"].content_hash
+
+    forge.git("revert", "--no-edit", promo)
+
+    after = snapshot()
+    assert after.keys() == before.keys()
+    assert [rel for rel in after if after[rel] != before[rel]] == []
+    assert forge.git("diff", f"{promo}~1", "HEAD", "--", "gitops/") == ""
