@@ -263,11 +263,21 @@ def history(env: EnvOpt) -> None:
 
 
 @command
-def status(params_file: ParamsOpt = Path("params.yaml")) -> None:
+def status(
+    params_file: ParamsOpt = Path("params.yaml"),
+    sync: Annotated[bool, typer.Option("--sync", help="move every MLflow alias to what git serves")] = False,
+) -> None:
     """Per env and model: the version git serves, the MLflow alias, and whether they agree."""
+    from modelops import manifests
     from modelops import promote as promotion
 
-    rows = promotion.status(list(load_params(params_file).models))
+    models = list(load_params(params_file).models)
+    if sync:  # e.g. after a production PR merged: git changed, the registry follows
+        for env in manifests.envs():
+            for model in models:
+                if (promotion.GITOPS / "envs" / env / f"{model}.yaml").exists():
+                    promotion.sync_alias(model, env)
+    rows = promotion.status(models)
     print("| env | model | git | MLflow alias | agree |")
     print("|---|---|---|---|---|")
     for r in rows:

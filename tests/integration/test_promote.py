@@ -182,3 +182,13 @@ def test_two_racing_promotions_both_land_in_order(deploy: dict) -> None:
     assert log.splitlines() == ["promote(staging): credit-hgb v2", "promote(staging): credit-hgb v1", "tune"]
     final = run(["git", "--git-dir", str(deploy["origin"]), "show", f"main:{STAGING}"], work).stdout
     assert "value: v2" in final and "value: v1" not in final
+
+
+def test_status_sync_moves_the_alias_to_what_a_merged_pr_deployed(deploy: dict) -> None:
+    """A production PR merges by git alone; `status --sync` (sync-aliases.yml) makes MLflow follow."""
+    work = deploy["work"]
+    modelops(deploy, "promote", "credit-hgb", "--env", "production", "--branch", "promote/prod")
+    assert "| production | credit-hgb | unpromoted | none | yes |" in modelops(deploy, "status").stdout
+    run(["git", "merge", "-q", "--ff-only", "promote/prod"], work)
+    assert "| production | credit-hgb | v1 | none | NO |" in modelops(deploy, "status").stdout
+    assert "| production | credit-hgb | v1 | v1 | yes |" in modelops(deploy, "status", "--sync").stdout
