@@ -66,3 +66,23 @@ def repo_copy(trained_repo: Path, tmp_path: Path) -> Path:
     run(["git", "clone", "-q", str(trained_repo), str(clone)], tmp_path)
     run(["dvc", "remote", "add", "--local", "-f", "local", str(tmp_path / "remote")], clone)
     return clone
+
+
+def train_and_package(root: Path, name: str, params, rows: int, metrics: dict) -> dict:
+    """Train and package a small model for real inside `root` (the stage functions, no DVC).
+
+    `metrics` stands in for the evaluate stage's output, which the model card reads.
+    """
+    import json
+
+    from modelops import dataset, ingest, package, prepare, train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        dataset.RAW_FILE.parent.mkdir(parents=True, exist_ok=True)
+        ingest.synthesize(rows, 0).to_csv(dataset.RAW_FILE, index=False)
+        prepare.prepare(params.split)
+        train.train(name, params.model(name))
+        Path("models", name, "metrics.json").write_text(json.dumps(metrics))
+        Path("models", name, "plots").mkdir(exist_ok=True)
+        return package.package(name, params)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from modelops_serving.integrity import tree_hash
 
-from modelops import dataset, ingest, package, prepare, publish, registry, tracking, train
+from modelops import package, publish, registry, tracking
 from modelops.config import Params, parse_params
 from modelops.registry import RegistryError
+from tests.conftest import train_and_package
 
 NAME = "tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -34,16 +34,7 @@ def params() -> Params:
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model trained and packaged for real, with what log_run reads beside it."""
     root = tmp_path_factory.mktemp("registry")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        p = params()
-        dataset.RAW_FILE.parent.mkdir(parents=True)
-        ingest.synthesize(300, 0).to_csv(dataset.RAW_FILE, index=False)
-        prepare.prepare(p.split)
-        train.train(NAME, p.model(NAME))
-        Path("models", NAME, "metrics.json").write_text(json.dumps(METRICS))
-        Path("models", NAME, "plots").mkdir()
-        package.package(NAME, p)
+    train_and_package(root, NAME, params(), 300, METRICS)
     return root
 
 

@@ -13,9 +13,10 @@ import pytest
 import yaml
 from modelops_serving.integrity import file_sha256, tree_hash
 
-from modelops import dataset, ingest, package, prepare, train
+from modelops import dataset, package, prepare, train
 from modelops.config import Params, parse_params
 from modelops.errors import PipelineError
+from tests.conftest import train_and_package
 
 NAME = "tiny"
 METRICS = {"accuracy": 0.8125, "roc_auc": 0.734567, "log_loss": 0.51, "test_rows": 120}
@@ -39,15 +40,10 @@ def files(root: Path) -> dict[str, bytes]:
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model packaged twice in the same directory, plus a second model with other weights."""
     root = tmp_path_factory.mktemp("package")
+    p = params()
+    first = train_and_package(root, NAME, p, 600, METRICS)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        p = params()
-        dataset.RAW_FILE.parent.mkdir(parents=True)
-        ingest.synthesize(600, 0).to_csv(dataset.RAW_FILE, index=False)
-        prepare.prepare(p.split)
-        train.train(NAME, p.model(NAME))
-        Path("models", NAME, "metrics.json").write_text(json.dumps(METRICS))
-        first = package.package(NAME, p)
         snapshot = files(package.package_dir(NAME)) | {"card": package.card_file(NAME).read_bytes()}
         second = package.package(NAME, p)
         # the same shape and size of model with other weights, for the uuid test
