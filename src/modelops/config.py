@@ -94,6 +94,28 @@ class MlflowParams(_Strict):
     experiment: str = Field(default="modelops", min_length=1)
 
 
+QUALITY = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+LOWER_IS_BETTER = frozenset({"log_loss"})
+
+
+class GateParams(_Strict):
+    """The quality gate a candidate must pass to be promoted (read by `modelops gate`)."""
+
+    minimum: dict[str, float] = Field(default_factory=dict)  # metric -> floor (log_loss: ceiling)
+    max_regression: dict[str, float] = Field(default_factory=dict)  # metric -> allowed loss vs champion
+    max_latency_ratio: float = Field(default=2.0, gt=0)  # candidate / champion predict time
+
+    @field_validator("minimum", "max_regression")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, bound in value.items():
+            if metric not in QUALITY:
+                raise ValueError(f"unknown metric {metric!r} (known: {', '.join(QUALITY)})")
+            if bound < 0:
+                raise ValueError(f"{metric}: must be >= 0, got {bound}")
+        return value
+
+
 class Params(_Strict):
     """The whole params.yaml."""
 
@@ -101,6 +123,7 @@ class Params(_Strict):
     split: SplitParams = SplitParams()
     evaluate: EvaluateParams = EvaluateParams()
     mlflow: MlflowParams = MlflowParams()
+    gate: GateParams = GateParams()
     models: dict[str, ModelParams]
 
     @field_validator("models")

@@ -131,3 +131,15 @@ def test_no_verdict_is_written_outside_a_dvc_repository(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     parse_params(shipped())
     assert not (tmp_path / ".dvc").exists()
+
+
+def test_gate_names_unknown_metrics_and_negative_bounds() -> None:
+    raw = shipped()
+    raw["gate"]["minimum"]["auc"] = 0.7
+    with pytest.raises(ParamsError, match=r"gate\.minimum: .*unknown metric 'auc'"):
+        parse_params(raw)
+    raw = shipped()
+    raw["gate"]["max_regression"]["f1"] = -0.1
+    with pytest.raises(ParamsError, match=r"gate\.max_regression: .*f1: must be >= 0"):
+        parse_params(raw)
+    assert load_params(ROOT / "params.yaml").gate.minimum["roc_auc"] == 0.75
