@@ -287,3 +287,37 @@ def status(
 def main() -> None:
     """Console entry point."""
     app()
+
+
+@command
+def report(
+    base: Annotated[str, typer.Option(help="branch the pull request merges into")] = "main",
+    env: Annotated[str, typer.Option(help="env whose deployed model is the champion")] = "production",
+    out: Annotated[Path, typer.Option(help="directory for report.md, report.json and PNGs")] = Path("report"),
+    model: Annotated[
+        str | None, typer.Option(help="model name (default: the only one in params.yaml)")
+    ] = None,
+) -> None:
+    """Write the pull-request report (champion vs challenger, changes, plots, cost, deploy preview)."""
+    from modelops.report import build
+
+    with progress.step(f"report vs {env} and {base}"):
+        result = build(base=base, env=env, out=out, model=model)
+    # The gate is its own step (`modelops gate`): a failing candidate still gets its report.
+    print(f"{out / 'report.md'}: {result.verdict.line()}")
+
+
+@command
+def gate(
+    report_file: Annotated[Path, typer.Option("--report", help="report.json of `modelops report`")] = Path(
+        "report/report.json"
+    ),
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Enforce the quality gate on a report: exit 0 on pass, 10 with every reason on fail."""
+    from modelops.gate import enforce
+    from modelops.report import gate_from_report
+
+    verdict = gate_from_report(report_file, load_params(params_file).gate)
+    enforce(verdict)
+    print(verdict.line())
