@@ -375,12 +375,15 @@ class Forge:
         stubs: Iterable[str] = (),
         timeout: float = 180,
         extra_args: Iterable[str] = (),
+        cml_on_path: bool = False,
     ) -> ActResult:
         """Run one workflow file (path relative to the clone, or absolute) for real under act.
 
         `secrets` are added to GITHUB_TOKEN=fake-token; `env` goes to act's `--env` (workflow
         env for every step); `stubs` are command names (e.g. "make") replaced on PATH by a
-        recorder that exits 0. The run is killed after `timeout` seconds.
+        recorder that exits 0. The run is killed after `timeout` seconds. `cml_on_path` puts the
+        recording `cml` on the job's PATH from the start, as on a runner that has CML installed
+        (otherwise only the setup-cml stand-in adds it).
         """
         wf = Path(workflow) if Path(workflow).is_absolute() else self.work / workflow
         actions = sorted(self.work.glob(".github/actions/**/action.y*ml"))
@@ -414,7 +417,7 @@ class Forge:
         proc = subprocess.Popen(
             cmd,
             cwd=self.work,
-            env=self._act_env(stub_dir),
+            env=self._act_env(stub_dir, cml_on_path),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -447,7 +450,7 @@ class Forge:
         st.setdefault("api", {})[endpoint] = response
         self._save("gh.json", st)
 
-    def _act_env(self, stub_dir: Path) -> dict[str, str]:
+    def _act_env(self, stub_dir: Path, cml_on_path: bool = False) -> dict[str, str]:
         """act passes its own environment to host-mode steps, so this is the job's base env.
 
         PATH: stubs, then gh, then the usual PATH, then this venv's bin (dvc, modelops) last so
@@ -455,8 +458,13 @@ class Forge:
         """
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         path = [p for p in env.get("PATH", "").split(os.pathsep) if p and os.path.abspath(p) != str(VENV_BIN)]
+        tools = [
+            str(stub_dir),
+            str(self.state / "bin"),
+            *([str(self.state / "cml-bin")] if cml_on_path else []),
+        ]
         env |= {
-            "PATH": os.pathsep.join([str(stub_dir), str(self.state / "bin"), *path, str(VENV_BIN)]),
+            "PATH": os.pathsep.join([*tools, *path, str(VENV_BIN)]),
             "MODELOPS_HARNESS_STATE": str(self.state),
             "MODELOPS_HARNESS_PYTHON": sys.executable,
             "MODELOPS_HARNESS_UV": str(find_uv()),
