@@ -36,6 +36,15 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# A committed DVC remote (jobs never see `dvc remote add --local`: act copies no ignored files).
+DVC_CONFIG = """\
+[core]
+    autostage = true
+    remote = local
+    analytics = false
+['remote "local"']
+    url = {remote}
+"""
 STANDINS = Path(__file__).resolve().parent / "standins"
 VENV_BIN = Path(sys.executable).parent
 ACT = shutil.which("act", path=str(VENV_BIN)) or "act"

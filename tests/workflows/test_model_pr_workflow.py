@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import PROJECT_ROOT, VENV_BIN, ActResult, Forge
+from harness import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +44,6 @@ UNSEEN_JOB = "astronaut"
 # is covered by the gate's unit tests.
 LATENCY_RATIO = 20.0
 BAD_ROWS = (3, 10)  # 1-based data rows, as the validation message counts them
-DVC_CONFIG = """\
-[core]
-    autostage = true
-    remote = local
-    analytics = false
-['remote "local"']
-    url = {remote}
-"""
 
 
 @dataclass(frozen=True)

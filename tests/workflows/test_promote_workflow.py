@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import PROJECT_ROOT, VENV_BIN, ActResult, Forge, copy_files
+from harness import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge, copy_files
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +33,6 @@ PR_BRANCH = f"promote/production/{MODEL}"
 SOURCE_PR = 7
 # Two param variants of the shipped model; fewer boosting rounds than params.yaml keeps training short.
 VARIANTS = {"a": 60, "b": 80}
-DVC_CONFIG = """\
-[core]
-    autostage = true
-    remote = local
-    analytics = false
-['remote "local"']
-    url = {remote}
-"""
 
 
 @dataclass(frozen=True)
