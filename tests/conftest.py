@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,29 @@ def train_and_package(root: Path, name: str, params, rows: int, metrics: dict) -
         Path("models", name, "metrics.json").write_text(json.dumps(metrics))
         Path("models", name, "plots").mkdir(exist_ok=True)
         return package.package(name, params)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (servers in tests bind 127.0.0.1 only)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clone_with_outputs(trained: Path, dest: Path, origin: Path | None = None) -> tuple[Path, dict[str, str]]:
+    """Clone a trained repo (through a bare `origin` when given) with its DVC outputs checked out,
+    and the env of an empty artifact store and MLflow registry beside it."""
+    source = trained
+    if origin is not None:
+        run(["git", "clone", "-q", "--bare", str(trained), str(origin)], dest.parent)
+        source = origin
+    run(["git", "clone", "-q", str(source), str(dest)], dest.parent)
+    shutil.copytree(trained / ".dvc/cache", dest / ".dvc/cache")
+    run(["dvc", "checkout", "-q"], dest)
+    env = {
+        "MODELOPS_ARTIFACT_STORE": str(dest.parent / "store"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{dest.parent / 'mlflow.db'}",
+    }
+    return dest, env

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from modelops.workspace import PROJECT_ROOT
-from tests.conftest import run
+from tests.conftest import free_port, run
 
 UV = Path.home() / ".local/bin/uv"
 
@@ -37,12 +36,6 @@ def test_make_demo_reproduces_and_prints_metrics(tmp_path: Path) -> None:
     committed = (PROJECT_ROOT / "models/credit-hgb/metrics.json").read_text()
     assert (clone / "models/credit-hgb/metrics.json").read_text() == committed
     assert run(["git", "status", "--porcelain"], clone).stdout == ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_make_mlflow_ui_serves_the_repository_store(trained_repo: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run
+from tests.conftest import clone_with_outputs, run
 
 STAGING = "gitops/envs/staging/credit-hgb.yaml"
 
@@ -18,15 +18,8 @@ STAGING = "gitops/envs/staging/credit-hgb.yaml"
 @pytest.fixture
 def deploy(trained_repo: Path, tmp_path: Path) -> dict:
     """A clone of the trained repo with a bare origin, its DVC outputs, an empty store and registry."""
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    run(["git", "clone", "-q", "--bare", str(trained_repo), str(origin)], tmp_path)
-    run(["git", "clone", "-q", str(origin), str(work)], tmp_path)
-    shutil.copytree(trained_repo / ".dvc/cache", work / ".dvc/cache")
-    run(["dvc", "checkout", "-q"], work)
-    env = {
-        "MODELOPS_ARTIFACT_STORE": str(tmp_path / "store"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
+    origin = tmp_path / "origin.git"
+    work, env = clone_with_outputs(trained_repo, tmp_path / "work", origin)
     return {"work": work, "origin": origin, "env": env, "store": tmp_path / "store", "tmp": tmp_path}
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import yaml
 
 from modelops import gate
 from modelops.config import QUALITY, parse_params
-from tests.conftest import run
+from tests.conftest import clone_with_outputs, run
 
 MODEL = "credit-hgb"
 METRICS = f"models/{MODEL}/metrics.json"
@@ -39,14 +38,7 @@ def row(markdown: str, metric: str) -> list[str]:
 def test_report_compares_the_branch_with_the_production_champion_and_the_gate_agrees(
     trained_repo: Path, tmp_path: Path
 ) -> None:
-    work = tmp_path / "work"
-    run(["git", "clone", "-q", str(trained_repo), str(work)], tmp_path)
-    shutil.copytree(trained_repo / ".dvc/cache", work / ".dvc/cache")
-    run(["dvc", "checkout", "-q"], work)
-    env = {
-        "MODELOPS_ARTIFACT_STORE": str(tmp_path / "store"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
+    work, env = clone_with_outputs(trained_repo, tmp_path / "work")
 
     def modelops(*args: str, check: bool = True):
         return run(["modelops", *args], work, check=check, env=env)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from modelops_serving.model import ServedModel
 
 from modelops import dataset
+from tests.conftest import free_port
 
 NAME = "credit-small"
 VERSION = "v7"
@@ -77,12 +77,6 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
     content_hash = tree_hash(out)
     model = load_model(str(out), expected_hash=content_hash, name=NAME, version=VERSION)
     return Packaged(out, content_hash, pipeline, rows, model)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

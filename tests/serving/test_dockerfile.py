@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "serving" / "Dockerfile"
@@ -140,12 +141,6 @@ def test_the_export_of_the_install_lists_no_training_stack(stages: list[Stage]) 
     names.discard("")
     assert {"fastapi", "scikit-learn", "uvicorn", "cloudpickle"} <= names
     assert not names & set(TRAINING_STACK), names & set(TRAINING_STACK)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def snapshot(root: Path) -> dict[str, int]:

@@ -10,7 +10,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,12 @@ import pytest
 from modelops_serving.seldon import CreditModel, SeldonRequestError
 
 from modelops import dataset
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPETITORS_BIN = ROOT / "benchmarks" / "competitors" / ".venv" / "bin"
 NAMES = list(dataset.FEATURES)
 VERSION = "v7"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
