@@ -25,7 +25,6 @@ import random
 import secrets
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,7 +101,8 @@ class InferenceLog:
         self._order = [position[n] for n in self._names]
         self._thread: threading.Thread | None = None
         self._file: IO[bytes] | None = None
-        self._hour = ""
+        self._hour = -1
+        self._second, self._second_text = -1, ""
         self._size = 0
         self._seq = 0
         self._errors = 0
@@ -167,20 +167,20 @@ class InferenceLog:
         pending: list[bytes] = []
         pending_rows = 0
         for ts, rows, proba in items:
-            stamp = datetime.fromtimestamp(ts, UTC)
+            micros = round(ts * 1_000_000)  # one rounding for the line's time and its file's hour
             try:
-                data = self._lines(stamp, rows, proba)
+                data = self._lines(micros, rows, proba)
             except (TypeError, ValueError) as exc:
                 self._failed(len(rows), exc)
                 continue
-            hour = f"{stamp:%Y-%m-%d %H}"
+            hour = micros // 3_600_000_000  # the UTC hour: Unix time has no leap seconds
             if self._file is not None and (hour != self._hour or self._size >= self.max_file_bytes):
                 self._flush(pending, pending_rows)
                 pending, pending_rows = [], 0
                 self._close_file()
             if self._file is None:
                 try:
-                    self._open(stamp, hour)
+                    self._open(micros // 1_000_000, hour)
                 except OSError as exc:
                     self._failed(len(rows), exc)
                     continue
@@ -189,9 +189,9 @@ class InferenceLog:
             self._size += len(data)
         self._flush(pending, pending_rows)
 
-    def _lines(self, stamp: datetime, rows: FeatureRows, proba: np.ndarray) -> bytes:
+    def _lines(self, micros: int, rows: FeatureRows, proba: np.ndarray) -> bytes:
         """One JSON line per row; NaN (missing numbers) serialises as null."""
-        head = self._head | {"ts": f"{stamp:%Y-%m-%dT%H:%M:%S.%f}Z", "request_id": secrets.token_hex(16)}
+        head = self._head | {"ts": self._timestamp(micros), "request_id": secrets.token_hex(16)}
         names, order, classes = self._names, self._order, self._classes
         dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         out = []
@@ -211,11 +211,20 @@ class InferenceLog:
             out.append(dumps(head | row, option=option))
         return b"".join(out)
 
-    def _open(self, stamp: datetime, hour: str) -> None:
-        folder = self.directory / f"{stamp:%Y-%m-%d}"
+    def _timestamp(self, micros: int) -> str:
+        """ISO 8601 UTC with microseconds; strftime runs once per second, not once per request (it was
+        most of the writer's cost for a one-row request)."""
+        second, fraction = divmod(micros, 1_000_000)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{fraction:06d}Z"
+
+    def _open(self, second: int, hour: int) -> None:
+        utc = time.gmtime(second)
+        folder = self.directory / time.strftime("%Y-%m-%d", utc)
         folder.mkdir(parents=True, exist_ok=True)
         while True:
-            path = folder / f"{stamp:%H%M%S}-{os.getpid()}-{self._seq}.jsonl"
+            path = folder / f"{time.strftime('%H%M%S', utc)}-{os.getpid()}-{self._seq}.jsonl"
             self._seq += 1
             try:
                 # "x": a restarted process with the same pid (pid 1 in a container) never appends
