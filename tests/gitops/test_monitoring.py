@@ -26,14 +26,12 @@ RULES_FILE = "modelops-rules.yaml"  # the name the test files' rule_files: list
 Obj = dict[str, Any]
 
 # Not in the server's registry: `modelops monitor` writes the drift series to a Prometheus textfile
-# (labels model, env), and the server's sampled inference log counts its drops. Keep in step with
-# src/modelops/monitor.py and the inference log of serving/.
+# (labels model, env). Keep in step with src/modelops/monitor.py.
 MONITOR_METRICS = {
     "modelops_drift_score",
     "modelops_drift_detected",
     "modelops_monitor_last_run_timestamp_seconds",
 }
-INFERENCE_LOG_METRICS = {"modelops_inference_log_dropped_total"}
 METRIC = re.compile(r"\bmodelops_[a-z0-9_]+\b")
 
 
@@ -179,7 +177,7 @@ def test_missing_model_covers_exactly_the_env_namespaces(monitoring: list[Obj]) 
 
 
 def test_alerts_name_only_exported_metrics(monitoring: list[Obj]) -> None:
-    known = server_metrics() | MONITOR_METRICS | INFERENCE_LOG_METRICS
+    known = server_metrics() | MONITOR_METRICS
     for name, rule in alerts(the(monitoring, "PrometheusRule")).items():
         used = set(METRIC.findall(rule["expr"]))
         assert used, name
