@@ -6,9 +6,8 @@ RUN := $(UV) run --frozen
 
 .PHONY: demo setup setup-competitors setup-tools test lint mlflow-ui bench
 
-demo: setup  ## set up, reproduce the pipeline, print the metrics and where the MLflow runs are
-	$(RUN) dvc repro
-	$(RUN) modelops show
+demo: setup  ## the whole loop in .scratch/demo: baseline, PR report, merge deploys, revert rolls back
+	$(RUN) modelops demo
 
 setup: $(UV)  ## install the locked environment (Python 3.12 through uv)
 	$(UV) sync --frozen --compile-bytecode

@@ -335,6 +335,18 @@ def sync(
     runtime.print_result(result)
 
 
+@command
+def demo(
+    workspace: Annotated[Path, typer.Option(help="scratch dir for origin, clone, stores (recreated)")] = Path(
+        ".scratch/demo"
+    ),
+) -> None:
+    """The whole loop on this machine: baseline, PR report, merge deploys, revert rolls back."""
+    from modelops.demo import Demo
+
+    Demo(workspace).run()
+
+
 def main() -> None:
     """Console entry point."""
     app()

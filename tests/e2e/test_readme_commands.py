@@ -22,20 +22,30 @@ def committed_clone(dest: Path) -> Path:
     return dest
 
 
-def test_make_demo_reproduces_and_prints_metrics(tmp_path: Path) -> None:
+def test_make_demo_runs_the_whole_loop(tmp_path: Path) -> None:
+    """README's first command: merge deploys, revert rolls back, on this machine, from a fresh clone."""
     clone = committed_clone(tmp_path / "modelops")
-    proc = run(["make", "demo", f"UV={UV}"], clone, env={"VIRTUAL_ENV": ""}, timeout=900)
-    # committed outputs (validation result, metrics, plots) match, so DVC only rebuilds the cached ones
-    for stage in ("ingest", "prepare", "train@credit-hgb", "package@credit-hgb"):
-        assert f"Running stage '{stage}'" in proc.stdout
-    for stage in ("validate", "evaluate@credit-hgb"):
-        assert f"Stage '{stage}' didn't change" in proc.stdout
-    row = re.search(r"^\| credit-hgb \| ([0-9.]+) \|", proc.stdout, re.MULTILINE)
-    assert row, proc.stdout[-2000:]
-    assert re.search(r"credit-hgb: MLflow run [0-9a-f]{32} at sqlite:///", proc.stdout)
-    committed = (PROJECT_ROOT / "models/credit-hgb/metrics.json").read_text()
-    assert (clone / "models/credit-hgb/metrics.json").read_text() == committed
-    assert run(["git", "status", "--porcelain"], clone).stdout == ""
+    proc = run(["make", "demo", f"UV={UV}"], clone, env={"VIRTUAL_ENV": ""}, timeout=1200)
+    out = proc.stdout
+    # 1. main's committed dvc.lock is reproduced exactly, and promoted to both envs as v1.
+    assert "reproduced the committed dvc.lock exactly" in out
+    assert "promote(staging): credit-hgb v1" in out and "promote(production): credit-hgb v1" in out
+    # 2-5. the versions production and staging answered with, in order, from the response headers.
+    answers = re.findall(r"/seldon/modelops-(\w+)/credit-hgb/api/v1.0/predictions\n\s+-> (v\d+) \(hash", out)
+    expected = [("production", "v1"), ("staging", "v2"), ("production", "v2"), ("production", "v1")]
+    assert answers == expected, out
+    # 3. the report CI posted on the PR: the verdict first, against the model deployed now.
+    assert "| ## ✅ credit-hgb: passes the quality gate" in out
+    assert "champion v1 in production" in out
+    # 4. promote.yml committed staging and opened the production PR; its merge and revert are commits.
+    assert "promote(staging): credit-hgb v2" in out and "it opened PR #2" in out
+    assert 'Revert "promote(production): credit-hgb v2"' in out
+    # 6. a timeline, and the runtimes are stopped (no server outlives the demo).
+    timeline = re.findall(r"^\s*([0-9.]+) s  (.+)$", out, re.MULTILINE)
+    assert [name for _, name in timeline][-1] == "total" and len(timeline) == 6, out[-2000:]
+    work = clone / ".scratch/demo/work"
+    assert (work / ".git").is_dir() and not list((work / ".modelops/runtime").glob("*.json"))
+    print(f"make demo: {timeline[-1][0]} s of demo after setup")
 
 
 def test_make_mlflow_ui_serves_the_repository_store(trained_repo: Path, tmp_path: Path) -> None:
