@@ -98,18 +98,23 @@ def predictions(proba: np.ndarray, classes: tuple[str, ...], rng: np.random.Gene
 
 def build(pipeline: Any, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, Any]:
     """The reference of a fitted pipeline: features from `train`, predictions on `test`."""
+    proba = np.asarray(pipeline.predict_proba(dataset.to_features(test)))
+    return of(train, proba, seed)
+
+
+def of(features: pd.DataFrame, proba: np.ndarray, seed: int) -> dict[str, Any]:
+    """A reference from feature rows and the predicted probabilities (columns: dataset.LABELS)."""
     rng = np.random.default_rng(seed)
-    features: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
     for col in dataset.FEATURES:
         if col in dataset.NUMERIC:
-            features[col] = numeric(train[col], rng)
+            stats[col] = numeric(features[col], rng)
         else:
-            features[col] = categorical(train[col], dataset.CATEGORIES.get(col, ()))
-    proba = pipeline.predict_proba(dataset.to_features(test))
+            stats[col] = categorical(features[col], dataset.CATEGORIES.get(col, ()))
     return {
         "format": FORMAT,
-        "features": features,
-        "prediction": predictions(np.asarray(proba), dataset.LABELS, rng),
+        "features": stats,
+        "prediction": predictions(proba, dataset.LABELS, rng),
         "source": {"features": "train split", "predictions": "test split"},
     }
 
