@@ -394,8 +394,8 @@ def _summarize(
 def _bin_labels(cuts: list[float]) -> list[str]:
     if not cuts:
         return ["all"]
-    inner = [f"{a:g} to {b:g}" for a, b in itertools.pairwise(cuts)]
-    return [f"<{cuts[0]:g}", *inner, f"≥{cuts[-1]:g}"]
+    inner = [f"{a:.3g} to {b:.3g}" for a, b in itertools.pairwise(cuts)]
+    return [f"<{cuts[0]:.3g}", *inner, f"≥{cuts[-1]:.3g}"]
 
 
 def _shares(counts: list[int]) -> list[float]:
@@ -455,7 +455,8 @@ def render_markdown(results: list[ModelResult], policy: MonitorParams) -> str:
         lines += [f"## {icon[r.status]} {r.message}", ""]
         lines += [
             f"Window {_iso(r.since)} to {_iso(r.until)}; logs `{r.records.directory}`; "
-            f"{r.rows:,} rows in {r.records.files} files.",
+            f"{r.rows:,} rows in {r.records.files} files; significance level per check "
+            f"{r.level:.2g}.",
             "",
         ]
         if r.records.skipped:
