@@ -4,7 +4,7 @@
 UV ?= $(HOME)/.local/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: demo setup setup-competitors test lint mlflow-ui bench
+.PHONY: demo setup setup-competitors setup-tools test lint mlflow-ui bench
 
 demo: setup  ## set up, reproduce the pipeline, print the metrics and where the MLflow runs are
 	$(RUN) dvc repro
@@ -19,7 +19,27 @@ setup-competitors: $(UV)  ## seldon-core and MLServer, in their own lock, for co
 $(UV):
 	python3 -m pip install --user --quiet uv
 
-test: setup setup-competitors  ## the whole suite: pre-commit checks, then pytest
+# promtool (tests/gitops/test_monitoring.py) is a Go binary, not on PyPI. If none is on PATH or in
+# TOOLS_BIN, take it out of Debian's `prometheus` package (apt-get download + dpkg-deb -x: no root,
+# and no Prometheus server installed or started). Without apt it says what to install and goes
+# on: the test then fails with the same advice under CI=true (it skips on a laptop).
+PROMTOOL ?= promtool
+TOOLS_BIN ?= .venv/bin
+setup-tools: setup  ## promtool for the alert-rule tests, into $(TOOLS_BIN) unless already installed
+	@if command -v $(PROMTOOL) >/dev/null 2>&1 || [ -x $(TOOLS_BIN)/promtool ]; then exit 0; fi; \
+	tmp=$$(mktemp -d); \
+	fetch() { (cd "$$tmp" && apt-get download prometheus) >/dev/null 2>&1; }; \
+	refresh() { if [ "$$(id -u)" = 0 ]; then apt-get update -qq; else sudo -n apt-get update -qq; fi; } 2>/dev/null; \
+	if command -v apt-get >/dev/null 2>&1 && { fetch || { refresh && fetch; }; } \
+	   && dpkg-deb -x "$$tmp"/prometheus_*.deb "$$tmp/x" \
+	   && mkdir -p $(TOOLS_BIN) && install -m 0755 "$$tmp/x/usr/bin/promtool" $(TOOLS_BIN)/promtool; then \
+	  echo "setup-tools: promtool installed in $(TOOLS_BIN) (from Debian's prometheus package)"; \
+	else \
+	  echo "setup-tools: promtool is missing and could not be installed here: install it (apt-get install prometheus, brew install prometheus, or a release from https://prometheus.io/download/) and put it on PATH" >&2; \
+	fi; \
+	rm -rf "$$tmp"
+
+test: setup setup-competitors setup-tools  ## the whole suite: pre-commit checks, then pytest
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 	$(RUN) pytest
 

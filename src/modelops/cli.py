@@ -266,22 +266,73 @@ def history(env: EnvOpt) -> None:
 def status(
     params_file: ParamsOpt = Path("params.yaml"),
     sync: Annotated[bool, typer.Option("--sync", help="move every MLflow alias to what git serves")] = False,
+    env: Annotated[str | None, typer.Option(help="only this env")] = None,
+    state_dir: Annotated[Path, typer.Option(help="the local runtime's state (see `modelops sync`)")] = Path(
+        ".modelops/runtime"
+    ),
 ) -> None:
-    """Per env and model: the version git serves, the MLflow alias, and whether they agree."""
+    """Per env and model: what git serves, the MLflow alias, and what the local runtime serves."""
     from modelops import manifests
     from modelops import promote as promotion
+    from modelops import sync as runtime
 
     models = list(load_params(params_file).models)
+    envs = [env] if env else manifests.envs()
+    if env and env not in manifests.envs():
+        manifests.render(env)  # raises, naming the known envs
     if sync:  # e.g. after a production PR merged: git changed, the registry follows
-        for env in manifests.envs():
+        for name in envs:
             for model in models:
-                if (promotion.GITOPS / "envs" / env / f"{model}.yaml").exists():
-                    promotion.sync_alias(model, env)
-    rows = promotion.status(models)
-    print("| env | model | git | MLflow alias | agree |")
-    print("|---|---|---|---|---|")
+                if (promotion.GITOPS / "envs" / name / f"{model}.yaml").exists():
+                    promotion.sync_alias(model, name)
+    rows = [r for r in promotion.status(models) if r["env"] in envs]
+    print("| env | model | git | MLflow alias | agree | local runtime |")
+    print("|---|---|---|---|---|---|")
+    local = {name: runtime.running(name, state_dir) for name in envs}
     for r in rows:
-        print(f"| {r['env']} | {r['model']} | {r['git']} | {r['mlflow_alias']} | {r['agree']} |")
+        print(
+            f"| {r['env']} | {r['model']} | {r['git']} | {r['mlflow_alias']} | {r['agree']} "
+            f"| {runtime.describe(local[r['env']], r['model'])} |"
+        )
+    for name, state in local.items():
+        if state and state.get("last_error"):
+            print(f"{name}: the local runtime could not apply {state['tracked_rev']}: {state['last_error']}")
+
+
+@command
+def sync(
+    env: Annotated[str, typer.Option(help="the env under gitops/envs/ to serve")] = "production",
+    watch: Annotated[bool, typer.Option(help="stay in the foreground, reconciling as git changes")] = False,
+    stop: Annotated[bool, typer.Option(help="stop the env's runtime and its servers")] = False,
+    port: Annotated[int, typer.Option(help="loopback port of the env's endpoint (0: any free one)")] = 0,
+    branch: Annotated[str, typer.Option(help="the branch to track, as Argo CD's targetRevision")] = "main",
+    remote: Annotated[str, typer.Option(help="fetch the branch from this remote when it exists")] = "origin",
+    interval: Annotated[float, typer.Option(help="seconds between polls of git")] = 3.0,
+    max_replicas: Annotated[int, typer.Option(help="cap on local processes per predictor")] = 1,
+    state_dir: Annotated[Path, typer.Option(help="runtime state, logs and model cache")] = Path(
+        ".modelops/runtime"
+    ),
+) -> None:
+    """Serve what gitops/envs/ENV says on one loopback endpoint, like Argo CD + Seldon would."""
+    from modelops import sync as runtime
+
+    if stop:
+        print(f"{env}: {'stopped' if runtime.stop(env, state_dir) else 'no runtime was running'}")
+        return
+    options = {"branch": branch, "remote": remote, "interval": interval, "max_replicas": max_replicas}
+    if watch:
+        runtime.watch(
+            env,
+            port=port,
+            interval_s=interval,
+            branch=branch,
+            remote=remote,
+            max_replicas=max_replicas,
+            state_dir=state_dir,
+        )
+        return
+    result = runtime.sync(env, port=port, state_dir=state_dir, **options)
+    runtime.print_result(result)
 
 
 def main() -> None:
@@ -331,7 +382,7 @@ def monitor(
     last: Annotated[str | None, typer.Option(help="window length before --until: 30m, 24h, 7d")] = None,
     logs: Annotated[
         Path | None,
-        typer.Option(help="inference log dir (default $MODELOPS_INFERENCE_LOG_DIR, else logs/<env>)"),
+        typer.Option(help="inference log root (default $MODELOPS_INFERENCE_LOG_DIR, as the server)"),
     ] = None,
     out: Annotated[Path, typer.Option(help="directory for monitor.md/.json, PNGs, drift.prom")] = Path(
         "monitor"
@@ -345,7 +396,7 @@ def monitor(
     params_file: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Compare logged traffic with the reference of the model that served it: exit 12 on drift,
-    14 when there are too few rows to judge."""
+    15 when there are too few rows to judge."""
     from datetime import UTC, datetime
 
     from modelops import monitor as monitoring
@@ -359,3 +410,7 @@ def monitor(
         print(r.message)
     print(f"{out / monitoring.MONITOR_MD}, {out / monitoring.MONITOR_JSON}, {out / monitoring.PROM_FILE}")
     monitoring.enforce(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -103,24 +103,38 @@ def importance(
 
 def latency(pipeline: Pipeline, x: pd.DataFrame, params: EvaluateParams) -> dict[str, float]:
     """Median predict_proba time for one row and for a batch, in milliseconds."""
+    return paired_latency([pipeline], x, params)[0]
 
-    def median_ms(frame: pd.DataFrame) -> float:
-        pipeline.predict_proba(frame)  # warm-up
-        times = []
-        for _ in range(params.latency_repeats):
-            start = time.perf_counter()
-            pipeline.predict_proba(frame)
-            times.append(time.perf_counter() - start)
-        return float(np.median(times) * 1000)
 
+def paired_latency(
+    pipelines: list[Pipeline], x: pd.DataFrame, params: EvaluateParams
+) -> list[dict[str, float]]:
+    """Latency of several models timed in turns (a, b, a, b, ...), one median each.
+
+    Interleaving is what makes a ratio trustworthy on a shared machine: a burst of other work
+    slows whichever model runs during it, so timing one model after the other can put a 2x
+    "regression" on a model that is not slower at all.
+    """
     batch = x.iloc[: params.latency_batch_rows]
-    single_ms, batch_ms = median_ms(x.iloc[:1]), median_ms(batch)
-    return {
-        "predict_single_ms": round(single_ms, 4),
-        "predict_batch_ms": round(batch_ms, 4),
-        "batch_rows": len(batch),
-        "batch_rows_per_s": round(len(batch) / (batch_ms / 1000), 1),
-    }
+    medians: list[dict[str, float]] = [{} for _ in pipelines]
+    for key, frame in (("predict_single_ms", x.iloc[:1]), ("predict_batch_ms", batch)):
+        for pipeline in pipelines:
+            pipeline.predict_proba(frame)  # warm-up
+        times: list[list[float]] = [[] for _ in pipelines]
+        for repeat in range(params.latency_repeats):
+            order = range(len(pipelines)) if repeat % 2 == 0 else reversed(range(len(pipelines)))
+            for i in order:
+                start = time.perf_counter()
+                pipelines[i].predict_proba(frame)
+                times[i].append(time.perf_counter() - start)
+        for i, samples in enumerate(times):
+            medians[i][key] = round(float(np.median(samples) * 1000), 4)
+    for m in medians:
+        m |= {
+            "batch_rows": len(batch),
+            "batch_rows_per_s": round(len(batch) / (m["predict_batch_ms"] / 1000), 1),
+        }
+    return medians
 
 
 def evaluate(

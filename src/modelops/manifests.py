@@ -1,9 +1,10 @@
 """Render gitops/ with kustomize and validate every object: the check promote, CI and pre-commit share.
 
 Core kinds are checked by kubernetes-validate (offline, strict, Kubernetes ``KUBERNETES_VERSION``);
-SeldonDeployment, Application and AppProject by the JSON Schemas in ``gitops/schemas/``; what a
-schema cannot say (traffic sums, one main predictor, URI hash = env hash = annotation) is checked
-here. Every problem is collected and reported at once, each naming where, kind/name and path.
+SeldonDeployment, Application, AppProject and PrometheusRule by the JSON Schemas in
+``gitops/schemas/``; what a schema cannot say (traffic sums, one main predictor, URI hash = env hash =
+annotation) is checked here. Every problem is collected and reported at once, each naming where,
+kind/name and path.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SCHEMAS = {
     ("machinelearning.seldon.io/v1", "SeldonDeployment"): "seldondeployment.schema.json",
     ("argoproj.io/v1alpha1", "Application"): "application.schema.json",
     ("argoproj.io/v1alpha1", "AppProject"): "appproject.schema.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.schema.json",
 }
 # Files in gitops/argocd/ that are patches for the Argo CD install, not resources of its kustomization.
 ARGOCD_PATCHES = ("argocd-cm-seldon-health.yaml",)
@@ -88,10 +90,16 @@ def render_argocd(root: Path = GITOPS) -> list[dict[str, Any]]:
     return objects
 
 
+def render_monitoring(root: Path = GITOPS) -> list[dict[str, Any]]:
+    """The alerts (PrometheusRule) and the Grafana dashboard ConfigMap of gitops/monitoring."""
+    return kustomize(Path(root) / "monitoring")
+
+
 def render_all(root: Path = GITOPS) -> dict[str, list[dict[str, Any]]]:
-    """Every env's objects and the argocd dir's, keyed by `envs/<env>` and `argocd`."""
+    """The objects of every env, argocd and monitoring, keyed `envs/<env>`, `argocd` and `monitoring`."""
     rendered = {f"envs/{env}": render(env, root) for env in envs(root)}
     rendered["argocd"] = render_argocd(root)
+    rendered["monitoring"] = render_monitoring(root)
     return rendered
 
 
@@ -251,7 +259,7 @@ def validate(objects: Sequence[dict[str, Any]], root: Path = GITOPS, where: str 
 
 
 def check_all(root: Path = GITOPS) -> int:
-    """Render and validate every env and the argocd dir; one error for all problems; the object count."""
+    """Render and validate every env, argocd and monitoring; one error for all problems; the object count."""
     found: list[str] = []
     count = 0
     for where, objects in render_all(root).items():
@@ -271,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelopsError as exc:
         print(exc, file=sys.stderr)
         return exc.exit_code
-    print(f"{root}: {len(envs(root))} env(s) and argocd rendered, {count} object(s) valid")
+    print(f"{root}: {len(envs(root))} env(s), argocd and monitoring rendered, {count} object(s) valid")
     return 0
 
 

@@ -4,7 +4,7 @@ Reads a window of the servers' inference logs, groups the records by the content
 that answered them, compares each group with that model's own ``reference.json`` (`drift` does the
 statistics) and writes ``monitor.md``, ``monitor.json``, PNG plots and ``drift.prom`` (a Prometheus
 textfile the alert rules read). The exit status says what it found: 0 no drift, 12 drift,
-14 insufficient data (too few rows to judge: neither drift nor silence), 13 cannot monitor.
+15 insufficient data (too few rows to judge: neither drift nor silence), 14 cannot monitor.
 
 The inference log contract (the server writes it, append-only; a torn last line is tolerated)::
 
@@ -51,13 +51,13 @@ class DriftDetected(ModelopsError):
 class MonitorError(ModelopsError):
     """Monitoring cannot run: unknown env or model hash, bad window; the message names it."""
 
-    exit_code = 13
+    exit_code = 14
 
 
 class InsufficientData(ModelopsError):
     """Too few logged rows to judge: not drift, but not a clean bill of health either."""
 
-    exit_code = 14
+    exit_code = 15
 
 
 # --------------------------------------------------------------------------- the window
@@ -98,10 +98,12 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def default_log_dir(env: str) -> Path:
-    """$MODELOPS_INFERENCE_LOG_DIR (what the server writes to), else ``logs/<env>``."""
+def default_log_dir() -> Path:
+    """Where a server started in this environment writes: $MODELOPS_INFERENCE_LOG_DIR, else its default."""
+    from modelops_serving.settings import Settings
+
     configured = os.environ.get(LOG_DIR_ENV)
-    return Path(configured) if configured else Path("logs") / env
+    return Path(configured) if configured else Path(Settings.model_fields["inference_log_dir"].default)
 
 
 @dataclass
@@ -607,7 +609,7 @@ def run(
     """Monitor every model of params.yaml that `env` has a manifest for (or `models`); write outputs."""
     from modelops import promote
 
-    log_dir = log_dir or default_log_dir(env)
+    log_dir = log_dir or default_log_dir()
     if models:
         for name in models:
             params.model(name)
@@ -634,7 +636,7 @@ def run(
 
 
 def enforce(results: list[ModelResult]) -> None:
-    """Exit status for CI: DriftDetected (12) over InsufficientData (14) over success."""
+    """Exit status for CI: DriftDetected (12) over InsufficientData (15) over success."""
     if any(r.status == "drift" for r in results):
         raise DriftDetected("\n".join(r.message for r in results if r.status == "drift"))
     if any(r.status == "insufficient_data" for r in results):

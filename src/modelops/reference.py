@@ -127,7 +127,7 @@ def write(path: Path, reference: dict[str, Any]) -> None:
 class ReferenceError(ModelopsError):
     """A reference.json is missing or unreadable; the message names the file."""
 
-    exit_code = 13
+    exit_code = 14  # as monitor.MonitorError: monitoring cannot run
 
 
 def load(path: Path | str, text: str | None = None) -> dict[str, Any]:

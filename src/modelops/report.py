@@ -494,7 +494,7 @@ def _dir_size(path: Path) -> int:
 
 
 def _score(side: Side, pipeline: Any, x: Any, y: np.ndarray, params: Params, model: str) -> None:
-    from modelops.evaluate import latency, quality
+    from modelops.evaluate import quality
     from modelops.train import pinned_threads
 
     with pinned_threads(params.model(model).threads):
@@ -504,8 +504,17 @@ def _score(side: Side, pipeline: Any, x: Any, y: np.ndarray, params: Params, mod
             "test_rows": len(y),
             "positive_rate": round(float(y.mean()), 6),
         }
+
+
+def _time(sides: list[tuple[Side, Any]], x: Any, params: Params) -> None:
+    """Predict latency of the challenger and champion, timed in turns once nothing else runs."""
+    from modelops.evaluate import paired_latency
+    from modelops.train import pinned_threads
+
     with pinned_threads(1):  # what one serving worker gets, like the package stage
-        side.latency = latency(pipeline, x, params.evaluate)
+        measured = paired_latency([pipeline for _, pipeline in sides], x, params.evaluate)
+    for (side, _), values in zip(sides, measured, strict=True):
+        side.latency = values
 
 
 def load_side(uri: str, content_hash: str, version: str, model: str) -> tuple[Any, Path]:
@@ -642,6 +651,7 @@ def build(
     pipeline, path = load_side(package_dir(name).as_posix(), digest, "candidate", name)
     challenger.size_bytes = _dir_size(path)
     _score(challenger, pipeline, x, y, params, name)
+    timed = [(challenger, pipeline)]
     notes = []
     stale = {m for m in QUALITY if abs(challenger.metrics[m] - float(recorded.get(m, np.nan))) > 1e-6}
     if stale:
@@ -660,11 +670,15 @@ def build(
             pipeline, path = load_side(release.uri, release.content_hash, release.version, name)
             champion.size_bytes = _dir_size(path)
             _score(champion, pipeline, x, y, params, name)
+            timed.append((champion, pipeline))
         except ModelLoadError as exc:
             champion_error = str(exc)
             notes.append(f"The champion {release.version} could not be loaded: {exc}")
             champion = None
 
+    main, changed_params = main_future.result(), params_future.result()
+    pool.shutdown()
+    _time(timed, x, params)
     ratio = None
     if champion is not None:
         ratios = [
@@ -673,8 +687,6 @@ def build(
             if champion.latency.get(k)
         ]
         ratio = round(max(ratios), 3) if ratios else None
-    main, changed_params = main_future.result(), params_future.result()
-    pool.shutdown()
     if rev is None:
         notes.append(f"The base `{base}` is not a revision git knows here: nothing compared with it.")
     champion_metrics = champion.metrics if champion else None

@@ -128,6 +128,8 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
     assert kinds == [
         "AppProject/modelops",
+        "AppProject/modelops-monitoring",
+        "Application/modelops-monitoring",
         "Application/modelops-production",
         "Application/modelops-staging",
         "ConfigMap/argocd-cm",
@@ -135,7 +137,22 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
     apps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Application"}
     assert {a["spec"]["source"]["path"] for a in apps.values()} == {
         f"gitops/envs/{e}" for e in manifests.envs(GITOPS)
+    } | {"gitops/monitoring"}
+    # Least privilege per project: the model namespaces get SeldonDeployments only, the monitoring
+    # namespace the alerts and the dashboard only.
+    projects = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "AppProject"}
+    allowed = {
+        name: sorted((k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"])
+        for name, spec in projects.items()
     }
+    assert allowed == {
+        "modelops": [("machinelearning.seldon.io", "SeldonDeployment")],
+        "modelops-monitoring": [("", "ConfigMap"), ("monitoring.coreos.com", "PrometheusRule")],
+    }
+    assert "clusterResourceWhitelist" not in projects["modelops-monitoring"]
+    monitoring_ns = {o["metadata"]["namespace"] for o in manifests.render_monitoring(GITOPS)}
+    assert {d["namespace"] for d in projects["modelops-monitoring"]["destinations"]} == monitoring_ns
+    assert {apps["modelops-monitoring"]["spec"]["destination"]["namespace"]} == monitoring_ns
     (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
     lua = cm["data"]["resource.customizations.health.machinelearning.seldon.io_SeldonDeployment"]
     for state, health in (("Available", "Healthy"), ("Failed", "Degraded"), ("Creating", "Progressing")):
@@ -144,7 +161,7 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
 
 def test_main_checks_everything(capsys: pytest.CaptureFixture[str]) -> None:
     assert manifests.main([str(GITOPS)]) == 0
-    assert "6 object(s) valid" in capsys.readouterr().out
+    assert "10 object(s) valid" in capsys.readouterr().out
 
 
 def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) -> None:

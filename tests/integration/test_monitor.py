@@ -123,15 +123,15 @@ def test_cli_unknown_version_and_empty_window_are_clear(
     stale = "f" * 64
     write_traffic(real, tmp_path / "logs", stale, version="v7")
     proc, _ = monitor(trained_repo, tmp_path, tmp_path / "logs", *WINDOW)
-    assert proc.returncode == 13
+    assert proc.returncode == 14
     assert f"no reference for credit-hgb version v7 with content hash {stale}" in proc.stderr
     assert str(tmp_path / "empty-store" / MODEL / stale) in proc.stderr
 
     later = ["--since", "2026-11-25T00:00:00Z", "--last", "24h"]
     proc, _ = monitor(trained_repo, tmp_path, tmp_path / "logs", *later)
-    assert proc.returncode == 13 and "give --since or --last, not both" in proc.stderr
+    assert proc.returncode == 14 and "give --since or --last, not both" in proc.stderr
 
     proc, out = monitor(trained_repo, tmp_path, tmp_path / "logs", "--until", "2026-11-25T00:00:00Z")
-    assert proc.returncode == 14
+    assert proc.returncode == 15
     assert "no inference records from 2026-11-24T00:00:00Z to 2026-11-25T00:00:00Z" in proc.stderr
     assert json.loads((out / "monitor.json").read_text())["status"] == "insufficient_data"

@@ -129,6 +129,8 @@ def start_server(tmp_path: Path, packaged: Packaged, **env: str) -> Server:
         "MODELOPS_PORT": str(port),
         "MODELOPS_SHUTDOWN_DELAY_S": "0",
         "MODELOPS_CACHE_DIR": str(tmp_path / "cache"),
+        # the default rate logs a tenth of requests: into the test's directory, not the machine's /tmp
+        "MODELOPS_INFERENCE_LOG_DIR": str(tmp_path / "inference-log"),
     } | {f"MODELOPS_{k.upper()}": str(v) for k, v in env.items()}
     log = tmp_path / f"server-{port}.log"
     with log.open("wb") as fh:

@@ -181,3 +181,29 @@ def test_evaluate_an_untrained_model_names_the_command(tmp_path: Path, monkeypat
     with pytest.raises(PipelineError, match="modelops train ghost"):
         evaluate.evaluate("ghost", MODEL, FAST, test_file=test)
     assert not evaluate.metrics_file("ghost").exists()
+
+
+def test_paired_latency_times_each_model_in_turns_and_keeps_their_order() -> None:
+    """A model that sleeps 2 ms per call is ~2 ms slower than one that does not, whatever runs around."""
+    import time
+
+    import pandas as pd
+
+    from modelops.config import EvaluateParams
+    from modelops.evaluate import paired_latency
+
+    class Fixed:
+        def __init__(self, seconds: float) -> None:
+            self.seconds, self.calls = seconds, 0
+
+        def predict_proba(self, frame: pd.DataFrame) -> None:
+            self.calls += 1
+            time.sleep(self.seconds)
+
+    fast, slow = Fixed(0.0), Fixed(0.002)
+    params = EvaluateParams(latency_repeats=6, latency_batch_rows=3)
+    x = pd.DataFrame({"a": range(10)})
+    fast_ms, slow_ms = paired_latency([fast, slow], x, params)
+    assert fast.calls == slow.calls == 2 * (1 + 6)  # single and batch: a warm-up plus the repeats each
+    assert slow_ms["predict_single_ms"] >= 2.0 > fast_ms["predict_single_ms"]
+    assert slow_ms["batch_rows"] == fast_ms["batch_rows"] == 3

@@ -83,7 +83,7 @@ def test_an_unknown_hash_names_the_hash_the_version_and_where_it_looked(
     text = str(err.value)
     assert unknown in text and "version v9" in text
     assert str(store / MODEL / unknown) in text and "models/credit-hgb/model (no packaged model)" in text
-    assert err.value.exit_code == 13
+    assert err.value.exit_code == 14
 
 
 def test_an_empty_window_says_where_it_looked(tmp_path: Path, store: Path, population) -> None:
@@ -97,7 +97,7 @@ def test_an_empty_window_says_where_it_looked(tmp_path: Path, store: Path, popul
     assert f"no log directory {tmp_path / 'nowhere' / MODEL}" in missing.message
     with pytest.raises(monitor.InsufficientData) as err:
         monitor.enforce([result])
-    assert err.value.exit_code == 14
+    assert err.value.exit_code == 15
 
 
 def test_too_few_rows_is_insufficient_data_not_drift(tmp_path: Path, store: Path, population) -> None:

@@ -1,16 +1,12 @@
-"""Workflow tests: make `harness` importable (pytest runs with --import-mode=importlib) and
-give each test a forge holding the project's files."""
+"""Workflow tests: each test that asks gets a forge holding the project's files."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from harness import Forge
+from modelops.forge import Forge
 
 
 @pytest.fixture

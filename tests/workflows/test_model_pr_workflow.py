@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge
+
+from modelops.forge import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge
 
 pytestmark = pytest.mark.slow
 

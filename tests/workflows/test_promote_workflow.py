@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge, copy_files
+
+from modelops.forge import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge, copy_files
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import VENV_BIN, Forge
+
+from modelops.forge import VENV_BIN, Forge
 
 pytestmark = pytest.mark.slow
 

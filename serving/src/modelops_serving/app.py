@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from modelops_serving import protocol_v1, protocol_v2
 from modelops_serving.batching import Batcher
+from modelops_serving.inference_log import FLUSH_TIMEOUT_S, InferenceLog, open_inference_log
 from modelops_serving.metrics import CONTENT_TYPE_LATEST, Metrics
 from modelops_serving.model import ModelLoadError, ServedModel, load_model, pin_threads
 from modelops_serving.settings import Settings
@@ -48,6 +49,7 @@ class ServerState:
         self.settings = settings
         self.model: ServedModel | None = None
         self.batcher: Batcher | None = None
+        self.inference_log: InferenceLog | None = None
         self.metrics = Metrics()
         self.load_error: str | None = None
         self.draining = False
@@ -154,6 +156,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_batch=state.metrics.observe_batch,
         )
         await batcher.start()
+        try:
+            state.inference_log = open_inference_log(settings, model, state.metrics)
+        except Exception:  # the log is an observer: without it the model still serves
+            log.exception("inference log could not start; serving without it")
         state.metrics.set_model(model.name, model.version, model.content_hash, model.classes)
         state.headers = {
             "x-model-name": model.name,
@@ -179,6 +185,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await task
             if state.batcher is not None:
                 await state.batcher.stop()
+            if state.inference_log is not None:
+                await asyncio.to_thread(state.inference_log.close, FLUSH_TIMEOUT_S)
 
     app = FastAPI(
         title="modelops model server",
@@ -221,6 +229,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.metrics.observe_request(endpoint, 500, time.perf_counter() - started)
             return error_response(v2, 500, f"prediction failed: {type(exc).__name__}: {exc}")
         state.metrics.observe_classes(proba)
+        if state.inference_log is not None:
+            state.inference_log.record(rows, proba)
         content = (
             protocol_v2.encode(proba, model, request_id) if v2 else protocol_v1.encode(proba, style, model)
         )

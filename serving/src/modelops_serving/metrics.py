@@ -1,4 +1,5 @@
-"""Prometheus metrics of one server: requests, latency, batch sizes, predicted classes, model info."""
+"""Prometheus metrics of one server: requests, latency, batch sizes, predicted classes, inference log,
+model info."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ class Metrics:
         self.predictions = Counter(
             "modelops_predictions", "Predicted rows by most probable class", ["model", "class"], registry=r
         )
+        self.inference_log_records = Counter(
+            "modelops_inference_log_records", "Sampled rows written to the inference log", registry=r
+        )
+        self.inference_log_dropped = Counter(
+            "modelops_inference_log_dropped",
+            "Sampled rows not logged: the writer's queue was full, or the write failed",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("queue_full", "write_error"):  # exposed as 0 from the start, for rate() alerts
+            self.inference_log_dropped.labels(reason)
         self.model_info = Info("modelops_model", "The served model", registry=r)
         self._class_counters: list[Counter] = []
 

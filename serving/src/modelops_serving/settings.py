@@ -36,3 +36,20 @@ class Settings(BaseSettings):
     # On SIGTERM: readiness goes false at once, the listener stays open this long (so the endpoint
     # is removed from the Service before connections are refused), then in-flight requests finish.
     shutdown_delay_s: float = Field(5.0, ge=0)
+
+    # The sampled inference log (inference_log.py) that `modelops monitor` reads. /tmp: the only
+    # writable path of the read-only container. 0.1: drift statistics need hundreds of rows per
+    # window, which a tenth of even modest traffic gives, at a tenth of the disk and writer CPU.
+    inference_log_dir: Path = Field(
+        Path("/tmp/modelops-inference-log"),
+        description="Root of the inference log: <dir>/<model>/<YYYY-MM-DD>/<HHMMSS>-<pid>-<seq>.jsonl",
+    )
+    inference_log_sample_rate: float = Field(
+        0.1, ge=0, le=1, description="Fraction of requests whose rows are logged; 0 turns the log off"
+    )
+    inference_log_queue_size: int = Field(
+        10_000, ge=1, description="Sampled requests waiting for the writer; beyond it they are dropped"
+    )
+    inference_log_max_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="A log file is closed and a new one started past this size"
+    )

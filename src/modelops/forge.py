@@ -1,4 +1,6 @@
-"""Run the project's real GitHub workflows under `act` in host mode, against a local forge.
+"""A local GitHub: run the project's real workflows under `act` in host mode, against a local forge.
+
+Used by `modelops demo` (the whole loop on one laptop) and by the workflow tests.
 
 DESIGN.md's embedded defaults, made testable: a bare repository stands in for GitHub's
 `origin`, act runs the workflow YAML for real on this machine (`-P ubuntu-latest=-self-hosted`,

@@ -1,0 +1,246 @@
+"""The local runtime's front door: one loopback endpoint per env that routes as Seldon + Istio would.
+
+`modelops sync` keeps a `Table` of what each SeldonDeployment serves; this module only routes by it.
+Requests to `/seldon/<namespace>/<deployment>/<path>` go to one replica of one live predictor, picked
+by smooth weighted round robin over the `traffic` shares (so 100 requests at 80/20 are exactly 80
+and 20), and are mirrored to shadow predictors whose answers are dropped but counted. A table swap
+is one assignment; every backend counts its in-flight requests so the old one is drained, not cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the upstream client recomputes.
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+ADMIN = "/_modelops"
+
+
+@dataclass(eq=False)
+class Backend:
+    """One running server process (a replica of a predictor) and its request counters."""
+
+    url: str
+    pid: int = 0
+    inflight: int = 0
+    requests: int = 0
+    errors: int = 0
+
+
+@dataclass(eq=False)
+class Predictor:
+    """A predictor of a deployment as served now: its release, replicas and share of traffic."""
+
+    name: str
+    version: str
+    content_hash: str
+    traffic: int
+    shadow: bool
+    backends: list[Backend]
+    _next: itertools.cycle = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._next = itertools.cycle(self.backends)
+
+    def pick(self) -> Backend:
+        """The next replica, round robin."""
+        return next(self._next)
+
+    def counts(self) -> dict[str, Any]:
+        """Requests, errors and in-flight requests over all replicas, and their processes."""
+        return {
+            "requests": sum(b.requests for b in self.backends),
+            "errors": sum(b.errors for b in self.backends),
+            "inflight": sum(b.inflight for b in self.backends),
+            "pids": [b.pid for b in self.backends],
+        }
+
+
+@dataclass(eq=False)
+class Deployment:
+    """A SeldonDeployment's predictors; `unserved` says why it has none (e.g. never promoted)."""
+
+    namespace: str
+    name: str
+    predictors: list[Predictor]
+    unserved: str = ""
+    _weights: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._weights = {p.name: 0 for p in self.live}
+
+    @property
+    def live(self) -> list[Predictor]:
+        return [p for p in self.predictors if not p.shadow and p.traffic > 0]
+
+    @property
+    def shadows(self) -> list[Predictor]:
+        return [p for p in self.predictors if p.shadow]
+
+    def pick(self) -> Predictor:
+        """Smooth weighted round robin (as nginx does it): exact shares, evenly interleaved."""
+        total = 0
+        best: Predictor | None = None
+        for p in self.live:
+            self._weights[p.name] += p.traffic
+            total += p.traffic
+            if best is None or self._weights[p.name] > self._weights[best.name]:
+                best = p
+        assert best is not None, "a served deployment has a live predictor"
+        self._weights[best.name] -= total
+        return best
+
+
+@dataclass
+class Table:
+    """Everything the router serves, keyed by (namespace, deployment name)."""
+
+    deployments: dict[tuple[str, str], Deployment] = field(default_factory=dict)
+
+    def backends(self) -> list[Backend]:
+        return [b for d in self.deployments.values() for p in d.predictors for b in p.backends]
+
+
+class Router:
+    """Holds the current table and forwards requests by it; the controller swaps the table."""
+
+    def __init__(self, timeout_s: float = 30.0) -> None:
+        self.table = Table()
+        self._timeout = timeout_s
+        self._client: httpx.AsyncClient | None = None
+        self._mirrors: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
+
+    async def close(self) -> None:
+        if self._mirrors:
+            await asyncio.wait(self._mirrors, timeout=5)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def drained(self, backends: list[Backend], timeout_s: float) -> bool:
+        """Wait until none of `backends` has a request in flight; False if the timeout passed first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while any(b.inflight for b in backends):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def forward(self, request: Request) -> Response:
+        """Route `/seldon/<namespace>/<deployment>/<rest>` to a predictor replica."""
+        parts = request.url.path.split("/", 4)  # ['', 'seldon', ns, name, rest]
+        if len(parts) < 4 or parts[1] != "seldon":
+            return _error(404, f"no route for {request.url.path}: use /seldon/<namespace>/<deployment>/...")
+        deployment = self.table.deployments.get((parts[2], parts[3]))
+        if deployment is None:
+            known = ", ".join(f"/seldon/{ns}/{name}/" for ns, name in self.table.deployments) or "none"
+            return _error(
+                404, f"no SeldonDeployment {parts[3]!r} in namespace {parts[2]!r} (serving: {known})"
+            )
+        if deployment.unserved:
+            return _error(503, f"{parts[2]}/{parts[3]}: {deployment.unserved}")
+        rest = "/" + (parts[4] if len(parts) > 4 else "")
+        body = await request.body()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        predictor = deployment.pick()
+        for shadow in deployment.shadows:
+            self._mirror(shadow, request.method, rest, request.url.query, headers, body)
+        response = await self._send(predictor.pick(), request.method, rest, request.url.query, headers, body)
+        response.headers["x-modelops-predictor"] = predictor.name
+        return response
+
+    async def _send(
+        self, backend: Backend, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> Response:
+        assert self._client is not None, "Router.start() first"
+        backend.inflight += 1
+        backend.requests += 1
+        try:
+            upstream = await self._client.request(
+                method, backend.url + path, params=query or None, headers=headers, content=body
+            )
+        except httpx.HTTPError as exc:
+            backend.errors += 1
+            return _error(502, f"predictor at {backend.url} did not answer: {type(exc).__name__}: {exc}")
+        finally:
+            backend.inflight -= 1
+        if upstream.status_code >= 500:
+            backend.errors += 1
+        out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+        return Response(upstream.content, upstream.status_code, headers=out)
+
+    def _mirror(
+        self, shadow: Predictor, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> None:
+        """Send a copy to a shadow in the background; its answer is dropped, its counters kept."""
+        task = asyncio.create_task(
+            self._discard(self._send(shadow.pick(), method, path, query, headers, body))
+        )
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    @staticmethod
+    async def _discard(call: Awaitable[Response]) -> None:
+        with contextlib.suppress(Exception):
+            await call
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(json.dumps({"error": message}), status, media_type="application/json")
+
+
+def create_app(
+    router: Router,
+    status: Callable[[], dict[str, Any]],
+    sync_now: Callable[[], Awaitable[dict[str, Any]]],
+    lifespan_tasks: Callable[[], contextlib.AbstractAsyncContextManager[None]],
+) -> Starlette:
+    """The ASGI app: admin endpoints under /_modelops, everything else routed by the table."""
+
+    async def get_status(request: Request) -> Response:
+        return Response(json.dumps(status(), indent=2), media_type="application/json")
+
+    async def post_sync(request: Request) -> Response:
+        result = await sync_now()
+        return Response(json.dumps(result, indent=2), media_type="application/json")
+
+    async def forward(request: Request) -> Response:
+        return await router.forward(request)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await router.start()
+        try:
+            async with lifespan_tasks():
+                yield
+        finally:
+            await router.close()
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    return Starlette(
+        routes=[
+            Route(f"{ADMIN}/status", get_status, methods=["GET"]),
+            Route(f"{ADMIN}/sync", post_sync, methods=["POST"]),
+            Route("/{path:path}", forward, methods=methods),
+        ],
+        lifespan=lifespan,
+    )

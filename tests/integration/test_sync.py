@@ -1,0 +1,350 @@
+"""`modelops sync`: the local runtime serves what the manifests at origin/main say (DESIGN: cluster).
+
+One module-wide site: two small models trained for real and published to a tmp artifact store,
+a bare `origin` holding the project's `gitops/`, a `dev` clone where "merges" are committed and
+pushed, and a `cluster` clone where the runtime runs and fetches, as Argo CD would. Each test
+starts its own `modelops sync --watch` process and stops it (and so its servers) by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelops import publish
+from modelops.config import load_params
+from modelops.promote import Extra, Release, render_state
+from tests.conftest import free_port, run, train_and_package
+
+pytestmark = pytest.mark.slow
+
+MODEL = "credit-hgb"
+PATCH = f"gitops/envs/production/{MODEL}.yaml"
+PROJECT = Path(__file__).resolve().parents[2]
+MODELOPS = str(Path(sys.executable).with_name("modelops"))
+ROW = {
+    "seniority": 9,
+    "home": "rent",
+    "time": 60,
+    "age": 30,
+    "marital": "married",
+    "records": "no",
+    "job": "fixed",
+    "expenses": 73,
+    "income": 129,
+    "assets": 0,
+    "debt": 0,
+    "amount": 800,
+    "price": 846,
+}
+
+
+@dataclass(frozen=True)
+class Site:
+    dev: Path
+    cluster: Path
+    a: Release
+    b: Release
+    store: Path
+
+
+def _release(root: Path, version: str, max_iter: int, store: Path) -> Release:
+    """Train and package a small model for real, publish it, and describe it as a promotion would."""
+    root.mkdir()
+    shutil.copy(PROJECT / "params.yaml", root / "params.yaml")
+    params = load_params(root / "params.yaml")
+    hyper = params.models[MODEL].hyperparams | {"max_iter": max_iter}
+    params.models[MODEL] = params.models[MODEL].model_copy(update={"hyperparams": hyper})
+    train_and_package(root, MODEL, params, rows=1500, metrics={"roc_auc": 0.8, "f1": 0.5, "log_loss": 0.5})
+    published = publish.publish(root / "models" / MODEL / "model", MODEL, str(store))
+    return Release(version, published.content_hash, published.uri, "abc1234", "run", "1")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    root = tmp_path_factory.mktemp("sync")
+    store = root / "store"
+    a = _release(root / "train-a", "v1", 20, store)
+    b = _release(root / "train-b", "v2", 40, store)
+    assert a.content_hash != b.content_hash
+    seed = root / "seed"
+    shutil.copytree(PROJECT / "gitops", seed / "gitops")
+    shutil.copy(PROJECT / "params.yaml", seed / "params.yaml")
+    run(["git", "init", "-q", "-b", "main"], seed)
+    run(["git", "add", "-A"], seed)
+    run(["git", "commit", "-q", "-m", "gitops, unpromoted"], seed)
+    run(["git", "clone", "-q", "--bare", str(seed), str(root / "origin.git")], root)
+    run(["git", "clone", "-q", str(root / "origin.git"), str(root / "dev")], root)
+    run(["git", "clone", "-q", str(root / "origin.git"), str(root / "cluster")], root)
+    return Site(root / "dev", root / "cluster", a, b, store)
+
+
+def deploy(site: Site, main: Release | None, extras: list[Extra] = (), text: str | None = None) -> str:
+    """Commit production's patch (a release, or raw text) in `dev` and push it, as a merge would."""
+    path = site.dev / PATCH
+    if text is None:
+        run(["git", "checkout", "-q", "origin/main", "--", PATCH], site.dev)
+        text = render_state(path, MODEL, main, list(extras)) if main else path.read_text()
+    path.write_text(text)
+    run(["git", "commit", "-q", "--allow-empty", "-am", "deploy"], site.dev)
+    run(["git", "push", "-q", "origin", "HEAD:main"], site.dev)
+    return run(["git", "rev-parse", "HEAD"], site.dev).stdout.strip()
+
+
+class Runtime:
+    """A `modelops sync --watch` process of the test, stopped by PID (its servers with it)."""
+
+    def __init__(self, site: Site, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state = tmp_path / "state"
+        self.log = tmp_path / "sync.log"
+        args = [MODELOPS, "sync", "--env", "production", "--watch", "--port", str(self.port)]
+        args += ["--interval", "0.3", "--state-dir", str(self.state)]
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(args, cwd=site.cluster, stdout=out, stderr=subprocess.STDOUT)
+        self.pids: set[int] = set()
+        self.wait_for(lambda s: s["applied_rev"] or s["last_error"], "the first sync")
+
+    def status(self) -> dict:
+        state = httpx.get(f"{self.url}/_modelops/status", timeout=5).json()
+        for d in state["deployments"]:
+            for p in d["predictors"]:
+                self.pids.update(p["pids"])
+        return state
+
+    def wait_for(self, done, what: str, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"sync exited: {self.log.read_text()}"
+            try:
+                state = self.status()
+                if done(state):
+                    return state
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}: {self.log.read_text()[-3000:]}")
+
+    def wait_rev(self, rev: str) -> dict:
+        return self.wait_for(lambda s: rev in (s["applied_rev"], s["failed_rev"]), rev)
+
+    def predict(self, client: httpx.Client | None = None) -> httpx.Response:
+        body = {"data": {"names": list(ROW), "ndarray": [list(ROW.values())]}}
+        post = (client or httpx).post
+        return post(
+            f"{self.url}/seldon/modelops-production/{MODEL}/api/v1.0/predictions", json=body, timeout=10
+        )
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        for pid in self.pids:  # a server the runtime failed to stop must not outlive the test
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            raise AssertionError(f"server pid {pid} outlived its runtime")
+
+
+@pytest.fixture
+def runtime_for(site: Site, tmp_path: Path):
+    started: list[Runtime] = []
+
+    def start() -> Runtime:
+        started.append(Runtime(site, tmp_path))
+        return started[-1]
+
+    yield start
+    for rt in started:
+        rt.stop()
+
+
+def predictor_of(state: dict) -> dict[str, dict]:
+    (deployment,) = state["deployments"]
+    return {p["name"]: p for p in deployment["predictors"]}
+
+
+def test_unpromoted_env_answers_503_then_a_merge_deploys(site: Site, runtime_for) -> None:
+    deploy(site, None, text=(PROJECT / PATCH).read_text())
+    rt = runtime_for()
+    answer = rt.predict()
+    assert answer.status_code == 503
+    assert "no model promoted yet" in answer.json()["error"]
+    rev = deploy(site, site.a)
+    state = rt.wait_rev(rev)
+    assert state["last_error"] is None
+    answer = rt.predict()
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-model-version"] == "v1"
+    assert answer.headers["x-model-hash"] == site.a.content_hash
+    assert answer.headers["x-modelops-predictor"] == "main"
+
+
+def test_swap_under_load_fails_no_request_and_stops_the_old_server(site: Site, runtime_for) -> None:
+    deploy(site, site.a)
+    rt = runtime_for()
+    old_pids = predictor_of(rt.status())["main"]["pids"]
+    seen: list[list[str]] = [[] for _ in range(3)]
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load(i: int) -> None:
+        with httpx.Client() as client:
+            while not stop.is_set():
+                try:
+                    answer = rt.predict(client)
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if answer.status_code != 200:
+                    failures.append(f"{answer.status_code} {answer.text}")
+                else:
+                    seen[i].append(answer.headers["x-model-version"])
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        rev = deploy(site, site.b)
+        rt.wait_rev(rev)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(s.count("v2") >= 50 for s in seen):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    for versions in seen:
+        assert versions[0] == "v1" and versions.count("v2") >= 50
+        first_new = versions.index("v2")
+        assert set(versions[first_new:]) == {"v2"}, "a client saw the old model after the new one"
+    state = rt.status()
+    assert [p["version"] for p in predictor_of(state).values()] == ["v2"]
+    for pid in old_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_canary_splits_traffic_exactly_and_a_shadow_sees_every_request(site: Site, runtime_for) -> None:
+    deploy(site, site.a, [Extra("canary", site.b, 25)])
+    rt = runtime_for()
+    with httpx.Client() as client:
+        answers = [rt.predict(client) for _ in range(100)]
+    assert Counter((r.headers["x-modelops-predictor"], r.headers["x-model-version"]) for r in answers) == {
+        ("main", "v1"): 75,
+        ("canary", "v2"): 25,
+    }
+    rev = deploy(site, site.a, [Extra("shadow", site.b, 0)])
+    state = rt.wait_rev(rev)
+    assert {n: (p["version"], p["shadow"]) for n, p in predictor_of(state).items()} == {
+        "main": ("v1", False),
+        "shadow": ("v2", True),
+    }
+    before = predictor_of(state)["shadow"]["requests"]
+    with httpx.Client() as client:
+        answers = [rt.predict(client) for _ in range(40)]
+    assert {r.headers["x-model-version"] for r in answers} == {"v1"}
+    state = rt.wait_for(lambda s: predictor_of(s)["shadow"]["requests"] - before == 40, "40 mirrored")
+    assert predictor_of(state)["shadow"]["errors"] == 0
+
+
+def test_a_bad_manifest_or_a_bad_hash_is_not_applied(site: Site, runtime_for, tmp_path: Path) -> None:
+    deploy(site, site.a)
+    rt = runtime_for()
+    good = rt.status()["applied_rev"]
+    text = render_state(site.dev / PATCH, MODEL, site.a, [])
+    broken = text.replace(
+        "  path: /spec/predictors/0/traffic\n  value: 100", "  path: /spec/predictors/0/traffic\n  value: 90"
+    )
+    assert broken != text
+    rev = deploy(site, None, text=broken)
+    state = rt.wait_rev(rev)
+    assert "traffic of non-shadow predictors sums to 90" in state["last_error"]
+    assert state["applied_rev"] == good and not state["in_sync"]
+    assert rt.predict().headers["x-model-version"] == "v1"
+
+    # The one-shot command against the running runtime reports the same and fails.
+    proc = run(
+        [MODELOPS, "sync", "--env", "production", "--state-dir", str(rt.state)], site.cluster, check=False
+    )
+    assert proc.returncode == 13, proc.stdout + proc.stderr
+    assert "sums to 90" in proc.stderr and "still serving" in proc.stderr
+
+    # A store entry whose bytes are not what its path and the manifest promise.
+    fake = "f" * 64
+    tampered = site.store / MODEL / fake
+    shutil.copytree(publish.storage.local_path(site.b.uri), tampered)
+    bad = Release("v3", fake, tampered.as_uri() + "/")
+    rev = deploy(site, bad)
+    state = rt.wait_rev(rev)
+    assert f"hashes to {site.b.content_hash}, but the manifest expects {fake}" in state["last_error"]
+    assert [p["version"] for p in predictor_of(state).values()] == ["v1"]
+    assert rt.predict().headers["x-model-hash"] == site.a.content_hash
+
+    # Fixing it in git (a revert) is picked up by the next poll.
+    rev = deploy(site, site.b)
+    state = rt.wait_rev(rev)
+    assert state["last_error"] is None and state["in_sync"]
+    assert rt.predict().headers["x-model-version"] == "v2"
+
+
+def test_background_sync_status_and_stop(site: Site, tmp_path: Path) -> None:
+    deploy(site, site.a)
+    state_dir = tmp_path / "state"
+    args = ["--env", "production", "--state-dir", str(state_dir), "--interval", "0.3"]
+    proc = run([MODELOPS, "sync", *args], site.cluster, check=False)
+    record = json.loads((state_dir / "production.json").read_text())
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "started" in proc.stdout and "main v1 100%" in proc.stdout
+        answer = httpx.post(
+            f"{record['endpoint']}/seldon/modelops-production/{MODEL}/api/v1.0/predictions",
+            json={"data": {"names": list(ROW), "ndarray": [list(ROW.values())]}},
+        )
+        assert answer.headers["x-model-version"] == "v1"
+        # A second one-shot sync talks to the same runtime instead of starting another.
+        again = run([MODELOPS, "sync", *args], site.cluster)
+        assert json.loads((state_dir / "production.json").read_text())["pid"] == record["pid"]
+        assert "unchanged" in again.stdout or "applied" in again.stdout
+        # Status: git (the checkout's gitops), the MLflow alias (none here), and what runs locally.
+        run(["git", "pull", "-q"], site.cluster)
+        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+        shown = run(
+            [MODELOPS, "status", "--env", "production", "--state-dir", str(state_dir)], site.cluster, env=env
+        )
+        (row,) = [line for line in shown.stdout.splitlines() if line.startswith("| production")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[:3] == ["production", MODEL, "v1"]
+        assert cells[5] == f"v1 (in sync, {record['endpoint']})"
+    finally:
+        stopped = run(
+            [MODELOPS, "sync", "--env", "production", "--stop", "--state-dir", str(state_dir)], site.cluster
+        )
+    assert "stopped" in stopped.stdout
+    with pytest.raises(ProcessLookupError):
+        os.kill(record["pid"], 0)
+
+
+def test_an_unknown_env_is_refused_naming_the_known_ones(site: Site, tmp_path: Path) -> None:
+    proc = run([MODELOPS, "sync", "--env", "qa", "--state-dir", str(tmp_path)], site.cluster, check=False)
+    assert proc.returncode == 6
+    assert "unknown env 'qa'" in proc.stderr and "production, staging" in proc.stderr
+    assert not (tmp_path / "qa.json").exists()
