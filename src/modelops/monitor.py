@@ -277,8 +277,12 @@ class Group:
         return [c.name for c in self.checks if c.drift]
 
     def score(self) -> float | None:
-        """Largest PSI of any feature or of the score; None if nothing was compared."""
-        values = [c.effect for c in self.checks if c.effect_name == "psi" and c.effect is not None]
+        """Largest PSI of any input feature (the drift score); None if nothing was compared."""
+        values = [
+            c.effect
+            for c in self.checks
+            if c.effect_name == "psi" and c.effect is not None and c.name in dataset.FEATURES
+        ]
         return max(values) if values else None
 
 
@@ -549,7 +553,7 @@ def to_json(results: list[ModelResult], policy: MonitorParams) -> dict[str, Any]
 
 
 PROM_HELP = {
-    "modelops_drift_score": "Largest PSI of a feature or the score in the last window (NaN: not judged).",
+    "modelops_drift_score": "Largest per-feature PSI in the last monitor window (NaN: not judged).",
     "modelops_drift_detected": "1 when the last monitor run found drift, else 0.",
     "modelops_monitor_last_run_timestamp_seconds": "When monitor last ran (Unix time).",
     "modelops_monitor_window_rows": "Logged rows of the model in the last monitor window.",
