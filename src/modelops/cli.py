@@ -386,5 +386,43 @@ def gate(
     print(verdict.line())
 
 
+@command
+def monitor(
+    env: EnvOpt,
+    since: Annotated[str | None, typer.Option(help="window start, ISO 8601 (UTC if no offset)")] = None,
+    until: Annotated[str | None, typer.Option(help="window end, ISO 8601 (default: now)")] = None,
+    last: Annotated[str | None, typer.Option(help="window length before --until: 30m, 24h, 7d")] = None,
+    logs: Annotated[
+        Path | None,
+        typer.Option(help="inference log root (default $MODELOPS_INFERENCE_LOG_DIR, as the server)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="directory for monitor.md/.json, PNGs, drift.prom")] = Path(
+        "monitor"
+    ),
+    model: Annotated[
+        list[str] | None, typer.Option(help="model(s) to check (default: every model the env has)")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="artifact store (default $MODELOPS_ARTIFACT_STORE)")
+    ] = None,
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Compare logged traffic with the reference of the model that served it: exit 12 on drift,
+    15 when there are too few rows to judge."""
+    from datetime import UTC, datetime
+
+    from modelops import monitor as monitoring
+
+    p = load_params(params_file)
+    now = datetime.now(UTC)
+    start, end = monitoring.window(since, until, last, now)
+    with progress.step(f"monitor {env}"):
+        results = monitoring.run(env, p, start, end, out, log_dir=logs, models=model, store=store, now=now)
+    for r in results:
+        print(r.message)
+    print(f"{out / monitoring.MONITOR_MD}, {out / monitoring.MONITOR_JSON}, {out / monitoring.PROM_FILE}")
+    monitoring.enforce(results)
+
+
 if __name__ == "__main__":
     main()

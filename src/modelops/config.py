@@ -116,6 +116,16 @@ class GateParams(_Strict):
         return value
 
 
+class MonitorParams(_Strict):
+    """When `modelops monitor` calls a difference drift: significant (Bonferroni) and material."""
+
+    min_rows: int = Field(default=100, ge=10)  # fewer rows per model version: insufficient data
+    alpha: float = Field(default=0.05, gt=0, lt=1)  # chance a healthy window raises any alarm
+    psi: float = Field(default=0.2, gt=0)  # a feature's or the score's PSI at least this
+    max_class_shift: float = Field(default=0.1, gt=0, le=1)  # predicted-class share change
+    max_missing_increase: float = Field(default=0.05, gt=0, le=1)  # absolute missing-rate rise
+
+
 class Params(_Strict):
     """The whole params.yaml."""
 
@@ -124,6 +134,7 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     mlflow: MlflowParams = MlflowParams()
     gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
     models: dict[str, ModelParams]
 
     @field_validator("models")

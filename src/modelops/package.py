@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from modelops import dataset
+from modelops import dataset, reference
 from modelops.config import Params
 from modelops.evaluate import metrics_file
 from modelops.train import load_pipeline, model_dir, pipeline_file
@@ -57,8 +57,9 @@ def _pin_mlmodel(path: Path) -> None:
     mlmodel.write_text(yaml.safe_dump(doc, sort_keys=True))
 
 
-def save_mlflow_model(name: str, out: Path) -> None:
-    """Save the trained pipeline with its signature and an input example, then pin volatile fields."""
+def save_mlflow_model(name: str, out: Path, seed: int = 0) -> None:
+    """Save the trained pipeline with its signature, an input example and its reference statistics
+    (for `modelops monitor`), then pin volatile fields."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -68,7 +69,8 @@ def save_mlflow_model(name: str, out: Path) -> None:
     from modelops.prepare import read_split
 
     pipeline = load_pipeline(name)
-    example = dataset.to_features(read_split(dataset.TEST_FILE).head(EXAMPLE_ROWS))
+    test = read_split(dataset.TEST_FILE)
+    example = dataset.to_features(test.head(EXAMPLE_ROWS))
     signature = infer_signature(example, pipeline.predict_proba(example))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -87,6 +89,9 @@ def save_mlflow_model(name: str, out: Path) -> None:
     # memoizes by object identity, which depends on what else the process imported or built
     # (seen: 20 bytes differed when a params check had constructed an estimator first).
     shutil.copyfile(pipeline_file(name), tmp / "model.pkl")
+    # Inside the hashed directory: the reference travels with, and is verified as, the model.
+    stats = reference.build(pipeline, read_split(dataset.TRAIN_FILE), test, seed)
+    reference.write(tmp / reference.REFERENCE_FILE, stats)
     _pin_mlmodel(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -131,11 +136,12 @@ def measure_latency(name: str, params: Params) -> dict[str, float]:
 
 
 def package(name: str, params: Params) -> dict[str, str]:
-    """Write models/<name>/model (MLflow format), MODEL_CARD.md and latency.json; return the hashes."""
+    """Write models/<name>/model (MLflow format, reference.json), the card, latency.json; return hashes."""
     from modelops_serving.integrity import file_sha256, tree_hash
 
     out = package_dir(name)
-    save_mlflow_model(name, out)
+    known = params.models.get(name)  # an untrained model fails in save_mlflow_model, naming `train`
+    save_mlflow_model(name, out, seed=known.seed if known else 0)
     measure_latency(name, params)
     content_hash = tree_hash(out)
     raw_md5 = _md5(dataset.RAW_FILE)

@@ -71,3 +71,18 @@ def render_all(out: Path, data: dict, y: np.ndarray, proba: np.ndarray, ranked: 
     curve({title: data["prc"]}, "recall", "precision", "Precision-recall", out / "prc.png")
     confusion(y, proba, f"Confusion: {title}", out / "confusion.png")
     importance(ranked, f"Feature importance: {title}", out / "importance.png")
+
+
+def distribution(
+    labels: list[str], reference: list[float], current: list[float], title: str, path: Path
+) -> None:
+    """Reference vs current shares per bin or category, side by side (`modelops monitor`)."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(labels) + 1.5), 3.2))
+    at = np.arange(len(labels))
+    ax.bar(at - 0.2, reference, width=0.4, label="reference")
+    ax.bar(at + 0.2, current, width=0.4, label="current")
+    ax.set_xticks(at, labels, rotation=45, ha="right", fontsize=7)
+    ax.set(ylabel="share of rows", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

@@ -85,8 +85,14 @@ def test_mlmodel_has_no_wall_clock_or_random_fields(in_root: Path) -> None:
 
 def test_model_uuid_tells_different_models_apart(in_root: Path, tmp_path: Path) -> None:
     """The uuid is derived from the whole content, not from MLmodel alone (equal for equal sizes)."""
+    import shutil
+
     base, other = package.package_dir(NAME), tmp_path / "other"
-    package.save_mlflow_model("other", other)
+    shutil.copytree(base, other)
+    pickled = bytearray((other / "model.pkl").read_bytes())
+    pickled[-2] ^= 1  # other weights, same size: only the content tells the two apart
+    (other / "model.pkl").write_bytes(bytes(pickled))
+    package._pin_mlmodel(other)
     assert mlmodel(other)["model_size_bytes"] == mlmodel(base)["model_size_bytes"]
     assert tree_hash(other) != tree_hash(base)
     assert mlmodel(other)["model_uuid"] != mlmodel(base)["model_uuid"]
@@ -152,3 +158,19 @@ def test_the_served_pickle_is_the_trained_pickle_byte_for_byte(in_root: Path) ->
 def test_mlmodel_names_the_probability_columns(in_root: Path) -> None:
     names = mlmodel(package.package_dir(NAME))["metadata"]["class_names"]
     assert names == ["good", "bad"] and names[1] == dataset.POSITIVE  # column 1 is y == 1
+
+
+def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -> None:
+    """reference.json is inside the hashed directory: it travels, and is verified, with the model."""
+    from modelops import reference
+
+    ref = reference.load(package.package_dir(NAME) / reference.REFERENCE_FILE)
+    train_rows = len(prepare.read_split(dataset.TRAIN_FILE))
+    test_rows = len(prepare.read_split(dataset.TEST_FILE))
+    assert set(ref["features"]) == set(dataset.FEATURES)
+    for stats in ref["features"].values():
+        assert stats["rows"] == train_rows
+        counted = sum(stats["counts"]) if stats["kind"] == "numeric" else sum(stats["counts"].values())
+        assert counted + stats["missing"] == train_rows
+    assert sum(ref["prediction"]["classes"].values()) == test_rows
+    assert ref["prediction"]["probability"]["rows"] == test_rows

@@ -1,0 +1,40 @@
+"""The inference log contract end to end: what a real server writes is what `modelops monitor` reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from modelops import dataset, monitor, publish
+from modelops.config import MonitorParams
+from tests.serving.conftest import Packaged
+from tests.serving.test_server import V1, metric
+
+
+def test_monitor_judges_the_rows_a_real_server_logged(launch, packaged: Packaged, tmp_path: Path) -> None:
+    root = tmp_path / "inference-log"
+    srv = launch(inference_log_dir=str(root), inference_log_sample_rate="1")
+    srv.wait_ready()
+    rows = packaged.rows[:300]
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    with srv.client() as c:
+        for start in range(0, len(rows), 100):
+            body = {"data": {"names": list(dataset.FEATURES), "ndarray": rows[start : start + 100]}}
+            assert c.post(V1, json=body).status_code == 200
+        srv.wait(lambda: metric(c.get("/metrics").text, "modelops_inference_log_records_total") == len(rows))
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    store = tmp_path / "store"
+    publish.publish(packaged.path, packaged.name, str(store))  # the reference travels inside the model
+
+    found = monitor.read_records(root, packaged.name, since, until)
+    assert len(found.rows) == len(rows) and found.skipped == 0
+    roles = {packaged.content_hash: f"main {packaged.version}"}
+    result = monitor.judge(packaged.name, "staging", found, roles, since, until, MonitorParams(), str(store))
+    (group,) = result.groups
+    assert (group.versions, group.rows, group.role) == (
+        [packaged.version],
+        len(rows),
+        f"main {packaged.version}",
+    )
+    assert group.reference == str(store / packaged.name / packaged.content_hash / "reference.json")
+    assert result.status == "ok", [c for c in group.checks if c.drift]
