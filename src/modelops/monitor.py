@@ -98,12 +98,18 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def default_log_dir() -> Path:
-    """Where a server started in this environment writes: $MODELOPS_INFERENCE_LOG_DIR, else its default."""
+def default_log_dir(env: str | None = None) -> Path:
+    """Where the env's servers write: $MODELOPS_INFERENCE_LOG_DIR, else the local runtime's log of
+    the env (`modelops sync`) if there is one, else the server's own default."""
     from modelops_serving.settings import Settings
 
-    configured = os.environ.get(LOG_DIR_ENV)
-    return Path(configured) if configured else Path(Settings.model_fields["inference_log_dir"].default)
+    from modelops.sync import inference_log_dir
+
+    if configured := os.environ.get(LOG_DIR_ENV):
+        return Path(configured)
+    if env and inference_log_dir(env).is_dir():
+        return inference_log_dir(env)
+    return Path(Settings.model_fields["inference_log_dir"].default)
 
 
 @dataclass
@@ -613,7 +619,7 @@ def run(
     """Monitor every model of params.yaml that `env` has a manifest for (or `models`); write outputs."""
     from modelops import promote
 
-    log_dir = log_dir or default_log_dir()
+    log_dir = log_dir or default_log_dir(env)
     if models:
         for name in models:
             params.model(name)

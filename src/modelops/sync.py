@@ -282,6 +282,8 @@ class Controller:
             # The router stops sending before it stops a replica: no grace period is needed.
             "MODELOPS_SHUTDOWN_DELAY_S": "0",
             "MODELOPS_CACHE_DIR": str((self.state_dir / "models").resolve()),
+            # One sampled inference log per env, where `modelops monitor --env` looks first.
+            "MODELOPS_INFERENCE_LOG_DIR": str(inference_log_dir(self.env, self.state_dir).resolve()),
         }
         with log_path.open("ab") as out:
             process = subprocess.Popen(
@@ -416,6 +418,11 @@ def _verify(p: PredictorSpec) -> None:
 
 
 # --------------------------------------------------------------------------- running it
+
+
+def inference_log_dir(env: str, state_dir: Path = STATE_DIR) -> Path:
+    """Where the env's local servers write their sampled inference log."""
+    return state_dir / env / "inference-log"
 
 
 def state_file(env: str, state_dir: Path = STATE_DIR) -> Path:
