@@ -3,6 +3,9 @@
 # in this folder, whose .python-version says 3.12).
 UV ?= $(HOME)/.local/bin/uv
 RUN := $(UV) run --frozen
+# Test modules run on two workers (a module's fixtures stay in one): most of the suite waits on
+# subprocesses (act, git, DVC, servers), so two workers fit a 2-core machine.
+TEST_WORKERS ?= 2
 
 .PHONY: demo setup setup-competitors setup-tools test lint mlflow-ui bench
 
@@ -40,7 +43,7 @@ setup-tools: setup  ## promtool for the alert-rule tests, into $(TOOLS_BIN) unle
 
 test: setup setup-competitors setup-tools  ## the whole suite: pre-commit checks, then pytest
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
-	$(RUN) pytest
+	$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(RUN) pre-commit run --all-files --show-diff-on-failure

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -87,17 +88,30 @@ def git(repo: Path, *args: str, binary: bool = False) -> Any:
     return proc.stdout if binary else proc.stdout.decode().strip()
 
 
-def tracked_ref(repo: Path, branch: str, remote: str | None) -> str:
-    """The ref Argo CD would read: `<remote>/<branch>` after a fetch, or the local branch if no remote."""
-    remotes = git(repo, "remote").split()
-    if remote and remote in remotes:
-        git(repo, "fetch", "--quiet", remote, branch)
-        return f"{remote}/{branch}"
-    return branch
+def source(repo: Path, remote: str | None) -> str:
+    """What Argo CD would clone: the remote's URL when the repo has that remote, else the repo itself."""
+    if remote and remote in git(repo, "remote").split():
+        url = git(repo, "remote", "get-url", remote)
+        local = (repo / url).resolve()
+        return str(local) if "://" not in url and local.exists() else url
+    return str(repo)
+
+
+def fetch(mirror: Path, origin: str, branch: str) -> str:
+    """Update the runtime's own bare mirror of `branch` and return its commit.
+
+    A mirror of its own, as Argo CD's repo server keeps: polling never touches the user's clone
+    (its index, FETCH_HEAD or refs), so `git pull` there cannot race the runtime.
+    """
+    if not (mirror / "HEAD").exists():
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        git(mirror.parent, "init", "--quiet", "--bare", str(mirror))
+    git(mirror, "fetch", "--quiet", "--force", origin, f"+refs/heads/{branch}:refs/heads/{branch}")
+    return git(mirror, "rev-parse", f"refs/heads/{branch}^{{commit}}")
 
 
 def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
-    """Render and validate `gitops/envs/<env>` as committed at `rev`; the deployments it declares."""
+    """Render and validate `gitops/envs/<env>` as committed at `rev` in `repo` (a bare mirror)."""
     archive = git(repo, "archive", "--format=tar", rev, "gitops", binary=True)
     with tempfile.TemporaryDirectory(prefix="modelops-sync-") as tmp:
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
@@ -206,13 +220,20 @@ class Controller:
     def logs(self) -> Path:
         return self.state_dir / self.env
 
+    @property
+    def mirror(self) -> Path:
+        return self.state_dir / self.env / "git"
+
+    @functools.cached_property
+    def origin(self) -> str:
+        return source(self.repo, self.remote)
+
     async def reconcile(self, force: bool = False) -> dict[str, Any]:
         """Bring the served state to the tracked commit's manifests, whole or not at all."""
         async with self._lock:
             try:
-                ref = await asyncio.to_thread(tracked_ref, self.repo, self.branch, self.remote)
-                rev = await asyncio.to_thread(git, self.repo, "rev-parse", f"{ref}^{{commit}}")
-                tree = await asyncio.to_thread(git, self.repo, "rev-parse", f"{rev}:gitops")
+                rev = await asyncio.to_thread(fetch, self.mirror, self.origin, self.branch)
+                tree = await asyncio.to_thread(git, self.mirror, "rev-parse", f"{rev}:gitops")
             except SyncError as exc:
                 return self._failed(str(exc), None)
             self.tracked_rev = rev
@@ -224,7 +245,7 @@ class Controller:
                 self.failed_rev = rev
                 return self._result("still failing")
             try:
-                specs = await asyncio.to_thread(desired, self.repo, rev, self.env)
+                specs = await asyncio.to_thread(desired, self.mirror, rev, self.env)
                 started, stopped = await self._apply(specs)
             except ModelopsError as exc:
                 return self._failed(str(exc), tree)
@@ -385,7 +406,7 @@ class Controller:
         return {
             "env": self.env,
             "endpoint": self.endpoint,
-            "tracking": f"{self.remote}/{self.branch}" if self.remote else self.branch,
+            "tracking": f"{self.branch} of {self.origin}",
             "tracked_rev": self.tracked_rev,
             "applied_rev": self.applied_rev,
             "applied_at": self.applied_at,

@@ -308,6 +308,7 @@ def test_a_bad_manifest_or_a_bad_hash_is_not_applied(site: Site, runtime_for, tm
 
 def test_background_sync_status_and_stop(site: Site, tmp_path: Path) -> None:
     deploy(site, site.a)
+    seen_by_user = run(["git", "rev-parse", "origin/main"], site.cluster).stdout
     state_dir = tmp_path / "state"
     args = ["--env", "production", "--state-dir", str(state_dir), "--interval", "0.3"]
     proc = run([MODELOPS, "sync", *args], site.cluster, check=False)
@@ -324,6 +325,8 @@ def test_background_sync_status_and_stop(site: Site, tmp_path: Path) -> None:
         again = run([MODELOPS, "sync", *args], site.cluster)
         assert json.loads((state_dir / "production.json").read_text())["pid"] == record["pid"]
         assert "unchanged" in again.stdout or "applied" in again.stdout
+        # The runtime polls a mirror of its own: the user's clone is never fetched into.
+        assert run(["git", "rev-parse", "origin/main"], site.cluster).stdout == seen_by_user
         # Status: git (the checkout's gitops), the MLflow alias (none here), and what runs locally.
         run(["git", "pull", "-q"], site.cluster)
         env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
