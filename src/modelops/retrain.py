@@ -139,6 +139,7 @@ def data_diff(old: pd.DataFrame | None, new: pd.DataFrame) -> list[tuple[str, st
     """(what, base, proposed) rows comparing two raw data sets by row id."""
     rows = [("rows", f"{len(old):,}" if old is not None else "—", f"{len(new):,}")]
     if old is not None:
+        old, new = (f.drop_duplicates(subset=dataset.ID) for f in (old, new))
         old_ids, new_ids = set(old[dataset.ID]), set(new[dataset.ID])
         both = sorted(old_ids & new_ids)
         a = old.set_index(dataset.ID).loc[both, list(dataset.COLUMNS[1:])]
@@ -178,15 +179,26 @@ def reason_text(path: Path | None) -> str:
 
 
 def render_body(
-    models: list[str], old_md5: str | None, new_md5: str, source: str, reason: str, diff: list
+    models: list[str],
+    old_md5: str | None,
+    new_md5: str,
+    snapshot: str | None,
+    source: str,
+    reason: str,
+    diff: list[tuple[str, str, str]],
 ) -> str:
     """The PR description: what changed in the data, why this was proposed, what happens next."""
+    where = (
+        f"a new data snapshot (`{SNAPSHOT_FILE}` from `{snapshot}`)"
+        if snapshot
+        else f"re-ingested data ({source})"
+    )
     table = ["| data | main | this PR |", "|---|---:|---:|"]
     table += [f"| {what} | {base} | {proposed} |" for what, base, proposed in diff]
     table.append(f"| raw md5 | `{(old_md5 or '—')[:12]}` | `{new_md5[:12]}` |")
     return "\n".join(
         [
-            f"Retrains {', '.join(models)} on a new data snapshot (`{SNAPSHOT_FILE}` from `{source}`).",
+            f"Retrains {', '.join(models)} on {where}.",
             "The Model PR workflow reproduces the pipeline here and reports against production; "
             "merging deploys like any other model change.",
             "",
@@ -275,11 +287,12 @@ def retrain(
         if new_md5 == old_md5:
             message = f"no new data: {dataset.RAW_FILE} is what {start} already trains on (md5 {new_md5})"
             if require_new_data:
-                raise NoNewData(message)
+                raise NoNewData(
+                    f"no new data to retrain on: {dataset.RAW_FILE} from {source} is what {start} already "
+                    f"trains on (md5 {new_md5}); put a newer export at ${SNAPSHOT_ENV}, or revisit the model"
+                )
             return Result("unchanged", branch, old_md5, new_md5, message)
-        diff = data_diff(old_frame, dataset.read_raw())
         title = f"retrain({', '.join(models)}): new data snapshot {new_md5[:8]}"
-        body = render_body(models, old_md5, new_md5, source, why, diff)
         remote = _remote_head(branch) if (push or open_pr) else None
         reused = remote is not None and _proposes(remote, base, new_md5)
         if reused:
@@ -287,13 +300,15 @@ def retrain(
             # no needless re-run of the Model PR workflow); only its description is refreshed.
             promote.git("reset", "--quiet", "--hard", remote)
         else:
-            _dvc("repro")
+            _dvc("repro")  # validates the new data first: a broken export stops here, named
             promote.git("add", "--update")
             promote.git("add", "--all", "--", str(SNAPSHOT_FILE.parent))
             # No `Model:` trailer: promote.yml skips head commits that carry one, and a merged
             # retraining must promote.
             trailers = f"Data-Md5: {new_md5}\nPrevious-Data-Md5: {old_md5 or 'none'}\nData-Source: {source}"
             promote.git("commit", "--quiet", "-m", title, "-m", trailers)
+        diff = data_diff(old_frame, dataset.read_raw())
+        body = render_body(models, old_md5, new_md5, snapshot, source, why, diff)
         commit = promote.git("rev-parse", "HEAD")
         status, number = "committed", ""
         if push or open_pr:

@@ -131,7 +131,7 @@ def test_the_reason_keeps_the_report_and_drops_images_the_pr_cannot_show(tmp_pat
 def test_the_body_says_what_changed_and_why() -> None:
     diff = [("rows", "4,454", "4,754"), ("rows added (new ids)", "", "300")]
     body = retrain.render_body(
-        ["credit-hgb"], "8ddfd0db4db9aaaa", "edf2cc6b69b9bbbb", "s3://b/x.csv", "WHY", diff
+        ["credit-hgb"], "8ddfd0db4db9aaaa", "edf2cc6b69b9bbbb", "s3://b/x.csv", "s3://b/x.csv", "WHY", diff
     )
     assert (
         "Retrains credit-hgb on a new data snapshot (`data/sources/snapshot.csv` from `s3://b/x.csv`)" in body
@@ -139,6 +139,10 @@ def test_the_body_says_what_changed_and_why() -> None:
     assert "| rows | 4,454 | 4,754 |" in body and "| rows added (new ids) |  | 300 |" in body
     assert "| raw md5 | `8ddfd0db4db9` | `edf2cc6b69b9` |" in body
     assert body.index("## Why") < body.index("WHY")
+    again = retrain.render_body(
+        ["credit-hgb"], None, "edf2cc6b69b9bbbb", None, "data.source credit", "", diff
+    )
+    assert "Retrains credit-hgb on re-ingested data (data.source credit)." in again
 
 
 @pytest.fixture
