@@ -118,16 +118,16 @@ def test_schemathesis_own_openapi_no_5xx(server) -> None:
         "/v2/models/{model_name}/infer",
     } <= paths
     assert doc["paths"][V1]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    count, failures = fuzz(schemathesis.openapi.from_dict(doc), server.url, examples=200)
+    count, failures = fuzz(schemathesis.openapi.from_dict(doc), server.url, examples=60)
     assert failures == [], "\n".join(failures[:20])
-    assert count.total() > 1500 and count[200] > 0, count
+    assert count.total() > 300 and count[200] > 0, count
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
 def test_schemathesis_seldon_spec_no_5xx(server, seldon_spec) -> None:
     spec = dict(seldon_spec)
     spec["paths"] = {"/predict": seldon_spec["paths"]["/predict"]}  # the model-server part of the spec
-    count, failures = fuzz(schemathesis.openapi.from_dict(spec), server.url, examples=150)
+    count, failures = fuzz(schemathesis.openapi.from_dict(spec), server.url, examples=50)
     assert failures == [], "\n".join(failures[:20])
-    assert count.total() > 400 and count[200] + count[400] > 0, count
+    assert count.total() > 100 and count[200] + count[400] > 0, count
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200

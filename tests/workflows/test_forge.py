@@ -188,3 +188,55 @@ def test_unpinned_unknown_action_is_refused(forge: Forge) -> None:
     forge.write(".github/workflows/unknown.yml", workflow)
     with pytest.raises(HarnessError, match=r"no stand-in for .*someone/unknown"):
         forge.run_workflow(".github/workflows/unknown.yml", "push", forge.push_event())
+
+
+CACHE_PIN = pins(SETUP_ACTION)["actions/cache"]
+CACHED = f"""\
+name: cache
+on: push
+permissions: {{}}
+jobs:
+  c:
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    steps:
+      - uses: actions/checkout@{CHECKOUT_PIN} # v6.0.2
+        with:
+          persist-credentials: false
+      - uses: actions/cache@{CACHE_PIN} # v5.0.1
+        id: cache
+        with:
+          path: |
+            build
+            ~/outside-the-workspace
+          key: build-${{{{ hashFiles('inputs.txt') }}}}
+          restore-keys: |
+            build-
+      - name: build
+        env:
+          HIT: ${{{{ steps.cache.outputs.cache-hit }}}}
+        run: |
+          echo "hit=$HIT restored=$(cat build/out.txt 2>/dev/null || echo none)"
+          mkdir -p build && cat inputs.txt > build/out.txt
+"""
+
+
+@pytest.mark.slow
+def test_cache_standin_restores_by_key_then_by_prefix_and_saves_after_the_job(forge: Forge) -> None:
+    forge.write(".github/workflows/cache.yml", CACHED)
+    forge.write("inputs.txt", "one\n")
+    forge.commit("cache workflow")
+
+    def run() -> str:
+        return forge.run_workflow(".github/workflows/cache.yml", "push", forge.push_event()).check().log
+
+    assert "hit=false restored=none" in run()  # a miss; the post step saves build/
+    assert "hit=true restored=one" in run()  # the same key: an exact hit
+    forge.write("inputs.txt", "two\n")
+    forge.commit("new inputs")
+    assert "hit=false restored=one" in run()  # a new key: the restore-keys prefix finds the old entry
+    assert "hit=true restored=two" in run()  # ... and the new key was saved after that job
+    entries = sorted(p.name for p in (forge.state / "cache").iterdir())
+    assert len(entries) == 2 and all(e.startswith("build-") for e in entries)
+    # Outside the workspace is the machine's own (the runner's uv cache): never copied in or out.
+    assert not any((forge.state / "cache" / e / "outside-the-workspace").exists() for e in entries)
