@@ -424,5 +424,39 @@ def monitor(
     monitoring.enforce(results)
 
 
+@command
+def retrain(
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELOPS_DATA_SNAPSHOT",
+            help="data snapshot of record: path or fsspec URL (default: re-ingest the configured source)",
+        ),
+    ] = None,
+    reason: Annotated[
+        Path | None, typer.Option(help="markdown saying why (e.g. monitor/monitor.md), put in the PR body")
+    ] = None,
+    branch: Annotated[str, typer.Option(help="the branch the proposal is committed on")] = "retrain/data",
+    push: Annotated[bool, typer.Option("--push", help="push the DVC outputs and the branch")] = False,
+    open_pr: Annotated[bool, typer.Option("--open-pr", help="push, then open or update the one PR")] = False,
+    require_new_data: Annotated[
+        bool, typer.Option("--require-new-data", help="exit 18 when the data did not change")
+    ] = False,
+) -> None:
+    """Refresh the data snapshot on a branch; if it changed, retrain, commit and propose it as a PR."""
+    from modelops import retrain as retraining
+
+    with progress.step(f"retrain on {branch}"):
+        result = retraining.retrain(
+            snapshot or None,
+            reason=reason,
+            branch=branch,
+            push=push,
+            open_pr=open_pr,
+            require_new_data=require_new_data,
+        )
+    print(result.message)
+
+
 if __name__ == "__main__":
     main()

@@ -57,6 +57,7 @@ ACTION_STANDINS = {
     "astral-sh/setup-uv": "setup-uv",
     "actions/cache": "cache",
     "actions/upload-artifact": "upload-artifact",
+    "actions/download-artifact": "download-artifact",
     "actions/checkout": "checkout",
     "iterative/setup-cml": "setup-cml",
 }
