@@ -51,9 +51,26 @@ def make_pipeline_repo(dest: Path, remote: Path | None = None) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's pipeline reproduced once and committed (shared, treat as read-only)."""
-    repo = make_pipeline_repo(tmp_path_factory.mktemp("trained") / "repo")
+def trained_repo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The project's pipeline reproduced once and committed (shared, treat as read-only).
+
+    Under xdist the workers share one: the first builds it under a file lock in the run's common
+    temp dir, the others wait and reuse it (a minute of training saved per extra worker).
+    """
+    from filelock import FileLock
+
+    if worker_id == "master":
+        return _train(tmp_path_factory.mktemp("trained") / "repo")
+    shared = tmp_path_factory.getbasetemp().parent / "trained"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "done").exists():
+            _train(shared / "repo")
+            (shared / "done").touch()
+    return shared / "repo"
+
+
+def _train(repo: Path) -> Path:
+    make_pipeline_repo(repo)
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "train"], repo)
