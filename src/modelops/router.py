@@ -68,6 +68,7 @@ class Predictor:
             "errors": sum(b.errors for b in self.backends),
             "inflight": sum(b.inflight for b in self.backends),
             "pids": [b.pid for b in self.backends],
+            "requests_per_replica": [b.requests for b in self.backends],
         }
 
 

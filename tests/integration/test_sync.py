@@ -106,13 +106,13 @@ def deploy(site: Site, main: Release | None, extras: list[Extra] = (), text: str
 class Runtime:
     """A `modelops sync --watch` process of the test, stopped by PID (its servers with it)."""
 
-    def __init__(self, site: Site, tmp_path: Path) -> None:
+    def __init__(self, site: Site, tmp_path: Path, max_replicas: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state = tmp_path / "state"
         self.log = tmp_path / "sync.log"
         args = [MODELOPS, "sync", "--env", "production", "--watch", "--port", str(self.port)]
-        args += ["--interval", "0.3", "--state-dir", str(self.state)]
+        args += ["--interval", "0.3", "--state-dir", str(self.state), "--max-replicas", str(max_replicas)]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(args, cwd=site.cluster, stdout=out, stderr=subprocess.STDOUT)
         self.pids: set[int] = set()
@@ -166,8 +166,8 @@ class Runtime:
 def runtime_for(site: Site, tmp_path: Path):
     started: list[Runtime] = []
 
-    def start() -> Runtime:
-        started.append(Runtime(site, tmp_path))
+    def start(**options) -> Runtime:
+        started.append(Runtime(site, tmp_path, **options))
         return started[-1]
 
     yield start
@@ -245,13 +245,19 @@ def test_swap_under_load_fails_no_request_and_stops_the_old_server(site: Site, r
 
 def test_canary_splits_traffic_exactly_and_a_shadow_sees_every_request(site: Site, runtime_for) -> None:
     deploy(site, site.a, [Extra("canary", site.b, 25)])
-    rt = runtime_for()
+    rt = runtime_for(max_replicas=2)
+    # Production asks for 3 replicas per predictor; two run here, each taking its turn.
+    for p in predictor_of(rt.status()).values():
+        assert p["replicas"] == {"manifest": 3, "local": 2} and len(set(p["pids"])) == 2
     with httpx.Client() as client:
         answers = [rt.predict(client) for _ in range(100)]
     assert Counter((r.headers["x-modelops-predictor"], r.headers["x-model-version"]) for r in answers) == {
         ("main", "v1"): 75,
         ("canary", "v2"): 25,
     }
+    split = predictor_of(rt.status())
+    assert sorted(split["main"]["requests_per_replica"]) == [37, 38]
+    assert sorted(split["canary"]["requests_per_replica"]) == [12, 13]
     rev = deploy(site, site.a, [Extra("shadow", site.b, 0)])
     state = rt.wait_rev(rev)
     assert {n: (p["version"], p["shadow"]) for n, p in predictor_of(state).items()} == {
