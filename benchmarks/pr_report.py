@@ -31,7 +31,7 @@ from modelops.forge import DVC_CONFIG, VENV_BIN, ActResult, Forge
 WORKFLOW = ".github/workflows/model-pr.yml"
 COMMENT_STEP = "Post or update the PR comment"
 TRAIN_STEP = "Reproduce the pipeline"
-STEP = re.compile(r"^\[[^\]]+\]\s+(?:✅|❌)\s+(?:Success|Failure) - (Pre|Main|Post) (.+?) \[([0-9.hms]+)\]\s*$")
+STEP = re.compile(r"^\[[^\]]+\]\s+(?:✅|❌)\s+(?:Success|Failure) - (Pre|Main|Post) (.+?) \[([0-9.hms]+)\]$")
 GO_DURATION = re.compile(r"([0-9.]+)(ms|h|m|s)")
 
 
@@ -74,7 +74,10 @@ def main() -> None:
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
     with tempfile.TemporaryDirectory(prefix="modelops-bench-pr-") as tmp:
         root = Path(tmp)
-        env |= {"MODELOPS_ARTIFACT_STORE": str(root / "store"), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/m.db"}
+        env |= {
+            "MODELOPS_ARTIFACT_STORE": str(root / "store"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root}/m.db",
+        }
         for key in ("NAME", "EMAIL"):
             for who in ("AUTHOR", "COMMITTER"):
                 os.environ.setdefault(f"GIT_{who}_{key}", "bench" if key == "NAME" else "bench@invalid")

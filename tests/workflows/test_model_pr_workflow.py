@@ -219,6 +219,17 @@ def test_improving_pr_passes_and_a_second_push_updates_the_same_comment(site: Si
     outcomes = step_outcomes(first)
     assert outcomes["Quality gate"] == "Success" and "Explain the data failure in the report" not in outcomes
 
+    # "Re-run jobs" with nothing changed: the same merge commit reuses its report (building steps
+    # skipped), posts the same comment again and passes the same gate.
+    rerun = run(site, event).check()
+    assert "cache stand-in: hit model-pr-report-" in rerun.log
+    rerun_steps = step_outcomes(rerun)
+    for skipped in ("Build the report", "Reproduce the pipeline", "Validate the data"):
+        assert not any(name.startswith(skipped) for name in rerun_steps), rerun_steps
+    assert rerun_steps["Post or update the PR comment"] == rerun_steps["Quality gate"] == "Success"
+    assert the_comment(rerun, number) == body
+    print(f"timings: first push {first.duration:.1f}s, re-run {rerun.duration:.1f}s")
+
     # A second push to the same PR: the job reruns and the one comment now holds the new numbers.
     forge.write("params.yaml", with_hyperparams(params_text(site), **BETTER_AGAIN))
     forge.commit("More rounds instead")
@@ -231,7 +242,7 @@ def test_improving_pr_passes_and_a_second_push_updates_the_same_comment(site: Si
     assert metric_row(body2, "roc_auc")[1] == f"{metrics2['roc_auc']:.4f}"
     assert body2 != body and body2.startswith(f"## ✅ {MODEL}: passes")
     cml_state = json.loads((forge.state / "cml.json").read_text())
-    assert [c["updates"] for c in cml_state[f"pr/{number}"]] == [1]
+    assert [c["updates"] for c in cml_state[f"pr/{number}"]] == [2]
     print(f"timings: first push {first.duration:.1f}s, second push {second.duration:.1f}s")
 
 
