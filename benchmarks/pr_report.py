@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from modelops.demo import MODEL, PROPOSAL
-from modelops.forge import DVC_CONFIG, VENV_BIN, ActResult, Forge
+from modelops.forge import DVC_CONFIG, VENV_BIN, ActResult, Forge, tool_env
 
 WORKFLOW = ".github/workflows/model-pr.yml"
 COMMENT_STEP = "Post or update the PR comment"
@@ -70,14 +70,9 @@ def breakdown(result: ActResult) -> dict[str, object]:
 
 
 def main() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
     with tempfile.TemporaryDirectory(prefix="modelops-bench-pr-") as tmp:
         root = Path(tmp)
-        env |= {
-            "MODELOPS_ARTIFACT_STORE": str(root / "store"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{root}/m.db",
-        }
+        env = tool_env(f"sqlite:///{root}/m.db", root / "store")
         for key in ("NAME", "EMAIL"):
             for who in ("AUTHOR", "COMMITTER"):
                 os.environ.setdefault(f"GIT_{who}_{key}", "bench" if key == "NAME" else "bench@invalid")

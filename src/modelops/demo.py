@@ -24,7 +24,7 @@ import httpx
 
 from modelops import dataset
 from modelops.errors import ModelopsError
-from modelops.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError
+from modelops.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError, tool_env
 
 MODEL = "credit-hgb"
 # The proposal: a slower learning rate with more rounds (measured on the shipped credit data:
@@ -52,14 +52,8 @@ class Demo:
     def __post_init__(self) -> None:
         self.workspace = self.workspace.resolve()
         self.store = self.workspace / "artifacts"
-        self.env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-        self.env |= {
-            "PATH": f"{VENV_BIN}{os.pathsep}{self.env.get('PATH', '')}",
-            "MODELOPS_ARTIFACT_STORE": str(self.store),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{self.workspace / 'mlflow.db'}",
-            "GX_ANALYTICS_ENABLED": "false",
-            "DVC_NO_ANALYTICS": "1",
-        }
+        self.env = tool_env(f"sqlite:///{self.workspace / 'mlflow.db'}", self.store)
+        self.env |= {"GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
         for key, value in (("NAME", "modelops demo"), ("EMAIL", "demo@modelops.invalid")):
             for who in ("AUTHOR", "COMMITTER"):
                 self.env.setdefault(f"GIT_{who}_{key}", value)

@@ -72,6 +72,16 @@ class HarnessError(RuntimeError):
     """The harness cannot run this workflow as asked (e.g. an action with no stand-in)."""
 
 
+def tool_env(tracking_uri: str, store: Path | None = None) -> dict[str, str]:
+    """Where to run the project's tools beside a forge: this venv first on PATH, no outer venv,
+    and the MLflow store (and artifact store) that the forge's jobs get as repository variables."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env |= {"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "MLFLOW_TRACKING_URI": tracking_uri}
+    if store is not None:
+        env["MODELOPS_ARTIFACT_STORE"] = str(store)
+    return env
+
+
 def find_uv() -> Path:
     """The machine's real uv binary, which the setup-uv stand-in puts on the job's PATH."""
     found = shutil.which("uv") or str(Path.home() / ".local/bin/uv")

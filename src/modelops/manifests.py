@@ -150,7 +150,7 @@ def core_problems(obj: dict[str, Any]) -> list[str]:
     return []
 
 
-def _env(predictor: dict[str, Any]) -> dict[str, str]:
+def container_env(predictor: dict[str, Any]) -> dict[str, str]:
     """The env of the container serving the predictor's graph node (named like the node)."""
     node = predictor.get("graph", {}).get("name")
     for spec in predictor.get("componentSpecs", []):
@@ -188,7 +188,7 @@ def seldon_problems(obj: dict[str, Any]) -> list[str]:
                 problems.append(
                     f"{where}.traffic: a shadow predictor takes no traffic, got {p.get('traffic')}"
                 )
-        env = _env(p)
+        env = container_env(p)
         if not env:
             problems.append(
                 f"{where}.componentSpecs: no container is named like the graph node {graph.get('name')!r}"

@@ -125,7 +125,7 @@ def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
 def _deployment(obj: dict[str, Any]) -> DeploymentSpec:
     predictors = []
     for p in obj["spec"]["predictors"]:
-        env = manifests._env(p)
+        env = manifests.container_env(p)
         predictors.append(
             PredictorSpec(
                 name=p["name"],

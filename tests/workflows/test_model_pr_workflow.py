@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.forge import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge
+from modelops.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -81,12 +80,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     root = tmp_path_factory.mktemp("model-pr")
     forge = Forge.from_project(root / "forge")
     store, tracking_uri = root / "artifacts", f"sqlite:///{root}/mlflow.db"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env |= {
-        "PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}",
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MODELOPS_ARTIFACT_STORE": str(store),
-    }
+    env = tool_env(tracking_uri, store)
     forge.write(".dvc/config", DVC_CONFIG.format(remote=root / "dvc-remote"))
     params = with_hyperparams((forge.work / "params.yaml").read_text(), **MAIN)
     params, n = re.subn(r"^(  max_latency_ratio: )\S+", rf"\g<1>{LATENCY_RATIO}", params, flags=re.MULTILINE)

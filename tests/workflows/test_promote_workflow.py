@@ -11,7 +11,6 @@ repository variables the workflow maps into its env.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.forge import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge, copy_files
+from modelops.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, copy_files, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -67,11 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     repo.mkdir()
     copy_files(PROJECT_ROOT, repo)
     (repo / ".dvc/config").write_text(DVC_CONFIG.format(remote=remote))
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env |= {
-        "PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-    }
+    env = tool_env(f"sqlite:///{root}/mlflow.db")
     _run("git", "init", "-q", "-b", "main", cwd=repo)
     _run("git", "add", "-A", cwd=repo)
     _run("git", "commit", "-q", "-m", "base", cwd=repo)
@@ -307,12 +302,7 @@ def test_reverting_a_promotion_restores_gitops_byte_for_byte(tmp_path: Path, tra
     """`git revert` of the latest promotion gives back every gitops/ file exactly (invariant 4)."""
     site = make_site(tmp_path, trained)
     forge = site.forge
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env |= {
-        "PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}",
-        "MODELOPS_ARTIFACT_STORE": str(site.store),
-        "MLFLOW_TRACKING_URI": site.tracking_uri,
-    }
+    env = tool_env(site.tracking_uri, site.store)
 
     def snapshot() -> dict[str, bytes]:
         files = (p for p in forge.work.glob("gitops/**/*") if p.is_file())

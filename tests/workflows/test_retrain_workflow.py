@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
 import subprocess
@@ -31,7 +30,7 @@ import pytest
 import yaml
 
 from modelops import dataset
-from modelops.forge import DVC_CONFIG, PROJECT_ROOT, VENV_BIN, ActResult, Forge
+from modelops.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, tool_env
 from tests import inference_log
 
 pytestmark = pytest.mark.slow
@@ -98,12 +97,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     root = tmp_path_factory.mktemp("retrain")
     forge = Forge.from_project(root / "forge")
     store, tracking_uri = root / "artifacts", f"sqlite:///{root}/mlflow.db"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env |= {
-        "PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}",
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MODELOPS_ARTIFACT_STORE": str(store),
-    }
+    env = tool_env(tracking_uri, store)
     forge.write(".dvc/config", DVC_CONFIG.format(remote=root / "dvc-remote"))
     params = (forge.work / "params.yaml").read_text()
     for key, value in QUICK.items():

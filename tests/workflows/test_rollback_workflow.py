@@ -6,13 +6,12 @@ No training here: a packaged model is only a directory with an MLmodel file to `
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from modelops.forge import VENV_BIN, Forge
+from modelops.forge import Forge, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +39,7 @@ def promote(forge: Forge, env: dict[str, str], marker: str) -> str:
 def test_dispatch_opens_a_revert_pr_that_restores_the_previous_manifest(tmp_path: Path) -> None:
     forge = Forge.from_project(tmp_path / "forge")
     store, tracking = tmp_path / "artifacts", f"sqlite:///{tmp_path}/mlflow.db"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env |= {"PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}", "MODELOPS_ARTIFACT_STORE": str(store)}
-    env["MLFLOW_TRACKING_URI"] = tracking
+    env = tool_env(tracking, store)
     first = promote(forge, env, "one")
     previous = forge.git("show", f"{first}:{STAGING}")
     second = promote(forge, env, "two")
