@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from modelops.demo import MODEL, PROPOSAL
-from modelops.forge import DVC_CONFIG, VENV_BIN, ActResult, Forge, tool_env
+from modelops.runtime.demo import MODEL, PROPOSAL
+from modelops.runtime.forge import DVC_CONFIG, VENV_BIN, ActResult, Forge, tool_env
 
 WORKFLOW = ".github/workflows/model-pr.yml"
 COMMENT_STEP = "Post or update the PR comment"

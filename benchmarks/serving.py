@@ -178,7 +178,7 @@ def load_pipeline() -> Any:
 
 def request_rows() -> pd.DataFrame:
     """Real applications from the credit data, without gaps (JSON has no NaN), 1,000 of them."""
-    from modelops import dataset, ingest
+    from modelops.pipeline import dataset, ingest
 
     frame = dataset.to_features(ingest.load_credit()).dropna().reset_index(drop=True)
     return frame.iloc[:BATCH_ROWS].reset_index(drop=True)

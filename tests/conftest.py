@@ -93,7 +93,7 @@ def train_and_package(root: Path, name: str, params, rows: int, metrics: dict) -
     """
     import json
 
-    from modelops import dataset, ingest, package, prepare, train
+    from modelops.pipeline import dataset, ingest, package, prepare, train
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)

@@ -1,4 +1,4 @@
-"""Write inference logs exactly as the server's contract says (see `modelops.monitor`), for tests."""
+"""Write inference logs exactly as the server's contract says (`modelops.monitoring.monitor`), for tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modelops import dataset
+from modelops.pipeline import dataset
 
 
 def records(

@@ -55,7 +55,7 @@ def params(params_file: ParamsOpt = Path("params.yaml")) -> None:
 @command
 def ingest(params_file: ParamsOpt = Path("params.yaml")) -> None:
     """Write data/raw/credit.csv from the configured source."""
-    from modelops.ingest import ingest as run
+    from modelops.pipeline.ingest import ingest as run
 
     p = load_params(params_file)
     with progress.step(f"ingest ({p.data.source})"):
@@ -66,7 +66,7 @@ def ingest(params_file: ParamsOpt = Path("params.yaml")) -> None:
 @command
 def validate(params_file: ParamsOpt = Path("params.yaml")) -> None:
     """Run the Great Expectations suite on the raw data; fail with a readable summary."""
-    from modelops.validate import validate as run
+    from modelops.pipeline.validate import validate as run
 
     load_params(params_file)
     with progress.step("validate (Great Expectations)"):
@@ -77,7 +77,7 @@ def validate(params_file: ParamsOpt = Path("params.yaml")) -> None:
 @command
 def prepare(params_file: ParamsOpt = Path("params.yaml")) -> None:
     """Split raw data into train and test by a seeded hash of the row id."""
-    from modelops.prepare import prepare as run
+    from modelops.pipeline.prepare import prepare as run
 
     p = load_params(params_file)
     with progress.step("prepare (hash split)"):
@@ -88,7 +88,7 @@ def prepare(params_file: ParamsOpt = Path("params.yaml")) -> None:
 @command
 def train(name: ModelArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
     """Fit one model's scikit-learn pipeline."""
-    from modelops.train import train as run
+    from modelops.pipeline.train import train as run
 
     p = load_params(params_file)
     with progress.step(f"train {name} ({p.model(name).estimator})"):
@@ -98,7 +98,7 @@ def train(name: ModelArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
 @command
 def evaluate(name: ModelArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
     """Score one model on the test split: metrics and plots."""
-    from modelops.evaluate import evaluate as run
+    from modelops.pipeline.evaluate import evaluate as run
 
     p = load_params(params_file)
     with progress.step(f"evaluate {name}"):
@@ -113,14 +113,14 @@ def package(
     log: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
 ) -> None:
     """Save one model in MLflow format with a model card and its latency; log the run to MLflow."""
-    from modelops.package import package as run
+    from modelops.pipeline.package import package as run
 
     p = load_params(params_file)
     with progress.step(f"package {name} (MLflow format)"):
         outputs = run(name, p)
     print(f"models/{name}/model sha256 {outputs['content_hash']}")
     if log:
-        from modelops.tracking import log_run
+        from modelops.pipeline.tracking import log_run
 
         with progress.step(f"log {name} to MLflow"):
             run_id = log_run(name, p, outputs)
@@ -130,7 +130,7 @@ def package(
 @command
 def run(params_file: ParamsOpt = Path("params.yaml")) -> None:
     """Every stage in order, in this process, without DVC (what benchmarks compare DVC against)."""
-    from modelops import pipeline
+    from modelops.pipeline import run as pipeline
 
     pipeline.run_all(load_params(params_file))
 
@@ -138,7 +138,7 @@ def run(params_file: ParamsOpt = Path("params.yaml")) -> None:
 @command
 def show(params_file: ParamsOpt = Path("params.yaml")) -> None:
     """The metrics table of every model and where its latest MLflow run is."""
-    from modelops import summary
+    from modelops.pipeline import summary
 
     print(summary.render(load_params(params_file)))
 
@@ -164,7 +164,7 @@ def promote(
     open_pr: Annotated[bool, typer.Option("--open-pr", help="open or update one PR for --branch")] = False,
 ) -> None:
     """Publish the packaged model and commit it into the env's manifest; the MLflow alias follows git."""
-    from modelops import promote as promotion
+    from modelops.delivery import promote as promotion
 
     modes = [
         m
@@ -224,7 +224,7 @@ def rollback(
     open_pr: Annotated[bool, typer.Option("--open-pr", help="open or update one PR for --branch")] = False,
 ) -> None:
     """Revert the latest promotion of an env (or restore what deployed --to VERSION)."""
-    from modelops import promote as promotion
+    from modelops.delivery import promote as promotion
 
     start = promotion.preflight()
     if branch:
@@ -250,7 +250,7 @@ def rollback(
 @command
 def history(env: EnvOpt) -> None:
     """Promotions of an env, newest first, from git."""
-    from modelops import promote as promotion
+    from modelops.delivery import promote as promotion
 
     print("| commit | version | model | hash | source PR | author | date |")
     print("|---|---|---|---|---|---|---|")
@@ -272,9 +272,9 @@ def status(
     ),
 ) -> None:
     """Per env and model: what git serves, the MLflow alias, and what the local runtime serves."""
-    from modelops import manifests
-    from modelops import promote as promotion
-    from modelops import sync as runtime
+    from modelops.delivery import manifests
+    from modelops.delivery import promote as promotion
+    from modelops.runtime import sync as runtime
 
     models = list(load_params(params_file).models)
     envs = [env] if env else manifests.envs()
@@ -314,7 +314,7 @@ def sync(
     ),
 ) -> None:
     """Serve what gitops/envs/ENV says on one loopback endpoint, like Argo CD + Seldon would."""
-    from modelops import sync as runtime
+    from modelops.runtime import sync as runtime
 
     if stop:
         print(f"{env}: {'stopped' if runtime.stop(env, state_dir) else 'no runtime was running'}")
@@ -342,7 +342,7 @@ def demo(
     ),
 ) -> None:
     """The whole loop on this machine: baseline, PR report, merge deploys, revert rolls back."""
-    from modelops.demo import Demo
+    from modelops.runtime.demo import Demo
 
     Demo(workspace).run()
 
@@ -362,7 +362,7 @@ def report(
     ] = None,
 ) -> None:
     """Write the pull-request report (champion vs challenger, changes, plots, cost, deploy preview)."""
-    from modelops.report import build
+    from modelops.review.report import build
 
     with progress.step(f"report vs {env} and {base}"):
         result = build(base=base, env=env, out=out, model=model)
@@ -378,8 +378,8 @@ def gate(
     params_file: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Enforce the quality gate on a report: exit 0 on pass, 10 with every reason on fail."""
-    from modelops.gate import enforce
-    from modelops.report import gate_from_report
+    from modelops.review.gate import enforce
+    from modelops.review.report import gate_from_report
 
     verdict = gate_from_report(report_file, load_params(params_file).gate)
     enforce(verdict)
@@ -411,7 +411,7 @@ def monitor(
     15 when there are too few rows to judge."""
     from datetime import UTC, datetime
 
-    from modelops import monitor as monitoring
+    from modelops.monitoring import monitor as monitoring
 
     p = load_params(params_file)
     now = datetime.now(UTC)
@@ -444,7 +444,7 @@ def retrain(
     ] = False,
 ) -> None:
     """Refresh the data snapshot on a branch; if it changed, retrain, commit and propose it as a PR."""
-    from modelops import retrain as retraining
+    from modelops.monitoring import retrain as retraining
 
     with progress.step(f"retrain on {branch}"):
         result = retraining.retrain(

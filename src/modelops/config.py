@@ -197,7 +197,7 @@ def check_hyperparams(name: str, model: ModelParams, source: str = PARAMS_FILE) 
     """Ask scikit-learn itself whether the hyper-parameters exist and are valid."""
     from sklearn.utils._param_validation import InvalidParameterError
 
-    from modelops.train import estimator_class, make_estimator
+    from modelops.pipeline.train import estimator_class, make_estimator
 
     key = f"models.{name}.hyperparams"
     valid = estimator_class(model.estimator)().get_params(deep=False)

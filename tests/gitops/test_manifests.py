@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from modelops import manifests
-from modelops.manifests import ManifestError
+from modelops.delivery import manifests
+from modelops.delivery.manifests import ManifestError
 
 GITOPS = Path(__file__).resolve().parents[2] / "gitops"
 HASH = "649299d1899bb175104ed6d0b61346699238b0df0748f28b08f667f48b818aaa"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops import manifests
-from modelops.manifests import ManifestError
+from modelops.delivery import manifests
+from modelops.delivery.manifests import ManifestError
 
 ROOT = Path(__file__).resolve().parents[2]
 GITOPS = ROOT / "gitops"
@@ -26,7 +26,7 @@ RULES_FILE = "modelops-rules.yaml"  # the name the test files' rule_files: list
 Obj = dict[str, Any]
 
 # Not in the server's registry: `modelops monitor` writes the drift series to a Prometheus textfile
-# (labels model, env). Keep in step with src/modelops/monitor.py.
+# (labels model, env). Keep in step with src/modelops/monitoring/monitor.py.
 MONITOR_METRICS = {
     "modelops_drift_score",
     "modelops_drift_detected",

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from modelops_serving.integrity import tree_hash
 
-from modelops import dataset, drift, reference
 from modelops.config import MonitorParams
+from modelops.monitoring import drift
+from modelops.pipeline import dataset, reference
 from tests import inference_log
 from tests.conftest import run
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from modelops_serving.integrity import tree_hash
 
-from modelops import package, publish, registry, tracking
 from modelops.config import Params, parse_params
-from modelops.registry import RegistryError
+from modelops.delivery import publish, registry
+from modelops.delivery.registry import RegistryError
+from modelops.pipeline import package, tracking
 from tests.conftest import train_and_package
 
 NAME = "tiny"

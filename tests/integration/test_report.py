@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from modelops import gate
 from modelops.config import QUALITY, parse_params
+from modelops.review import gate
 from tests.conftest import clone_with_outputs, run
 
 MODEL = "credit-hgb"
@@ -20,8 +20,8 @@ METRICS = f"models/{MODEL}/metrics.json"
 def champion_scores(repo: Path, uri: str, digest: str) -> dict[str, float]:
     """Re-evaluate the production model on the branch's test split, independently of the report."""
     code = (
-        "import json,sys;from modelops import dataset;from modelops.evaluate import quality;"
-        "from modelops.prepare import read_split;from modelops_serving.model import load_model;"
+        "import json,sys;from modelops import dataset;from modelops.pipeline.evaluate import quality;"
+        "from modelops.pipeline.prepare import read_split;from modelops_serving.model import load_model;"
         "m=load_model(sys.argv[1],expected_hash=sys.argv[2],name='c',version='c');"
         "f=read_split(dataset.TEST_FILE);"
         "p=m.pipeline.predict_proba(dataset.to_features(f))[:,1];"

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops import publish
 from modelops.config import load_params
-from modelops.promote import Extra, Release, render_state
+from modelops.delivery import publish
+from modelops.delivery.promote import Extra, Release, render_state
 from tests.conftest import free_port, run, train_and_package
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from modelops_serving.model import ServedModel
 
-from modelops import dataset
+from modelops.pipeline import dataset
 from tests.conftest import free_port
 
 NAME = "credit-small"
@@ -49,8 +49,8 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
     from modelops_serving.integrity import tree_hash
     from modelops_serving.model import load_model
 
-    from modelops import ingest, package, prepare, train
     from modelops.config import parse_params
+    from modelops.pipeline import ingest, package, prepare, train
 
     root = tmp_path_factory.mktemp("serving-model")
     hyper = {"max_iter": 40, "max_leaf_nodes": 15, "learning_rate": 0.1, "early_stopping": False}

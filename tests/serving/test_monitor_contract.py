@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from modelops import dataset, monitor, publish
 from modelops.config import MonitorParams
+from modelops.delivery import publish
+from modelops.monitoring import monitor
+from modelops.pipeline import dataset
 from tests.serving.conftest import Packaged
 from tests.serving.test_server import V1, metric
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from modelops_serving.seldon import CreditModel, SeldonRequestError
 
-from modelops import dataset
+from modelops.pipeline import dataset
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

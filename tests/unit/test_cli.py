@@ -12,7 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from modelops import cli, dataset, ingest, validate
+from modelops import cli
+from modelops.pipeline import dataset, ingest, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("params", "ingest", "validate", "prepare", "train", "evaluate", "package", "run", "show")

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops import dataset, ingest
 from modelops.errors import DataError
+from modelops.pipeline import dataset, ingest
 
 
 @pytest.fixture(scope="module")

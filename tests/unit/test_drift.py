@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops import drift, reference
 from modelops.config import MonitorParams
+from modelops.monitoring import drift
+from modelops.pipeline import reference
 
 POLICY = MonitorParams()
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops import dataset, evaluate, ingest, prepare, train
 from modelops.config import EvaluateParams, ModelParams, SplitParams
 from modelops.errors import PipelineError
+from modelops.pipeline import dataset, evaluate, ingest, prepare, train
 
 NAME = "tiny"
 MODEL = ModelParams(estimator="hist_gradient_boosting", hyperparams={"max_iter": 20}, threads=1)
@@ -190,7 +190,7 @@ def test_paired_latency_times_each_model_in_turns_and_keeps_their_order() -> Non
     import pandas as pd
 
     from modelops.config import EvaluateParams
-    from modelops.evaluate import paired_latency
+    from modelops.pipeline.evaluate import paired_latency
 
     class Fixed:
         def __init__(self, seconds: float) -> None:

@@ -9,9 +9,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from modelops import cli, gate
+from modelops import cli
 from modelops.config import GateParams
-from modelops.report import gate_from_report
+from modelops.review import gate
+from modelops.review.report import gate_from_report
 
 POLICY = GateParams(
     minimum={"roc_auc": 0.80, "f1": 0.45, "log_loss": 0.50},

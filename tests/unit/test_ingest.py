@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modelops import dataset, ingest
 from modelops.config import DataParams
 from modelops.errors import DataError
+from modelops.pipeline import dataset, ingest
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelops import ingest, monitor, reference
 from modelops.config import MonitorParams
+from modelops.monitoring import monitor
+from modelops.pipeline import ingest, reference
 from tests import inference_log
 
 MODEL = "credit-hgb"

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from modelops_serving.integrity import file_sha256, tree_hash
 
-from modelops import dataset, package, prepare, train
 from modelops.config import Params, parse_params
 from modelops.errors import PipelineError
+from modelops.pipeline import dataset, package, prepare, train
 from tests.conftest import train_and_package
 
 NAME = "tiny"
@@ -137,7 +137,7 @@ def test_packaging_an_untrained_model_names_the_command(in_root: Path) -> None:
 
 
 def test_package_times_the_packaged_model_outside_the_hashed_directory(in_root: Path) -> None:
-    from modelops.evaluate import latency_file
+    from modelops.pipeline.evaluate import latency_file
 
     timing = json.loads(latency_file(NAME).read_text())
     test_rows = len(prepare.read_split(dataset.TEST_FILE))
@@ -162,7 +162,7 @@ def test_mlmodel_names_the_probability_columns(in_root: Path) -> None:
 
 def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -> None:
     """reference.json is inside the hashed directory: it travels, and is verified, with the model."""
-    from modelops import reference
+    from modelops.pipeline import reference
 
     ref = reference.load(package.package_dir(NAME) / reference.REFERENCE_FILE)
     train_rows = len(prepare.read_split(dataset.TRAIN_FILE))

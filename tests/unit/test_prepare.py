@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops import dataset, ingest, prepare
 from modelops.config import SplitParams
 from modelops.errors import PipelineError
+from modelops.pipeline import dataset, ingest, prepare
 
 IDS = pd.Series(np.arange(1, 20_001, dtype=np.int64))
 SEED_0_TEST_IDS = [1, 25, 27, 29, 31, 35, 45, 54, 62, 63, 64, 68, 70, 80, 88]  # among ids 1..100

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops import promote
-from modelops.promote import Extra, PromoteError, Release
+from modelops.delivery import promote
+from modelops.delivery.promote import Extra, PromoteError, Release
 from modelops.workspace import PROJECT_ROOT
 
 A = Release("v1", "a" * 64, f"file:///store/m/{'a' * 64}/", "c1", "r1", "1")

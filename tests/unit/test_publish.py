@@ -14,8 +14,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 from modelops_serving import storage
 from modelops_serving.integrity import tree_hash
 
-from modelops import publish
-from modelops.publish import (
+from modelops.delivery import publish
+from modelops.delivery.publish import (
     ArtifactConflict,
     ModelNotPackaged,
     PublishError,

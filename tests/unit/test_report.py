@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops import gate, report
 from modelops.config import GateParams
+from modelops.review import gate, report
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = GateParams(
@@ -151,14 +151,14 @@ DATA = {
 def test_changes_section_lists_params_data_code_and_checks() -> None:
     params = {"models.credit-hgb.hyperparams.max_iter": {"old": 200, "new": 50}}
     text = report.changes_section(
-        params, DATA, ["params.yaml", "src/modelops/train.py"], VALIDATION_OK, "main"
+        params, DATA, ["params.yaml", "src/modelops/pipeline/train.py"], VALIDATION_OK, "main"
     )
     assert "| `models.credit-hgb.hyperparams.max_iter` | `200` | `50` |" in text
     assert "`data/raw/credit.csv`: **changed**." in text
     assert f"| md5 | `{'a' * 32}` | `{'b' * 32}` |" in text
     assert "| rows | 4,454 | 4,500 |" in text
     assert "50 added, 4 removed, 3 changed" in text
-    assert "- `src/modelops/train.py`" in text
+    assert "- `src/modelops/pipeline/train.py`" in text
     assert "✅ passed: 37 of 37 expectations passed on 4,454 rows" in text
     assert "gate policy itself" not in text
 
@@ -327,7 +327,7 @@ def test_deploy_section_without_a_change() -> None:
 
 
 def test_deploy_preview_catches_a_promote_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelops import promote
+    from modelops.delivery import promote
 
     def fail(*a, **k):
         raise promote.PromoteError("gitops/ not found")
@@ -345,7 +345,7 @@ def test_links_section() -> None:
 def test_gather_links_uses_the_run_of_this_content_and_the_workflow_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelops import registry
+    from modelops.delivery import registry
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
@@ -362,7 +362,7 @@ def test_gather_links_uses_the_run_of_this_content_and_the_workflow_env(
 def test_gather_links_when_the_tracking_server_is_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelops import registry
+    from modelops.delivery import registry
 
     def down(*a):
         raise ConnectionError("refused")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from modelops import retrain
 from modelops.config import load_params
 from modelops.errors import ParamsError
+from modelops.monitoring import retrain
 from modelops.workspace import PROJECT_ROOT
 from tests.conftest import make_pipeline_repo, run
 

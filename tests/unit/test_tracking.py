@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from modelops import tracking
 from modelops.config import Params, parse_params
+from modelops.pipeline import tracking
 
 HYPER = {"max_iter": 20, "learning_rate": 0.1}
 METRICS = {"accuracy": 0.8, "roc_auc": 0.75, "test_rows": 120}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from modelops import dataset, ingest, prepare, train
 from modelops.config import ESTIMATORS, ModelParams, SplitParams
 from modelops.errors import PipelineError
+from modelops.pipeline import dataset, ingest, prepare, train
 
 SMALL = {
     "hist_gradient_boosting": {"max_iter": 20},

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modelops import dataset, ingest, validate
 from modelops.errors import DataError, ValidationFailed
+from modelops.pipeline import dataset, ingest, validate
 
 BETWEEN = "expect_column_values_to_be_between"
 SUITE = Path(__file__).resolve().parents[2] / "data" / "expectations" / "credit.json"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops.forge import Forge
+from modelops.runtime.forge import Forge
 
 
 @pytest.fixture

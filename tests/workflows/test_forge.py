@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.forge import ACT, PROJECT_ROOT, Forge, HarnessError, find_uv
+from modelops.runtime.forge import ACT, PROJECT_ROOT, Forge, HarnessError, find_uv
 
 SETUP_ACTION = PROJECT_ROOT / ".github/actions/setup/action.yml"
 CI = PROJECT_ROOT / ".github/workflows/ci.yml"

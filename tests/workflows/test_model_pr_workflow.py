@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, tool_env
+from modelops.runtime.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,7 @@ def test_docs_only_changes_do_not_trigger_the_workflow() -> None:
     docs += ["gitops/envs/production/credit-hgb.yaml", "serving/README.md", ".github/workflows/ci.yml"]
     assert [path for path in docs if triggers(path, paths)] == []
     changes = ["params.yaml", "dvc.yaml", "dvc.lock", "data/sources/new.csv"]
-    changes += ["data/expectations/credit.json", "src/modelops/train.py"]
+    changes += ["data/expectations/credit.json", "src/modelops/pipeline/train.py"]
     assert [path for path in changes if not triggers(path, paths)] == []
     assert workflow["concurrency"]["cancel-in-progress"] is True
     assert "github.event.pull_request.number" in workflow["concurrency"]["group"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, copy_files, tool_env
+from modelops.runtime.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, copy_files, tool_env
 
 pytestmark = pytest.mark.slow
 

@@ -29,8 +29,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from modelops import dataset
-from modelops.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, tool_env
+from modelops.pipeline import dataset
+from modelops.runtime.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, tool_env
 from tests import inference_log
 
 pytestmark = pytest.mark.slow

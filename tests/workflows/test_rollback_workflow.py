@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops.forge import Forge, tool_env
+from modelops.runtime.forge import Forge, tool_env
 
 pytestmark = pytest.mark.slow
 

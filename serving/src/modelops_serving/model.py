@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["double", "long", "string"]
 NUMERIC_KINDS = ("double", "long")
-# The project's binary convention (modelops.dataset.LABELS): label 0 is "good", 1 the positive "bad".
+# The project's binary convention (modelops.pipeline.dataset.LABELS): label 0 is "good", 1 the positive "bad".
 DEFAULT_BINARY_CLASSES = ("good", "bad")
 CHECK_ROWS = 400
 

@@ -28,9 +28,10 @@ import pandas as pd
 import yaml
 from ruamel.yaml import YAML
 
-from modelops import dataset, promote
 from modelops.config import PARAMS_FILE, parse_params
+from modelops.delivery import promote
 from modelops.errors import ModelopsError
+from modelops.pipeline import dataset
 from modelops.workspace import venv_tool
 
 SNAPSHOT_ENV = "MODELOPS_DATA_SNAPSHOT"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 from modelops.config import Params
-from modelops.evaluate import latency_file, metrics_file
+from modelops.pipeline.evaluate import latency_file, metrics_file
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
 def render(params: Params) -> str:
     """A markdown table of every model's metrics, then its latest MLflow run."""
-    from modelops.tracking import latest_runs
+    from modelops.pipeline.tracking import latest_runs
 
     header = ["model", *COLUMNS, "single ms", "batch ms"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

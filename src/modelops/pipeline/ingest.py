@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modelops import dataset
 from modelops.config import DataParams
 from modelops.errors import DataError
+from modelops.pipeline import dataset
 
 _RENAME = {
     "rownames": dataset.ID,

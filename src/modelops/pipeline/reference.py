@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelops import dataset
 from modelops.errors import ModelopsError
+from modelops.pipeline import dataset
 
 REFERENCE_FILE = "reference.json"
 FORMAT = 1

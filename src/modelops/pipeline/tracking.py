@@ -76,8 +76,8 @@ def log_run(name: str, params: Params, outputs: dict[str, str]) -> str:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-    from modelops.evaluate import latency_file, metrics_file, plots_dir
-    from modelops.package import card_file, package_dir
+    from modelops.pipeline.evaluate import latency_file, metrics_file, plots_dir
+    from modelops.pipeline.package import card_file, package_dir
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)

@@ -1,7 +1,7 @@
 """`modelops demo`: the whole loop on one laptop: propose, report, merge to deploy, revert to roll back.
 
 Everything is the real thing except GitHub itself: a bare repository is `origin`, the workflows
-run under act (`modelops.forge`, with small stand-ins for GitHub's API, CML and the setup actions),
+run under act (`modelops.runtime.forge`, with small stand-ins for GitHub's API, CML and the setup actions),
 `modelops sync` plays Argo CD + Seldon, the artifact store, DVC remote and MLflow store are
 directories and a SQLite file in the workspace. The workspace is left for the user to explore.
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 
-from modelops import dataset
 from modelops.errors import ModelopsError
-from modelops.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError, tool_env
+from modelops.pipeline import dataset
+from modelops.runtime.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError, tool_env
 
 MODEL = "credit-hgb"
 # The proposal: a slower learning rate with more rounds (measured on the shipped credit data:

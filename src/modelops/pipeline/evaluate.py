@@ -18,9 +18,9 @@ from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from modelops import dataset
 from modelops.config import EvaluateParams, ModelParams
-from modelops.train import load_pipeline, model_dir, pinned_threads
+from modelops.pipeline import dataset
+from modelops.pipeline.train import load_pipeline, model_dir, pinned_threads
 
 CURVE_POINTS = 200
 
@@ -141,8 +141,8 @@ def evaluate(
     name: str, model: ModelParams, params: EvaluateParams, test_file: Path = dataset.TEST_FILE
 ) -> dict[str, Any]:
     """Write metrics.json and the plot data/PNGs of one model."""
-    from modelops import plots
-    from modelops.prepare import read_split
+    from modelops.pipeline import plots
+    from modelops.pipeline.prepare import read_split
 
     frame = read_split(test_file)
     x, y = dataset.to_features(frame), dataset.to_target(frame).to_numpy()

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelops import dataset, drift
-from modelops import reference as ref_stats
 from modelops.config import MonitorParams, Params
 from modelops.errors import ModelopsError
+from modelops.monitoring import drift
+from modelops.pipeline import dataset
+from modelops.pipeline import reference as ref_stats
 
 LOG_DIR_ENV = "MODELOPS_INFERENCE_LOG_DIR"
 MONITOR_MD, MONITOR_JSON, PROM_FILE = "monitor.md", "monitor.json", "drift.prom"
@@ -103,7 +104,7 @@ def default_log_dir(env: str | None = None) -> Path:
     the env (`modelops sync`) if there is one, else the server's own default."""
     from modelops_serving.settings import Settings
 
-    from modelops.sync import inference_log_dir
+    from modelops.runtime.sync import inference_log_dir
 
     if configured := os.environ.get(LOG_DIR_ENV):
         return Path(configured)
@@ -198,7 +199,7 @@ def frames(rows: list[dict[str, Any]], positive: str) -> tuple[pd.DataFrame, pd.
 
 def deployed(env: str, model: str) -> dict[str, str]:
     """content hash -> "main v3" / "canary v4" / "shadow v4": what git says `env` serves now."""
-    from modelops import manifests, promote
+    from modelops.delivery import manifests, promote
 
     known = manifests.envs()
     if env not in known:
@@ -219,8 +220,8 @@ def find_reference(model: str, content_hash: str, version: str, store: str | Non
     from modelops_serving import storage
     from modelops_serving.integrity import tree_hash
 
-    from modelops import publish
-    from modelops.package import package_dir
+    from modelops.delivery import publish
+    from modelops.pipeline.package import package_dir
 
     store = store or publish.default_store()
     uri = publish.artifact_uri(model, content_hash, store)
@@ -416,7 +417,7 @@ def _shares(counts: list[int]) -> list[float]:
 
 
 def _plot(path: Path, title: str, stats_: dict[str, Any], values: pd.Series) -> None:
-    from modelops import plots
+    from modelops.pipeline import plots
 
     if stats_["kind"] == "numeric":
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
@@ -617,7 +618,7 @@ def run(
     now: datetime | None = None,
 ) -> list[ModelResult]:
     """Monitor every model of params.yaml that `env` has a manifest for (or `models`); write outputs."""
-    from modelops import promote
+    from modelops.delivery import promote
 
     log_dir = log_dir or default_log_dir(env)
     if models:

@@ -8,7 +8,7 @@ from modelops.config import Params
 
 def run_all(params: Params, log: bool = True) -> None:
     """ingest → validate → prepare → (train → evaluate → package) per model."""
-    from modelops import evaluate, ingest, package, prepare, train, validate
+    from modelops.pipeline import evaluate, ingest, package, prepare, train, validate
 
     with progress.step("ingest"):
         ingest.ingest(params.data)
@@ -24,7 +24,7 @@ def run_all(params: Params, log: bool = True) -> None:
         with progress.step(f"package {name}"):
             outputs = package.package(name, params)
         if log:
-            from modelops.tracking import log_run
+            from modelops.pipeline.tracking import log_run
 
             with progress.step(f"log {name}"):
                 log_run(name, params, outputs)

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from modelops import dataset
-from modelops import gate as quality_gate
 from modelops.config import LOWER_IS_BETTER, QUALITY, GateParams, Params, load_params
 from modelops.errors import ModelopsError, PipelineError
-from modelops.gate import Verdict
+from modelops.pipeline import dataset
+from modelops.review import gate as quality_gate
+from modelops.review.gate import Verdict
 
 REPORT_MD, REPORT_JSON = "report.md", "report.json"
 DEPLOY_ENV = "staging"  # what merging a pull request deploys (promote.yml)
@@ -373,7 +373,7 @@ def base_metrics(rev: str | None, model: str) -> dict[str, Any] | None:
     found = _dvc_json("metrics", "diff", rev, "--all")
     if not found:
         return None
-    from modelops.evaluate import metrics_file
+    from modelops.pipeline.evaluate import metrics_file
 
     values = found.get(metrics_file(model).as_posix()) or {}
     old = {k: v.get("old") for k, v in values.items() if isinstance(v, dict) and v.get("old") is not None}
@@ -483,7 +483,7 @@ def read_validation(path: Path = Path("data/validation/result.json")) -> dict[st
 
 def champion_release(env: str, model: str) -> Any:
     """The release the env deploys now, or None before the first deployment."""
-    from modelops import promote
+    from modelops.delivery import promote
 
     release, _ = promote.read_state(promote.patch_file(env, model))
     return None if release.version == "unpromoted" else release
@@ -494,8 +494,8 @@ def _dir_size(path: Path) -> int:
 
 
 def _score(side: Side, pipeline: Any, x: Any, y: np.ndarray, params: Params, model: str) -> None:
-    from modelops.evaluate import quality
-    from modelops.train import pinned_threads
+    from modelops.pipeline.evaluate import quality
+    from modelops.pipeline.train import pinned_threads
 
     with pinned_threads(params.model(model).threads):
         side.proba = pipeline.predict_proba(x)[:, 1]
@@ -508,8 +508,8 @@ def _score(side: Side, pipeline: Any, x: Any, y: np.ndarray, params: Params, mod
 
 def _time(sides: list[tuple[Side, Any]], x: Any, params: Params) -> None:
     """Predict latency of the challenger and champion, timed in turns once nothing else runs."""
-    from modelops.evaluate import paired_latency
-    from modelops.train import pinned_threads
+    from modelops.pipeline.evaluate import paired_latency
+    from modelops.pipeline.train import pinned_threads
 
     with pinned_threads(1):  # what one serving worker gets, like the package stage
         measured = paired_latency([pipeline for _, pipeline in sides], x, params.evaluate)
@@ -543,8 +543,8 @@ def render_plots(
     out: Path, challenger: Side, champion: Side | None, y: np.ndarray, model: str
 ) -> dict[str, str]:
     """ROC and PR overlaid, both confusion matrices, the challenger's importance; title -> relative path."""
-    from modelops import plots
-    from modelops.evaluate import curves, plots_dir
+    from modelops.pipeline import plots
+    from modelops.pipeline.evaluate import curves, plots_dir
 
     files: dict[str, str] = {}
     sides = [s for s in (challenger, champion) if s is not None and s.proba is not None]
@@ -572,7 +572,8 @@ def render_plots(
 
 def gather_links(model: str, content_hash: str, params: Params) -> dict[str, str]:
     """The MLflow run that logged this content, the DVC lock hashes, the workflow run."""
-    from modelops import registry, tracking
+    from modelops.delivery import registry
+    from modelops.pipeline import tracking
 
     links: dict[str, str] = {}
     uri = tracking.tracking_uri()
@@ -607,7 +608,7 @@ def gather_links(model: str, content_hash: str, params: Params) -> dict[str, str
 
 def deploy_preview(model: str) -> tuple[str | None, str]:
     """(diff, message) of promoting the packaged model to staging, dry run: nothing is written."""
-    from modelops import promote
+    from modelops.delivery import promote
 
     try:
         result = promote.promote(model, DEPLOY_ENV, dry_run=True)
@@ -625,9 +626,9 @@ def build(
     from modelops_serving.integrity import tree_hash
     from modelops_serving.storage import ModelLoadError
 
-    from modelops.evaluate import metrics_file
-    from modelops.package import package_dir
-    from modelops.prepare import read_split
+    from modelops.pipeline.evaluate import metrics_file
+    from modelops.pipeline.package import package_dir
+    from modelops.pipeline.prepare import read_split
 
     params = load_params()
     name = _pick_model(params, model)

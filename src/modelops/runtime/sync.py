@@ -4,7 +4,7 @@ Like Argo CD it tracks a branch (fetching `origin` when there is one), renders t
 kustomize at that commit, and validates the objects with the checks CI runs. Like Seldon it starts
 one server process per predictor replica (the project's own `modelops-serve`, with the manifest's
 container env and `modelUri`) and routes one loopback endpoint by the predictors' traffic and
-shadow flags (`modelops.router`). A change is applied whole or not at all: new processes must load
+shadow flags (`modelops.runtime.router`). A change is applied whole or not at all: new processes must load
 and pass the hash check, then the routing table is swapped in one step and the old processes are
 drained; any failure leaves the running version serving and is reported.
 """
@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
-from modelops import manifests
+from modelops.delivery import manifests
 from modelops.errors import ModelopsError
-from modelops.router import Backend, Deployment, Predictor, Router, Table, create_app
+from modelops.runtime.router import Backend, Deployment, Predictor, Router, Table, create_app
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ class Controller:
 
 def _verify(p: PredictorSpec) -> None:
     """The model at `modelUri` must hash to what the manifest promises, before any process starts."""
-    from modelops import publish
+    from modelops.delivery import publish
 
     try:
         actual = publish.stored_hash(p.uri)

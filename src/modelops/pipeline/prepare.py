@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modelops import dataset
 from modelops.config import SplitParams
+from modelops.pipeline import dataset
 
 _BUCKETS = 1 << 32
 _GOLDEN = 0x9E3779B97F4A7C15  # odd, so distinct seeds give distinct salts

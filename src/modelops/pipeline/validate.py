@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from modelops import dataset
 from modelops.errors import DataError, ValidationFailed
+from modelops.pipeline import dataset
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from modelops import reference
 from modelops.config import MonitorParams
+from modelops.pipeline import reference
 
 EPS = 1e-4  # proportion floor in PSI: an empty bin on one side would make it infinite
 MIN_EXPECTED = 5  # chi-square cells expected to hold fewer current rows are pooled into one

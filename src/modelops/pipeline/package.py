@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from modelops import dataset, reference
 from modelops.config import Params
-from modelops.evaluate import metrics_file
-from modelops.train import load_pipeline, model_dir, pipeline_file
+from modelops.pipeline import dataset, reference
+from modelops.pipeline.evaluate import metrics_file
+from modelops.pipeline.train import load_pipeline, model_dir, pipeline_file
 
 PINNED_CREATED = "1970-01-01 00:00:00.000000"
 RUNTIME_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy")
@@ -66,7 +66,7 @@ def save_mlflow_model(name: str, out: Path, seed: int = 0) -> None:
     # The pickle caution and the unpinned-pip note are known; the server verifies the hash.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
-    from modelops.prepare import read_split
+    from modelops.pipeline.prepare import read_split
 
     pipeline = load_pipeline(name)
     test = read_split(dataset.TEST_FILE)
@@ -124,9 +124,9 @@ features ({len(dataset.NUMERIC)} numeric, {len(dataset.CATEGORICAL)} categorical
 
 def measure_latency(name: str, params: Params) -> dict[str, float]:
     """Time the packaged pipeline on one thread (what one serving worker gets); write latency.json."""
-    from modelops.evaluate import latency, latency_file, write_json
-    from modelops.prepare import read_split
-    from modelops.train import pinned_threads
+    from modelops.pipeline.evaluate import latency, latency_file, write_json
+    from modelops.pipeline.prepare import read_split
+    from modelops.pipeline.train import pinned_threads
 
     x = dataset.to_features(read_split(dataset.TEST_FILE))
     with pinned_threads(1):

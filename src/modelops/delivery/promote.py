@@ -24,7 +24,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, PlainScalarString
 
-from modelops import manifests
+from modelops.delivery import manifests
 from modelops.errors import ModelopsError
 
 Mode = Literal["full", "canary", "shadow", "finish", "abort"]
@@ -285,9 +285,9 @@ def promote(
     dry_run: bool = False,
 ) -> Result:
     """Publish, register, edit, validate and commit one promotion; move the alias after the commit."""
-    from modelops import publish, registry
     from modelops.config import load_params
-    from modelops.package import package_dir
+    from modelops.delivery import publish, registry
+    from modelops.pipeline.package import package_dir
 
     load_params().model(model)  # an unknown model fails here, naming the known ones
     if not dry_run:
@@ -366,7 +366,7 @@ def _check_rendered(env: str, path: Path, text: str) -> None:
 
 def sync_alias(model: str, env: str) -> str | None:
     """Point the MLflow alias `env` at what git serves there (git leads; this only follows)."""
-    from modelops import registry
+    from modelops.delivery import registry
 
     main, _ = read_state(patch_file(env, model))
     if not main.version.startswith("v"):
@@ -526,7 +526,7 @@ def rollback(env: str, to: str | None = None) -> str:
 
 def status(models: list[str]) -> list[dict[str, str]]:
     """Per env and model: the version git serves, where the MLflow alias points, and whether they agree."""
-    from modelops import registry
+    from modelops.delivery import registry
 
     rows = []
     for env in manifests.envs():

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 # A committed DVC remote (jobs never see `dvc remote add --local`: act copies no ignored files).
 DVC_CONFIG = """\
 [core]

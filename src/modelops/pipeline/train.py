@@ -12,8 +12,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from modelops import dataset
 from modelops.config import ESTIMATORS, ModelParams
+from modelops.pipeline import dataset
 
 
 def model_dir(name: str) -> Path:
@@ -73,7 +73,7 @@ def pinned_threads(threads: int):
 
 def train(name: str, params: ModelParams, train_file: Path = dataset.TRAIN_FILE) -> Pipeline:
     """Fit the model's pipeline on the train split and pickle it atomically."""
-    from modelops.prepare import read_split
+    from modelops.pipeline.prepare import read_split
 
     frame = read_split(train_file)
     pipeline = build_pipeline(params)

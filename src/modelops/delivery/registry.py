@@ -16,7 +16,7 @@ convenience for people and tools that read MLflow. So ``promote`` calls, in this
 Versions are tagged ``content_hash``, ``git_commit`` and ``source_pr``. Registering a hash that
 already has a version returns that version (the first registration's tags are kept): promoting the
 same content to production after staging reuses the staging version. The tracking URI is
-``modelops.tracking.tracking_uri()``; the registry lives in the same store.
+``modelops.pipeline.tracking.tracking_uri()``; the registry lives in the same store.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from modelops.config import MODEL_NAME
 from modelops.errors import RegistryError
-from modelops.tracking import tracking_uri
+from modelops.pipeline.tracking import tracking_uri
 
 ENVS = ("staging", "production")
 TAG_HASH, TAG_COMMIT, TAG_PR = "content_hash", "git_commit", "source_pr"

@@ -271,7 +271,7 @@ def check_all(root: Path = GITOPS) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m modelops.manifests [ROOT]`: the pre-commit check; exit code 0 when all is valid."""
+    """`python -m modelops.delivery.manifests [ROOT]`: the pre-commit check; exit code 0 when all is valid."""
     args = list(sys.argv[1:] if argv is None else argv)
     root = Path(args[0]) if args else GITOPS
     try:
