@@ -86,21 +86,51 @@ def repo_copy(trained_repo: Path, tmp_path: Path) -> Path:
     return clone
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def declaration(name: str = "credit", **changes) -> dict:
+    """A shipped dataset declaration as parsed YAML, with top-level keys replaced (e.g. `source`)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "data" / name / "dataset.yaml").read_text()) | changes
+
+
+def synthetic(rows: int, seed: int = 0) -> dict:
+    """A declaration `source` of seeded rows that follow the declaration."""
+    return {"kind": "synthetic", "rows": rows, "seed": seed}
+
+
+def make_params(models: dict, datasets: dict | None = None, **sections):
+    """Params validated for real over in-memory declarations (default: the shipped credit one).
+
+    Models default to `dataset: credit`; `datasets` maps name -> declaration mapping.
+    """
+    from modelops.config import parse_params
+
+    datasets = datasets or {"credit": declaration()}
+    models = {name: {"dataset": next(iter(datasets))} | spec for name, spec in models.items()}
+    raw = {"datasets": {name: {} for name in datasets}, "models": models} | sections
+    return parse_params(raw, declarations=datasets)
+
+
 def train_and_package(root: Path, name: str, params, rows: int, metrics: dict) -> dict:
     """Train and package a small model for real inside `root` (the stage functions, no DVC).
 
-    `metrics` stands in for the evaluate stage's output, which the model card reads.
+    Rows are synthetic, following the model's dataset declaration. `metrics` stands in for the
+    evaluate stage's output, which the model card reads.
     """
     import json
 
-    from modelops.pipeline import dataset, ingest, package, prepare, train
+    from modelops.pipeline import ingest, package, prepare, train
 
+    ds = params.dataset_of(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        dataset.RAW_FILE.parent.mkdir(parents=True, exist_ok=True)
-        ingest.synthesize(rows, 0).to_csv(dataset.RAW_FILE, index=False)
-        prepare.prepare(params.split)
-        train.train(name, params.model(name))
+        ds.raw_file.parent.mkdir(parents=True, exist_ok=True)
+        ingest.synthesize(ds, rows, 0).to_csv(ds.raw_file, index=False)
+        prepare.prepare(ds, params.split(ds.name))
+        train.train(name, params.model(name), ds)
         Path("models", name, "metrics.json").write_text(json.dumps(metrics))
         Path("models", name, "plots").mkdir(exist_ok=True)
         return package.package(name, params)

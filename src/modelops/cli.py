@@ -25,6 +25,9 @@ app = typer.Typer(
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file")]
 ModelArg = Annotated[str, typer.Argument(help="model name (an entry under `models:` in params.yaml)")]
+DatasetArg = Annotated[
+    str, typer.Argument(help="dataset name (an entry under `datasets:`, declared in data/<name>/)")
+]
 
 
 def _errors_to_exit(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,36 +56,44 @@ def params(params_file: ParamsOpt = Path("params.yaml")) -> None:
 
 
 @command
-def ingest(params_file: ParamsOpt = Path("params.yaml")) -> None:
-    """Write data/raw/credit.csv from the configured source."""
+def ingest(name: DatasetArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
+    """Write a dataset's raw CSV from its declared source."""
     from modelops.pipeline.ingest import ingest as run
 
-    p = load_params(params_file)
-    with progress.step(f"ingest ({p.data.source})"):
-        frame = run(p.data)
-    print(f"data/raw/credit.csv: {len(frame):,} rows")
+    ds = load_params(params_file).dataset(name)
+    with progress.step(f"ingest {name} ({ds.source.kind})"):
+        frame = run(ds)
+    print(f"{ds.raw_file}: {len(frame):,} rows")
 
 
 @command
-def validate(params_file: ParamsOpt = Path("params.yaml")) -> None:
-    """Run the Great Expectations suite on the raw data; fail with a readable summary."""
+def validate(name: DatasetArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
+    """Run a dataset's Great Expectations suite on its raw data; fail with a readable summary."""
     from modelops.pipeline.validate import validate as run
 
-    load_params(params_file)
-    with progress.step("validate (Great Expectations)"):
-        result = run()
-    print(f"data checks passed: {result['counts']['passed']} expectations")
+    ds = load_params(params_file).dataset(name)
+    with progress.step(f"validate {name} (Great Expectations)"):
+        result = run(ds)
+    print(f"{name}: data checks passed: {result['counts']['passed']} expectations")
 
 
 @command
-def prepare(params_file: ParamsOpt = Path("params.yaml")) -> None:
-    """Split raw data into train and test by a seeded hash of the row id."""
+def suite(name: DatasetArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
+    """(Re)write a dataset's Great Expectations suite from its declaration, for review."""
+    from modelops.pipeline.suite import write
+
+    print(f"wrote {write(load_params(params_file).dataset(name))}")
+
+
+@command
+def prepare(name: DatasetArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
+    """Split a dataset's raw data into train and test by a seeded hash of the row id."""
     from modelops.pipeline.prepare import prepare as run
 
     p = load_params(params_file)
-    with progress.step("prepare (hash split)"):
-        n_train, n_test = run(p.split)
-    print(f"train {n_train:,} rows, test {n_test:,} rows")
+    with progress.step(f"prepare {name} (hash split)"):
+        n_train, n_test = run(p.dataset(name), p.split(name))
+    print(f"{name}: train {n_train:,} rows, test {n_test:,} rows")
 
 
 @command
@@ -92,7 +103,7 @@ def train(name: ModelArg, params_file: ParamsOpt = Path("params.yaml")) -> None:
 
     p = load_params(params_file)
     with progress.step(f"train {name} ({p.model(name).estimator})"):
-        run(name, p.model(name))
+        run(name, p.model(name), p.dataset_of(name))
 
 
 @command
@@ -102,7 +113,7 @@ def evaluate(name: ModelArg, params_file: ParamsOpt = Path("params.yaml")) -> No
 
     p = load_params(params_file)
     with progress.step(f"evaluate {name}"):
-        result = run(name, p.model(name), p.evaluate)
+        result = run(name, p.model(name), p.dataset_of(name), p.evaluate)
     print(json.dumps(result["metrics"], sort_keys=True))
 
 

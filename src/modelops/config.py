@@ -1,7 +1,9 @@
-"""params.yaml, loaded and validated in one place: every other module gets typed objects.
+"""params.yaml and the dataset declarations, loaded and validated in one place.
 
-Unknown keys, wrong types and out-of-range values fail here, before any work, with the
-dotted key path (``models.credit-hgb.hyperparams.max_iter``) in the message.
+Every other module gets typed objects. Unknown keys, wrong types, out-of-range values and
+inconsistencies between the two (a model on an undeclared dataset, an estimator that does not fit
+its dataset's task, two datasets writing one file) fail here, before any work, with the file and
+the dotted key path (``models.credit-hgb.hyperparams.max_iter``) in the message.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from modelops.errors import ParamsError
+from modelops import tasks
+from modelops.declarations import DECLARATION, Dataset, declaration_path, declared, parse_dataset, parse_text
+from modelops.errors import DeclarationError, ParamsError
 
 PARAMS_FILE = "params.yaml"
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -27,32 +31,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataParams(_Strict):
-    """Where raw data comes from: the packaged credit dataset, a seeded generator, or a CSV file."""
-
-    source: Literal["credit", "synthetic", "file"] = "credit"
-    rows: int = Field(default=10_000, ge=100, le=50_000_000)
-    seed: int = Field(default=0, ge=0)
-    path: str | None = None
-
-    @model_validator(mode="after")
-    def _path_only_for_file(self) -> DataParams:
-        if self.source == "file" and not self.path:
-            raise ValueError("data.source 'file' needs data.path (a CSV under data/sources/)")
-        if self.source != "file" and self.path:
-            raise ValueError(f"data.path is only read when data.source is 'file', not {self.source!r}")
-        if self.path and not self.path.startswith("data/sources/"):
-            raise ValueError(
-                f"data.path must be under data/sources/ (the stage's dependency), got {self.path!r}"
-            )
-        return self
-
-
 class SplitParams(_Strict):
     """Hash-based split: a row's side depends only on its id and the seed, so it never moves."""
 
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     seed: int = Field(default=0, ge=0)
+
+
+class DatasetParams(_Strict):
+    """How the pipeline treats one declared dataset (the contract itself is its declaration)."""
+
+    split: SplitParams = SplitParams()
 
 
 class EvaluateParams(_Strict):
@@ -64,20 +53,57 @@ class EvaluateParams(_Strict):
     latency_repeats: int = Field(default=50, ge=1)
 
 
-ESTIMATORS = {
-    "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
-    "random_forest": "sklearn.ensemble.RandomForestClassifier",
-    "logistic_regression": "sklearn.linear_model.LogisticRegression",
-}
+class GatePolicy(_Strict):
+    """Floors (ceilings for lower-is-better metrics) and allowed regression against the champion."""
+
+    minimum: dict[str, float] = Field(default_factory=dict)  # metric -> floor (rmse, log_loss: ceiling)
+    max_regression: dict[str, float] = Field(default_factory=dict)  # metric -> allowed loss vs champion
+    max_latency_ratio: float | None = Field(default=None, gt=0)  # candidate / champion predict time
+
+    @field_validator("minimum", "max_regression")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, bound in value.items():
+            if metric not in tasks.ALL_METRICS:
+                raise ValueError(f"unknown metric {metric!r} (known: {', '.join(tasks.ALL_METRICS)})")
+            if bound < 0 and metric != "r2":
+                raise ValueError(f"{metric}: must be >= 0, got {bound}")
+        return value
+
+    def over(self, base: GatePolicy) -> GatePolicy:
+        """This policy's keys on top of `base` (a model's overrides on its task's default)."""
+        return GatePolicy(
+            minimum=base.minimum | self.minimum,
+            max_regression=base.max_regression | self.max_regression,
+            max_latency_ratio=self.max_latency_ratio or base.max_latency_ratio,
+        )
+
+
+class GateParams(_Strict):
+    """The default gate of each task; a model's `gate:` overrides it key by key."""
+
+    max_latency_ratio: float = Field(default=2.0, gt=0)
+    binary: GatePolicy = GatePolicy()
+    multiclass: GatePolicy = GatePolicy()
+    regression: GatePolicy = GatePolicy()
 
 
 class ModelParams(_Strict):
-    """One model: an estimator, its hyper-parameters, and the seed it trains with."""
+    """One model: the dataset it learns, an estimator, its hyper-parameters, its seed."""
 
-    estimator: Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
+    dataset: str
+    estimator: str
     hyperparams: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0)
     threads: int = Field(default=2, ge=1, le=64)
+    gate: GatePolicy = GatePolicy()
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, value: str) -> str:
+        if value not in tasks.ESTIMATORS:
+            raise ValueError(f"unknown estimator {value!r} (known: {', '.join(tasks.ESTIMATORS)})")
+        return value
 
     @field_validator("hyperparams")
     @classmethod
@@ -94,28 +120,6 @@ class MlflowParams(_Strict):
     experiment: str = Field(default="modelops", min_length=1)
 
 
-QUALITY = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-LOWER_IS_BETTER = frozenset({"log_loss"})
-
-
-class GateParams(_Strict):
-    """The quality gate a candidate must pass to be promoted (read by `modelops gate`)."""
-
-    minimum: dict[str, float] = Field(default_factory=dict)  # metric -> floor (log_loss: ceiling)
-    max_regression: dict[str, float] = Field(default_factory=dict)  # metric -> allowed loss vs champion
-    max_latency_ratio: float = Field(default=2.0, gt=0)  # candidate / champion predict time
-
-    @field_validator("minimum", "max_regression")
-    @classmethod
-    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
-        for metric, bound in value.items():
-            if metric not in QUALITY:
-                raise ValueError(f"unknown metric {metric!r} (known: {', '.join(QUALITY)})")
-            if bound < 0:
-                raise ValueError(f"{metric}: must be >= 0, got {bound}")
-        return value
-
-
 class MonitorParams(_Strict):
     """When `modelops monitor` calls a difference drift: significant (Bonferroni) and material."""
 
@@ -127,24 +131,25 @@ class MonitorParams(_Strict):
 
 
 class Params(_Strict):
-    """The whole params.yaml."""
+    """The whole params.yaml, with the declaration of every dataset it lists."""
 
-    data: DataParams = DataParams()
-    split: SplitParams = SplitParams()
+    datasets: dict[str, DatasetParams]
     evaluate: EvaluateParams = EvaluateParams()
     mlflow: MlflowParams = MlflowParams()
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
     models: dict[str, ModelParams]
+    _declarations: dict[str, Dataset] = PrivateAttr(default_factory=dict)
 
-    @field_validator("models")
+    @field_validator("datasets", "models")
     @classmethod
-    def _model_names(cls, value: dict[str, ModelParams]) -> dict[str, ModelParams]:
+    def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        what = info.field_name[:-1]
         if not value:
-            raise ValueError("at least one model is needed")
+            raise ValueError(f"at least one {what} is needed")
         for name in value:
             if not MODEL_NAME.match(name):
-                raise ValueError(f"model name {name!r} must match {MODEL_NAME.pattern}")
+                raise ValueError(f"{what} name {name!r} must match {MODEL_NAME.pattern}")
         return value
 
     def model(self, name: str) -> ModelParams:
@@ -154,13 +159,43 @@ class Params(_Strict):
             raise ParamsError(f"{PARAMS_FILE}: no model {name!r} under 'models' (known: {known})")
         return self.models[name]
 
+    def dataset(self, name: str) -> Dataset:
+        """The declaration of a dataset listed under `datasets:`."""
+        if name not in self._declarations:
+            known = ", ".join(sorted(self.datasets))
+            raise ParamsError(f"{PARAMS_FILE}: no dataset {name!r} under 'datasets' (known: {known})")
+        return self._declarations[name]
+
+    def dataset_of(self, model: str) -> Dataset:
+        """The declaration of the dataset a model learns."""
+        return self.dataset(self.model(model).dataset)
+
+    def models_of(self, dataset: str) -> list[str]:
+        """The models that learn a dataset, in params order."""
+        return [m for m, p in self.models.items() if p.dataset == dataset]
+
+    def split(self, dataset: str) -> SplitParams:
+        """The split settings of a dataset."""
+        return self.datasets[dataset].split
+
+    def gate_policy(self, model: str) -> GatePolicy:
+        """The gate a model must pass: its task's default with the model's overrides on top."""
+        task = self.dataset_of(model).task
+        base = getattr(self.gate, task).over(GatePolicy(max_latency_ratio=self.gate.max_latency_ratio))
+        return self.model(model).gate.over(base)
+
 
 def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
-    """Validate a parsed params mapping, including each estimator's hyper-parameters."""
+def parse_params(
+    raw: Any, source: str = PARAMS_FILE, root: Path = Path(), declarations: dict[str, Any] | None = None
+) -> Params:
+    """Validate a parsed params mapping and the declarations it names, then their consistency.
+
+    `declarations` (dataset -> parsed YAML) replaces reading data/<d>/dataset.yaml under `root`.
+    """
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
@@ -168,8 +203,77 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     except ValidationError as exc:
         problems = [f"  {_where(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(problems)) from None
+    params._declarations.update(_declarations(params, root, declarations, source))
+    _check_consistency(params, source)
     _check_all_hyperparams(params, source)
     return params
+
+
+def _declarations(
+    params: Params, root: Path, given: dict[str, Any] | None, source: str
+) -> dict[str, Dataset]:
+    out: dict[str, Dataset] = {}
+    if given is None:
+        for name in declared(root):
+            if name not in params.datasets:
+                raise DeclarationError(
+                    f"{declaration_path(name, root)}: dataset {name!r} is declared but not listed under "
+                    f"'datasets' in {source} (dvc.yaml expands its stages over that list)"
+                )
+    for name in params.datasets:
+        path = declaration_path(name, root)
+        if given is not None:
+            if name not in given:
+                raise DeclarationError(f"{path}: not found: dataset {name!r} has no declaration")
+            out[name] = parse_dataset(name, given[name], str(path))
+            continue
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise DeclarationError(
+                f"{source}: datasets.{name}: no declaration at {path} "
+                "(write one, or `modelops new dataset NAME --from CSV --target COLUMN`)"
+            ) from None
+        out[name] = parse_text(name, str(path), text)
+    return out
+
+
+def _check_consistency(params: Params, source: str) -> None:
+    """What neither file can check alone."""
+    writers: dict[str, str] = {}
+    for name, ds in params._declarations.items():
+        for path in (ds.raw_file, ds.suite_file, ds.validation_file, ds.prepared_dir):
+            other = writers.setdefault(str(path), name)
+            if other != name:
+                raise DeclarationError(
+                    f"{ds.declaration_file}: raw: datasets {other!r} and {name!r} both write {path}"
+                )
+    for name, model in params.models.items():
+        key = f"{source}: models.{name}"
+        if model.dataset not in params.datasets:
+            known = ", ".join(sorted(params.datasets))
+            raise ParamsError(f"{key}.dataset: unknown dataset {model.dataset!r} (known: {known})")
+        task = params._declarations[model.dataset].task
+        if tasks.family(task) not in tasks.ESTIMATORS[model.estimator]:
+            raise ParamsError(
+                f"{key}.estimator: {model.estimator!r} does not fit dataset {model.dataset!r}, a "
+                f"{task} task (fitting: {', '.join(tasks.fitting(task))})"
+            )
+        for part in ("minimum", "max_regression"):
+            for metric in getattr(model.gate, part):
+                if metric not in tasks.METRICS[task]:
+                    raise ParamsError(
+                        f"{key}.gate.{part}.{metric}: not a {task} metric "
+                        f"(known: {', '.join(tasks.METRICS[task])})"
+                    )
+    for task in tasks.TASKS:
+        for part in ("minimum", "max_regression"):
+            for metric in getattr(getattr(params.gate, task), part):
+                if metric not in tasks.METRICS[task]:
+                    raise ParamsError(
+                        f"{source}: gate.{task}.{part}.{metric}: not a {task} metric "
+                        f"(known: {', '.join(tasks.METRICS[task])})"
+                    )
 
 
 # Where a passed hyper-parameter check is remembered. Importing scikit-learn to ask it costs about
@@ -178,29 +282,27 @@ VERDICTS = Path(".dvc/tmp/modelops-params-ok")
 
 
 def _check_all_hyperparams(params: Params, source: str) -> None:
-    """Check every model's hyper-parameters once per (models section, scikit-learn version)."""
+    """Check every model's hyper-parameters once per (models section, tasks, scikit-learn version)."""
     from importlib.metadata import version
 
-    models = {name: m.model_dump() for name, m in params.models.items()}
+    models = {name: [m.model_dump(), params.dataset_of(name).task] for name, m in params.models.items()}
     blob = json.dumps([models, version("scikit-learn")], sort_keys=True, default=str)
     marker = VERDICTS / hashlib.sha256(blob.encode()).hexdigest()
     if marker.exists():
         return
     for name, model in params.models.items():
-        check_hyperparams(name, model, source)
+        check_hyperparams(name, model, params.dataset_of(name).task, source)
     if VERDICTS.parent.is_dir():  # only inside a DVC repository; never create .dvc/ elsewhere
         VERDICTS.mkdir(exist_ok=True)
         marker.touch()
 
 
-def check_hyperparams(name: str, model: ModelParams, source: str = PARAMS_FILE) -> None:
+def check_hyperparams(name: str, model: ModelParams, task: str, source: str = PARAMS_FILE) -> None:
     """Ask scikit-learn itself whether the hyper-parameters exist and are valid."""
     from sklearn.utils._param_validation import InvalidParameterError
 
-    from modelops.pipeline.train import estimator_class, make_estimator
-
     key = f"models.{name}.hyperparams"
-    valid = estimator_class(model.estimator)().get_params(deep=False)
+    valid = tasks.estimator_class(model.estimator, task)().get_params(deep=False)
     for hp in model.hyperparams:
         if hp not in valid:
             raise ParamsError(
@@ -208,27 +310,31 @@ def check_hyperparams(name: str, model: ModelParams, source: str = PARAMS_FILE) 
                 f"(valid: {', '.join(sorted(valid))})"
             )
     try:
-        make_estimator(model)._validate_params()
-    except InvalidParameterError as exc:
+        tasks.make_estimator(
+            model.estimator, task, model.hyperparams, model.seed, model.threads
+        )._validate_params()
+    except (InvalidParameterError, TypeError, ValueError) as exc:
         raise ParamsError(f"{source}: {key}: {exc}") from None
 
 
 @cache
-def _load_cached(path: str, text: str) -> Params:
+def _load_cached(path: str, text: str, root: str, declarations: tuple[tuple[str, str], ...]) -> Params:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, path)
+    return parse_params(raw, path, Path(root))
 
 
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
-    """Load and validate params.yaml (cached per file content)."""
+    """Load and validate params.yaml and the declarations beside it (cached per content)."""
     p = Path(path)
     try:
         text = p.read_text()
     except FileNotFoundError:
         raise ParamsError(f"{p}: not found (run from the repository root)") from None
+    root = p.parent
     # Keyed by content, not mtime: a relative path names another file after a chdir, and a
     # rewrite within one timestamp tick (or a copy that keeps mtimes) must not return stale params.
-    return _load_cached(str(p), text)
+    decls = tuple((name, (root / "data" / name / DECLARATION).read_text()) for name in declared(root))
+    return _load_cached(str(p), text, str(root), decls)

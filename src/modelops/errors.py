@@ -47,3 +47,8 @@ class RegistryError(ModelopsError):
     """The MLflow registry cannot do what was asked; the message names the model, version or env."""
 
     exit_code = 8
+
+
+class DeclarationError(ParamsError):
+    """A dataset declaration (data/<dataset>/dataset.yaml) is missing, malformed or inconsistent
+    with params.yaml; the message names the file and the key. Same exit code as params errors."""

@@ -11,7 +11,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # What a pipeline repository needs: the pipeline definition, params, the code its stages hash,
-# the expectation suite, DVC's config and the gitops/ manifests promotions edit.
+# the dataset declarations and their suites, DVC's config and the gitops/ manifests promotions edit.
 # Outputs and locks are never copied.
 PIPELINE_FILES = (
     "dvc.yaml",
@@ -20,11 +20,14 @@ PIPELINE_FILES = (
     ".gitignore",
     ".dvc/config",
     ".dvc/.gitignore",
-    "data/expectations",
-    "data/sources",
+    "data",
     "src/modelops",
     "gitops",
 )
+
+
+# DVC outputs and caches never travel with the pipeline's source.
+_IGNORED = shutil.ignore_patterns("__pycache__", "raw.csv", "prepared", "validation.json", "*.tmp")
 
 
 def venv_tool(name: str) -> str:
@@ -42,7 +45,7 @@ def create_pipeline_repo(dest: Path, dvc_remote: Path, source: Path = PROJECT_RO
     for rel in PIPELINE_FILES:
         src = source / rel
         if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / rel, ignore=_IGNORED)
         else:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)

@@ -1,7 +1,7 @@
-"""The data contract: the columns a raw file has, their kinds, and how to read one safely.
+"""Reading a declared dataset's files safely, and turning rows into model inputs and targets.
 
-Ingest writes files that follow it, the Great Expectations suite checks it, and training takes its
-feature lists from it, so a column is named in exactly one place in code.
+Every column name comes from the declaration (`modelops.declarations`), so one function serves
+every dataset.
 """
 
 from __future__ import annotations
@@ -12,35 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from modelops.declarations import Dataset
 from modelops.errors import DataError
-
-RAW_FILE = Path("data/raw/credit.csv")
-TRAIN_FILE = Path("data/prepared/train.parquet")
-TEST_FILE = Path("data/prepared/test.parquet")
-
-ID = "id"
-TARGET = "status"
-POSITIVE = "bad"  # the class a credit model exists to catch
-LABELS = ("good", "bad")
-
-NUMERIC = ("seniority", "time", "age", "expenses", "income", "assets", "debt", "amount", "price")
-CATEGORICAL = ("home", "marital", "records", "job")
-FEATURES = NUMERIC + CATEGORICAL
-COLUMNS = (ID, TARGET, *FEATURES)
-
-CATEGORIES = {
-    "home": ("owner", "rent", "parents", "other", "priv", "ignore"),
-    "marital": ("married", "single", "separated", "widow", "divorced"),
-    "records": ("no", "yes"),
-    "job": ("fixed", "freelance", "partime", "others"),
-}
-
-# Columns that may be missing in a real application (the source data has gaps there).
-NULLABLE = frozenset({"income", "assets", "debt", "home", "marital", "job"})
-
-DTYPES: dict[str, str] = {ID: "int64", TARGET: "string"}
-DTYPES |= {c: "float64" for c in NUMERIC}
-DTYPES |= {c: "string" for c in CATEGORICAL}
 
 
 def _sniff_delimiter(path: Path) -> str | None:
@@ -52,13 +25,15 @@ def _sniff_delimiter(path: Path) -> str | None:
         return None
 
 
-def read_raw(path: Path = RAW_FILE) -> pd.DataFrame:
-    """Read a raw CSV as text-and-number columns, refusing files that are not comma-separated tables.
+def read_csv(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a CSV as text-and-number columns, refusing files that are not comma-separated tables.
 
     Types are not forced here: a changed dtype must reach the validation suite, which names it.
+    `columns` (the expected ones) only make the messages more helpful.
     """
+    expected = f" with columns {', '.join(columns)}" if columns else ""
     if not path.exists():
-        raise DataError(f"{path}: not found (run `modelops ingest` or `dvc repro ingest`)")
+        raise DataError(f"{path}: not found (run `modelops ingest` or `dvc repro`)")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes): no header, no rows")
     try:
@@ -67,8 +42,7 @@ def read_raw(path: Path = RAW_FILE) -> pd.DataFrame:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the CSV as UTF-8") from None
     if delimiter not in (None, ","):
         raise DataError(
-            f"{path}: the file is {delimiter!r}-delimited; the data contract is comma-separated "
-            f"with columns {', '.join(COLUMNS)}"
+            f"{path}: the file is {delimiter!r}-delimited; the data contract is comma-separated{expected}"
         )
     try:
         frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
@@ -78,24 +52,35 @@ def read_raw(path: Path = RAW_FILE) -> pd.DataFrame:
         raise DataError(f"{path}: not a well-formed CSV: {exc}") from None
     except UnicodeDecodeError as exc:  # past the part the delimiter sniffer read
         raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the CSV as UTF-8") from None
-    if len(frame.columns) == 1 and len(COLUMNS) > 1:
+    if len(frame.columns) == 1 and len(columns) > 1:
         raise DataError(
-            f"{path}: only one column ({frame.columns[0]!r}); expected comma-separated columns "
-            f"{', '.join(COLUMNS)}"
+            f"{path}: only one column ({frame.columns[0]!r}); expected comma-separated columns{expected}"
         )
     return frame
 
 
-def to_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's input: the feature columns with contract dtypes (categoricals as strings)."""
-    out = frame.loc[:, list(FEATURES)].copy()
-    for col in NUMERIC:
+def read_raw(ds: Dataset, path: Path | None = None) -> pd.DataFrame:
+    """Read a dataset's raw CSV (its declared location unless `path` is given)."""
+    return read_csv(path or ds.raw_file, ds.columns)
+
+
+def to_features(ds: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input: the declared features with their dtypes (categoricals as strings)."""
+    out = frame.loc[:, list(ds.features)].copy()
+    for col in ds.numeric:
         out[col] = out[col].astype("float64")
-    for col in CATEGORICAL:
+    for col in ds.categorical:
         out[col] = out[col].astype(object).where(out[col].notna(), np.nan)
     return out
 
 
-def to_target(frame: pd.DataFrame) -> pd.Series:
-    """1 for the positive class, 0 otherwise."""
-    return (frame[TARGET] == POSITIVE).astype("int64")
+def to_target(ds: Dataset, frame: pd.DataFrame) -> pd.Series:
+    """What a model learns: the class index in `classes` (binary: 1 = positive), or the value."""
+    if ds.task == "regression":
+        return frame[ds.target].astype("float64")
+    index = {label: i for i, label in enumerate(ds.classes or ())}
+    labels = frame[ds.target].astype(str)
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise DataError(f"{ds.raw_file}: {ds.target}: labels {unknown} are not declared classes {ds.classes}")
+    return labels.map(index).astype("int64")

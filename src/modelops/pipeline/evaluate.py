@@ -18,7 +18,9 @@ from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
+from modelops import tasks
 from modelops.config import EvaluateParams, ModelParams
+from modelops.declarations import Dataset
 from modelops.pipeline import dataset
 from modelops.pipeline.train import load_pipeline, model_dir, pinned_threads
 
@@ -48,18 +50,16 @@ def write_json(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
+def predict(pipeline: Pipeline, task: str, x: pd.DataFrame) -> np.ndarray:
+    """What the metrics are computed on: class probabilities (n, classes), or predicted values."""
+    if task == "regression":
+        return np.asarray(pipeline.predict(x), dtype="float64")
+    return np.asarray(pipeline.predict_proba(x), dtype="float64")
+
+
 def quality(y: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """The metrics the gate and the report compare, rounded so that files stay readable."""
-    pred = (proba >= threshold).astype(int)
-    values = {
-        "accuracy": skm.accuracy_score(y, pred),
-        "precision": skm.precision_score(y, pred, zero_division=0),
-        "recall": skm.recall_score(y, pred, zero_division=0),
-        "f1": skm.f1_score(y, pred, zero_division=0),
-        "roc_auc": skm.roc_auc_score(y, proba),
-        "log_loss": skm.log_loss(y, proba, labels=[0, 1]),
-    }
-    return {k: round(float(v), 6) for k, v in values.items()}
+    """Binary metrics from the positive class's probability (kept for callers that have one)."""
+    return tasks.quality("binary", y, proba, threshold)
 
 
 def _thin(frame: pd.DataFrame, points: int = CURVE_POINTS) -> list[dict[str, float]]:
@@ -81,9 +81,14 @@ def curves(y: np.ndarray, proba: np.ndarray) -> dict[str, list[dict[str, float]]
 
 
 def importance(
-    pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, params: EvaluateParams, seed: int
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    params: EvaluateParams,
+    seed: int,
+    task: str = "binary",
 ) -> list[dict[str, float | str]]:
-    """Permutation importance (ROC AUC drop) of each raw feature on a seeded test sample."""
+    """Permutation importance (drop of the task's score) of each raw feature on a seeded test sample."""
     if len(x) > params.importance_rows:
         picked = np.random.default_rng(seed).choice(len(x), params.importance_rows, replace=False)
         picked.sort()
@@ -92,7 +97,7 @@ def importance(
         pipeline,
         x,
         y,
-        scoring="roc_auc",
+        scoring=tasks.scorer(task),
         n_repeats=params.importance_repeats,
         random_state=seed,
         n_jobs=1,
@@ -101,13 +106,15 @@ def importance(
     return [{"feature": f, "importance": round(float(v), 6)} for f, v in ranked]
 
 
-def latency(pipeline: Pipeline, x: pd.DataFrame, params: EvaluateParams) -> dict[str, float]:
-    """Median predict_proba time for one row and for a batch, in milliseconds."""
-    return paired_latency([pipeline], x, params)[0]
+def latency(
+    pipeline: Pipeline, x: pd.DataFrame, params: EvaluateParams, task: str = "binary"
+) -> dict[str, float]:
+    """Median predict time for one row and for a batch, in milliseconds."""
+    return paired_latency([pipeline], x, params, task)[0]
 
 
 def paired_latency(
-    pipelines: list[Pipeline], x: pd.DataFrame, params: EvaluateParams
+    pipelines: list[Pipeline], x: pd.DataFrame, params: EvaluateParams, task: str = "binary"
 ) -> list[dict[str, float]]:
     """Latency of several models timed in turns (a, b, a, b, ...), one median each.
 
@@ -119,13 +126,13 @@ def paired_latency(
     medians: list[dict[str, float]] = [{} for _ in pipelines]
     for key, frame in (("predict_single_ms", x.iloc[:1]), ("predict_batch_ms", batch)):
         for pipeline in pipelines:
-            pipeline.predict_proba(frame)  # warm-up
+            predict(pipeline, task, frame)  # warm-up
         times: list[list[float]] = [[] for _ in pipelines]
         for repeat in range(params.latency_repeats):
             order = range(len(pipelines)) if repeat % 2 == 0 else reversed(range(len(pipelines)))
             for i in order:
                 start = time.perf_counter()
-                pipelines[i].predict_proba(frame)
+                predict(pipelines[i], task, frame)
                 times[i].append(time.perf_counter() - start)
         for i, samples in enumerate(times):
             medians[i][key] = round(float(np.median(samples) * 1000), 4)
@@ -137,32 +144,64 @@ def paired_latency(
     return medians
 
 
+def _classification_plots(out: Path, ds: Dataset, y: np.ndarray, proba: np.ndarray, title: str) -> None:
+    from modelops.pipeline import plots
+
+    classes = list(ds.classes or ())
+    picked = proba.argmax(axis=1)
+    if ds.task == "binary":  # the threshold the metrics use, not argmax
+        picked = (proba[:, 1] >= 0.5).astype(int)
+        data = curves(y, proba[:, 1])
+        write_json(out / "roc.json", data["roc"])
+        write_json(out / "prc.json", data["prc"])
+        plots.curve({title: data["roc"]}, "fpr", "tpr", "ROC", out / "roc.png")
+        plots.curve({title: data["prc"]}, "recall", "precision", "Precision-recall", out / "prc.png")
+    names = np.array(classes, dtype=object)
+    confusion = pd.DataFrame({"actual": names[y], "predicted": names[picked]})
+    confusion.to_csv(out / "confusion.csv", index=False, lineterminator="\n")
+    plots.confusion(y, picked, classes, f"Confusion: {title}", out / "confusion.png")
+
+
+def residual_points(y: np.ndarray, predicted: np.ndarray, points: int = 500) -> list[dict[str, float]]:
+    """Predicted vs actual for at most `points` evenly spaced test rows (in test-split order)."""
+    idx = np.unique(np.linspace(0, len(y) - 1, min(points, len(y))).round().astype(int)) if len(y) else []
+    return [{"actual": round(float(y[i]), 6), "predicted": round(float(predicted[i]), 6)} for i in idx]
+
+
+def _regression_plots(out: Path, y: np.ndarray, predicted: np.ndarray, title: str) -> None:
+    from modelops.pipeline import plots
+
+    points = residual_points(y, predicted)
+    write_json(out / "predicted_actual.json", points)
+    plots.scatter({title: points}, "Predicted vs actual", out / "predicted_actual.png")
+    plots.residuals(
+        {title: [p["predicted"] - p["actual"] for p in points]}, "Residuals", out / "residuals.png"
+    )
+
+
 def evaluate(
-    name: str, model: ModelParams, params: EvaluateParams, test_file: Path = dataset.TEST_FILE
+    name: str, model: ModelParams, ds: Dataset, params: EvaluateParams, test_file: Path | None = None
 ) -> dict[str, Any]:
-    """Write metrics.json and the plot data/PNGs of one model."""
+    """Write metrics.json and the task's plot data/PNGs of one model."""
     from modelops.pipeline import plots
     from modelops.pipeline.prepare import read_split
 
-    frame = read_split(test_file)
-    x, y = dataset.to_features(frame), dataset.to_target(frame).to_numpy()
+    frame = read_split(test_file or ds.test_file)
+    x, y = dataset.to_features(ds, frame), dataset.to_target(ds, frame).to_numpy()
     pipeline = load_pipeline(name)
     with pinned_threads(model.threads):
-        proba = pipeline.predict_proba(x)[:, 1]
-        ranked = importance(pipeline, x, y, params, model.seed)
-    scores = quality(y, proba) | {"test_rows": len(y), "positive_rate": round(float(y.mean()), 6)}
+        predicted = predict(pipeline, ds.task, x)
+        ranked = importance(pipeline, x, y, params, model.seed, ds.task)
+    scores = tasks.quality(ds.task, y, predicted) | {"test_rows": len(y)}
+    if ds.task == "binary":
+        scores["positive_rate"] = round(float(y.mean()), 6)
     out = plots_dir(name)
-    data = curves(y, proba)
-    write_json(out / "roc.json", data["roc"])
-    write_json(out / "prc.json", data["prc"])
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "importance.json", ranked)
-    confusion = pd.DataFrame(
-        {
-            "actual": np.where(y == 1, dataset.POSITIVE, "good"),
-            "predicted": np.where(proba >= 0.5, dataset.POSITIVE, "good"),
-        }
-    )
-    confusion.to_csv(out / "confusion.csv", index=False, lineterminator="\n")
-    plots.render_all(out, data, y, proba, ranked, title=name)
+    if ds.task == "regression":
+        _regression_plots(out, y, predicted, name)
+    else:
+        _classification_plots(out, ds, y, predicted, name)
+    plots.importance(ranked, f"Feature importance: {name}", out / "importance.png")
     write_json(metrics_file(name), scores)
     return {"metrics": scores}

@@ -57,7 +57,7 @@ def _pin_mlmodel(path: Path) -> None:
     mlmodel.write_text(yaml.safe_dump(doc, sort_keys=True))
 
 
-def save_mlflow_model(name: str, out: Path, seed: int = 0) -> None:
+def save_mlflow_model(name: str, ds: Dataset, out: Path, seed: int = 0) -> None:
     """Save the trained pipeline with its signature, an input example and its reference statistics
     (for `modelops monitor`), then pin volatile fields."""
     import mlflow.sklearn
@@ -66,12 +66,17 @@ def save_mlflow_model(name: str, out: Path, seed: int = 0) -> None:
     # The pickle caution and the unpinned-pip note are known; the server verifies the hash.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
+    from modelops.pipeline.evaluate import predict
     from modelops.pipeline.prepare import read_split
 
     pipeline = load_pipeline(name)
-    test = read_split(dataset.TEST_FILE)
-    example = dataset.to_features(test.head(EXAMPLE_ROWS))
-    signature = infer_signature(example, pipeline.predict_proba(example))
+    test = read_split(ds.test_file)
+    example = dataset.to_features(ds, test.head(EXAMPLE_ROWS))
+    signature = infer_signature(example, predict(pipeline, ds.task, example))
+    # What the server needs beyond the signature: the task, and the classes that name the
+    # probability columns (classes [0, 1, ...] of predict_proba) or the target that names the value.
+    meta: dict[str, Any] = {"task": ds.task, "dataset": ds.name}
+    meta |= {"class_names": list(ds.classes)} if ds.classes else {"target": ds.target}
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     mlflow.sklearn.save_model(
@@ -81,16 +86,15 @@ def save_mlflow_model(name: str, out: Path, seed: int = 0) -> None:
         signature=signature,
         input_example=example,
         pip_requirements=_requirements(),
-        pyfunc_predict_fn="predict_proba",
-        # predict_proba's columns are classes [0, 1]; the server names them from here
-        metadata={"class_names": list(dataset.LABELS)},
+        pyfunc_predict_fn="predict" if ds.task == "regression" else "predict_proba",
+        metadata=meta,
     )
     # Ship the train stage's own bytes, not MLflow's re-pickle of the loaded object: a re-pickle
     # memoizes by object identity, which depends on what else the process imported or built
     # (seen: 20 bytes differed when a params check had constructed an estimator first).
     shutil.copyfile(pipeline_file(name), tmp / "model.pkl")
     # Inside the hashed directory: the reference travels with, and is verified as, the model.
-    stats = reference.build(pipeline, read_split(dataset.TRAIN_FILE), test, seed)
+    stats = reference.build(pipeline, ds, read_split(ds.train_file), test, seed)
     reference.write(tmp / reference.REFERENCE_FILE, stats)
     _pin_mlmodel(tmp)
     shutil.rmtree(out, ignore_errors=True)
@@ -99,17 +103,18 @@ def save_mlflow_model(name: str, out: Path, seed: int = 0) -> None:
 
 def render_card(name: str, params: Params, content_hash: str, data_md5: str) -> str:
     """A short, reproducible model card: what the model is, what it saw, how well it does."""
-    model = params.model(name)
+    model, ds = params.model(name), params.dataset_of(name)
+    split = params.split(ds.name)
     scores: dict[str, Any] = json.loads(metrics_file(name).read_text())
     hyper = json.dumps(model.hyperparams, sort_keys=True)
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(scores.items()))
     return f"""# Model card: {name}
 
 - **Estimator**: `{model.estimator}` with `{hyper}`, seed {model.seed}, {model.threads} threads
-- **Task**: predict `status == "{dataset.POSITIVE}"` (credit default) from {len(dataset.FEATURES)} \
-features ({len(dataset.NUMERIC)} numeric, {len(dataset.CATEGORICAL)} categorical)
-- **Data**: source `{params.data.source}`, raw file md5 `{data_md5}`; test split \
-{params.split.test_fraction:.0%} by hash of id (seed {params.split.seed})
+- **Task**: {_task_line(ds)} from {len(ds.features)} \
+features ({len(ds.numeric)} numeric, {len(ds.categorical)} categorical)
+- **Data**: dataset `{ds.name}` (`{ds.declaration_file}`, source `{ds.source.kind}`), raw file md5 \
+`{data_md5}`; test split {split.test_fraction:.0%} by hash of `{ds.id}` (seed {split.seed})
 - **Model content hash** (sha256 of `model/`): `{content_hash}`
 - **Git commit, branch, MLflow run**: recorded as tags of the MLflow run that logged this card \
 (kept out of this file so that it stays byte-for-byte reproducible)
@@ -122,15 +127,24 @@ features ({len(dataset.NUMERIC)} numeric, {len(dataset.CATEGORICAL)} categorical
 """
 
 
+def _task_line(ds: Dataset) -> str:
+    if ds.task == "regression":
+        return f"regression of `{ds.target}`"
+    if ds.task == "binary":
+        return f'binary classification: `{ds.target} == "{ds.positive}"`'
+    return f"multiclass classification of `{ds.target}` ({', '.join(ds.classes or ())})"
+
+
 def measure_latency(name: str, params: Params) -> dict[str, float]:
     """Time the packaged pipeline on one thread (what one serving worker gets); write latency.json."""
     from modelops.pipeline.evaluate import latency, latency_file, write_json
     from modelops.pipeline.prepare import read_split
     from modelops.pipeline.train import pinned_threads
 
-    x = dataset.to_features(read_split(dataset.TEST_FILE))
+    ds = params.dataset_of(name)
+    x = dataset.to_features(ds, read_split(ds.test_file))
     with pinned_threads(1):
-        timing = latency(load_pipeline(name), x, params.evaluate)
+        timing = latency(load_pipeline(name), x, params.evaluate, ds.task)
     write_json(latency_file(name), timing)
     return timing
 
@@ -140,11 +154,11 @@ def package(name: str, params: Params) -> dict[str, str]:
     from modelops_serving.integrity import file_sha256, tree_hash
 
     out = package_dir(name)
-    known = params.models.get(name)  # an untrained model fails in save_mlflow_model, naming `train`
-    save_mlflow_model(name, out, seed=known.seed if known else 0)
+    model, ds = params.model(name), params.dataset_of(name)
+    save_mlflow_model(name, ds, out, seed=model.seed)
     measure_latency(name, params)
     content_hash = tree_hash(out)
-    raw_md5 = _md5(dataset.RAW_FILE)
+    raw_md5 = _md5(ds.raw_file)
     card = card_file(name)
     card.write_text(render_card(name, params, content_hash, raw_md5))
     return {"content_hash": content_hash, "raw_md5": raw_md5, "card_sha256": file_sha256(card)}

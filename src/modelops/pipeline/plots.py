@@ -36,22 +36,45 @@ def curve(series: dict[str, list[dict[str, float]]], x: str, y: str, title: str,
     _save(fig, path)
 
 
-def confusion(y: np.ndarray, proba: np.ndarray, title: str, path: Path) -> None:
-    """Confusion matrix at the 0.5 threshold, with counts."""
-    matrix = confusion_matrix(y, (proba >= 0.5).astype(int), labels=[0, 1])
-    fig, ax = plt.subplots(figsize=(3.5, 3.2))
+def confusion(y: np.ndarray, predicted: np.ndarray, classes: list[str], title: str, path: Path) -> None:
+    """Confusion matrix with counts; `y` and `predicted` are class indices into `classes`."""
+    k = len(classes)
+    matrix = confusion_matrix(y, predicted, labels=list(range(k)))
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.7 * k + 2), max(3.2, 0.7 * k + 1.7)))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center")
-    ax.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xticklabels=["good", "bad"],
-        yticklabels=["good", "bad"],
-        xlabel="predicted",
-        ylabel="actual",
-        title=title,
-    )
+    ticks = list(range(k))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes)
+    ax.set(xlabel="predicted", ylabel="actual", title=title)
+    _save(fig, path)
+
+
+def scatter(series: dict[str, list[dict[str, float]]], title: str, path: Path) -> None:
+    """Predicted against actual values (regression), one colour per model, with the diagonal."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    lows, highs = [], []
+    for label, points in series.items():
+        xs, ys = [p["actual"] for p in points], [p["predicted"] for p in points]
+        ax.scatter(xs, ys, s=6, alpha=0.5, label=label)
+        lows.append(min(xs + ys))
+        highs.append(max(xs + ys))
+    if lows:
+        ax.plot([min(lows), max(highs)], [min(lows), max(highs)], linestyle=":", color="grey")
+    ax.set(xlabel="actual", ylabel="predicted", title=title)
+    ax.legend(loc="upper left", fontsize=7)
+    _save(fig, path)
+
+
+def residuals(series: dict[str, list[float]], title: str, path: Path) -> None:
+    """Histogram of residuals (predicted - actual), one per model."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for label, values in series.items():
+        ax.hist(values, bins=30, alpha=0.5, label=label)
+    ax.axvline(0, linestyle=":", color="grey")
+    ax.set(xlabel="predicted - actual", ylabel="rows", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
     _save(fig, path)
 
 
@@ -60,17 +83,9 @@ def importance(ranked: list[dict[str, float | str]], title: str, path: Path) -> 
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     names = [str(r["feature"]) for r in ranked][::-1]
     ax.barh(names, [float(r["importance"]) for r in ranked][::-1])
-    ax.set(xlabel="ROC AUC drop when shuffled", title=title)
+    ax.set(xlabel="score drop when shuffled", title=title)
     fig.tight_layout()
     _save(fig, path)
-
-
-def render_all(out: Path, data: dict, y: np.ndarray, proba: np.ndarray, ranked: list, title: str) -> None:
-    """The four evaluation plots of one model."""
-    curve({title: data["roc"]}, "fpr", "tpr", "ROC", out / "roc.png")
-    curve({title: data["prc"]}, "recall", "precision", "Precision-recall", out / "prc.png")
-    confusion(y, proba, f"Confusion: {title}", out / "confusion.png")
-    importance(ranked, f"Feature importance: {title}", out / "importance.png")
 
 
 def distribution(

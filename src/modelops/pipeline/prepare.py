@@ -37,25 +37,20 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def prepare(
+    ds: Dataset,
     params: SplitParams,
-    raw: Path = dataset.RAW_FILE,
-    train_out: Path = dataset.TRAIN_FILE,
-    test_out: Path = dataset.TEST_FILE,
+    raw: Path | None = None,
+    train_out: Path | None = None,
+    test_out: Path | None = None,
 ) -> tuple[int, int]:
-    """Write the two splits with contract dtypes; return their row counts."""
-    frame = dataset.read_raw(raw)
-    typed = pd.concat(
-        [
-            frame[[dataset.ID]].astype("int64"),
-            frame[[dataset.TARGET]].astype(object),
-            dataset.to_features(frame),
-        ],
-        axis=1,
-    )
-    mask = test_mask(typed[dataset.ID], params)
+    """Write the two splits with declared dtypes; return their row counts."""
+    frame = dataset.read_raw(ds, raw)
+    target = frame[[ds.target]].astype("float64" if ds.task == "regression" else object)
+    typed = pd.concat([frame[[ds.id]].astype("int64"), target, dataset.to_features(ds, frame)], axis=1)
+    mask = test_mask(typed[ds.id], params)
     train, test = typed[~mask].reset_index(drop=True), typed[mask].reset_index(drop=True)
-    _write_parquet(train, train_out)
-    _write_parquet(test, test_out)
+    _write_parquet(train, train_out or ds.train_file)
+    _write_parquet(test, test_out or ds.test_file)
     return len(train), len(test)
 
 

@@ -84,37 +84,53 @@ def categorical(values: pd.Series, known: tuple[str, ...] = ()) -> dict[str, Any
     }
 
 
-def predictions(proba: np.ndarray, classes: tuple[str, ...], rng: np.random.Generator) -> dict[str, Any]:
-    """Predicted-class counts (argmax, as the server predicts) and the positive probability's distribution."""
-    picked = proba.argmax(axis=1)
-    positive = pd.Series(np.round(proba[:, classes.index(dataset.POSITIVE)], 6))
-    return {
-        "rows": len(proba),
+def predictions(ds: Dataset, predicted: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """What the model answered on the test split, per task.
+
+    Classification: predicted-class counts (argmax, as the server predicts) and the distribution of
+    one score: the positive class's probability (binary) or the top probability (multiclass).
+    Regression: the distribution of the predicted value.
+    """
+    if ds.task == "regression":
+        values = pd.Series(np.round(np.asarray(predicted, dtype="float64").ravel(), 6))
+        return {"rows": len(values), "task": ds.task, "value": numeric(values, rng)}
+    classes = tuple(ds.classes or ())
+    picked = predicted.argmax(axis=1)
+    out: dict[str, Any] = {
+        "rows": len(predicted),
+        "task": ds.task,
         "classes": {c: int((picked == i).sum()) for i, c in enumerate(classes)},
-        "positive_class": dataset.POSITIVE,
-        "probability": numeric(positive, rng),
     }
+    if ds.task == "binary":
+        out["positive_class"] = ds.positive
+        out["probability"] = numeric(pd.Series(np.round(predicted[:, 1], 6)), rng)
+    else:
+        out["score"] = "top probability"
+        out["probability"] = numeric(pd.Series(np.round(predicted.max(axis=1), 6)), rng)
+    return out
 
 
-def build(pipeline: Any, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, Any]:
+def build(pipeline: Any, ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, Any]:
     """The reference of a fitted pipeline: features from `train`, predictions on `test`."""
-    proba = np.asarray(pipeline.predict_proba(dataset.to_features(test)))
-    return of(train, proba, seed)
+    from modelops.pipeline.evaluate import predict
+
+    return of(ds, train, predict(pipeline, ds.task, dataset.to_features(ds, test)), seed)
 
 
-def of(features: pd.DataFrame, proba: np.ndarray, seed: int) -> dict[str, Any]:
-    """A reference from feature rows and the predicted probabilities (columns: dataset.LABELS)."""
+def of(ds: Dataset, features: pd.DataFrame, predicted: np.ndarray, seed: int) -> dict[str, Any]:
+    """A reference from feature rows and the predictions (probabilities in `classes` order, or values)."""
     rng = np.random.default_rng(seed)
     stats: dict[str, Any] = {}
-    for col in dataset.FEATURES:
-        if col in dataset.NUMERIC:
+    for col, spec in ds.features.items():
+        if spec.kind == "numeric":
             stats[col] = numeric(features[col], rng)
         else:
-            stats[col] = categorical(features[col], dataset.CATEGORIES.get(col, ()))
+            stats[col] = categorical(features[col], tuple(spec.values))
     return {
         "format": FORMAT,
+        "dataset": ds.name,
         "features": stats,
-        "prediction": predictions(proba, dataset.LABELS, rng),
+        "prediction": predictions(ds, predicted, rng),
         "source": {"features": "train split", "predictions": "test split"},
     }
 

@@ -7,20 +7,22 @@ from modelops.config import Params
 
 
 def run_all(params: Params, log: bool = True) -> None:
-    """ingest → validate → prepare → (train → evaluate → package) per model."""
+    """(ingest → validate → prepare) per dataset, then (train → evaluate → package) per model."""
     from modelops.pipeline import evaluate, ingest, package, prepare, train, validate
 
-    with progress.step("ingest"):
-        ingest.ingest(params.data)
-    with progress.step("validate"):
-        validate.validate()
-    with progress.step("prepare"):
-        prepare.prepare(params.split)
+    for name in params.datasets:
+        ds = params.dataset(name)
+        with progress.step(f"ingest {name}"):
+            ingest.ingest(ds)
+        with progress.step(f"validate {name}"):
+            validate.validate(ds)
+        with progress.step(f"prepare {name}"):
+            prepare.prepare(ds, params.split(name))
     for name, model in params.models.items():
         with progress.step(f"train {name}"):
-            train.train(name, model)
+            train.train(name, model, params.dataset_of(name))
         with progress.step(f"evaluate {name}"):
-            evaluate.evaluate(name, model, params.evaluate)
+            evaluate.evaluate(name, model, params.dataset_of(name), params.evaluate)
         with progress.step(f"package {name}"):
             outputs = package.package(name, params)
         if log:

@@ -83,17 +83,20 @@ def log_run(name: str, params: Params, outputs: dict[str, str]) -> str:
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     experiment_id = _experiment(client, params.mlflow.experiment, uri)
-    model = params.model(name)
+    model, ds = params.model(name), params.dataset_of(name)
+    split = params.split(ds.name)
     logged = {
         "estimator": model.estimator,
         "seed": model.seed,
         "threads": model.threads,
-        "data.source": params.data.source,
-        "split.test_fraction": params.split.test_fraction,
-        "split.seed": params.split.seed,
+        "dataset": ds.name,
+        "task": ds.task,
+        "data.source": ds.source.kind,
+        "split.test_fraction": split.test_fraction,
+        "split.seed": split.seed,
     }
-    if params.data.source == "synthetic":
-        logged |= {"data.rows": params.data.rows, "data.seed": params.data.seed}
+    if ds.source.kind == "synthetic":
+        logged |= {"data.rows": ds.source.rows, "data.seed": ds.source.seed}
     logged |= {f"hp.{k}": v for k, v in model.hyperparams.items()}
     values = json.loads(metrics_file(name).read_text())
     if latency_file(name).exists():

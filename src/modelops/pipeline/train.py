@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import pickle
 from pathlib import Path
 
-from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from modelops.config import ESTIMATORS, ModelParams
+from modelops import tasks
+from modelops.config import ModelParams
+from modelops.declarations import Dataset
 from modelops.pipeline import dataset
 
 
@@ -26,27 +26,10 @@ def pipeline_file(name: str) -> Path:
     return model_dir(name) / "pipeline.pkl"
 
 
-def estimator_class(kind: str) -> type[BaseEstimator]:
-    """The scikit-learn class behind an `estimator:` name in params.yaml."""
-    module, _, cls = ESTIMATORS[kind].rpartition(".")
-    return getattr(importlib.import_module(module), cls)
-
-
-def make_estimator(params: ModelParams) -> BaseEstimator:
-    """The configured estimator, seeded and with its thread count pinned where it has one."""
-    estimator = estimator_class(params.estimator)(**params.hyperparams)
-    names = estimator.get_params(deep=False)
-    if "random_state" in names:
-        estimator.set_params(random_state=params.seed)
-    if "n_jobs" in names and params.estimator != "logistic_regression":  # no effect since sklearn 1.8
-        estimator.set_params(n_jobs=params.threads)
-    return estimator
-
-
-def build_pipeline(params: ModelParams) -> Pipeline:
-    """Impute, encode (and scale, for linear models), then the estimator."""
+def build_pipeline(params: ModelParams, ds: Dataset) -> Pipeline:
+    """Impute, encode (and scale, for linear models), then the estimator for the dataset's task."""
     numeric = [("impute", SimpleImputer(strategy="median"))]
-    if params.estimator == "logistic_regression":
+    if params.estimator in tasks.LINEAR:
         numeric.append(("scale", StandardScaler()))
     categorical = Pipeline(
         [
@@ -56,12 +39,15 @@ def build_pipeline(params: ModelParams) -> Pipeline:
     )
     features = ColumnTransformer(
         [
-            ("numeric", Pipeline(numeric), list(dataset.NUMERIC)),
-            ("categorical", categorical, list(dataset.CATEGORICAL)),
+            ("numeric", Pipeline(numeric), list(ds.numeric)),
+            ("categorical", categorical, list(ds.categorical)),
         ],
         verbose_feature_names_out=False,
     )
-    return Pipeline([("features", features), ("model", make_estimator(params))])
+    estimator = tasks.make_estimator(
+        params.estimator, ds.task, params.hyperparams, params.seed, params.threads
+    )
+    return Pipeline([("features", features), ("model", estimator)])
 
 
 def pinned_threads(threads: int):
@@ -71,14 +57,14 @@ def pinned_threads(threads: int):
     return threadpool_limits(limits=threads)
 
 
-def train(name: str, params: ModelParams, train_file: Path = dataset.TRAIN_FILE) -> Pipeline:
-    """Fit the model's pipeline on the train split and pickle it atomically."""
+def train(name: str, params: ModelParams, ds: Dataset, train_file: Path | None = None) -> Pipeline:
+    """Fit the model's pipeline on its dataset's train split and pickle it atomically."""
     from modelops.pipeline.prepare import read_split
 
-    frame = read_split(train_file)
-    pipeline = build_pipeline(params)
+    frame = read_split(train_file or ds.train_file)
+    pipeline = build_pipeline(params, ds)
     with pinned_threads(params.threads):
-        pipeline.fit(dataset.to_features(frame), dataset.to_target(frame))
+        pipeline.fit(dataset.to_features(ds, frame), dataset.to_target(ds, frame))
     out = pipeline_file(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

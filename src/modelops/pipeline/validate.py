@@ -1,6 +1,7 @@
 """Stage 2, validate: check the raw CSV against the Great Expectations suite before anything trains.
 
-The suite is a reviewed JSON file (data/expectations/credit.json). The stage always writes a small,
+The suite is a reviewed JSON file beside the dataset's declaration (data/<dataset>/expectations.json,
+derived from the declaration by `modelops suite`). The stage always writes a small,
 deterministic summary (a DVC output: no timestamps, no run ids) and raises `ValidationFailed` with a
 message naming each failing expectation, column, count and example rows. Rows are 1-based data
 rows as in the file, header excluded: row N is line N + 1 of the CSV.
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from modelops.declarations import Dataset
 from modelops.errors import DataError, ValidationFailed
 from modelops.pipeline import dataset
+from modelops.pipeline import suite as derived
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
@@ -30,8 +33,6 @@ if TYPE_CHECKING:
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 logging.getLogger("great_expectations").setLevel(logging.CRITICAL)
 
-SUITE_FILE = Path("data/expectations/credit.json")
-RESULT_FILE = Path("data/validation/result.json")
 EXAMPLES = 5
 _WHAT = {  # how a column-map expectation's unexpected values read in a sentence
     "expect_column_values_to_not_be_null": "null value{s}",
@@ -41,7 +42,7 @@ _WHAT = {  # how a column-map expectation's unexpected values read in a sentence
 }
 
 
-def load_suite(path: Path = SUITE_FILE) -> ExpectationSuite:
+def load_suite(path: Path, ds: Dataset | None = None) -> ExpectationSuite:
     """Build the ExpectationSuite from its JSON file; any defect names the file and the entry."""
     with warnings.catch_warnings(action="ignore"):
         import great_expectations as gx
@@ -55,6 +56,8 @@ def load_suite(path: Path = SUITE_FILE) -> ExpectationSuite:
     entries = spec.get("expectations") if isinstance(spec, dict) else None
     if not isinstance(entries, list) or not entries or not isinstance(spec.get("name"), str):
         raise DataError(f"{path}: a suite needs a 'name' and a non-empty 'expectations' list")
+    if ds is not None:
+        derived.check_matches(ds, spec, path)
     expectations = []
     for i, entry in enumerate(entries):
         try:  # one by one: ExpectationSuite(expectations=...) logs and drops a bad entry silently
@@ -73,7 +76,7 @@ def _run(frame: pd.DataFrame, suite: ExpectationSuite) -> list[ExpectationValida
     with warnings.catch_warnings(action="ignore"):
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        asset = context.data_sources.add_pandas("raw").add_dataframe_asset("credit")
+        asset = context.data_sources.add_pandas("raw").add_dataframe_asset("rows")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
             batch_parameters={"dataframe": frame}
         )
@@ -161,10 +164,12 @@ def _write(summary: dict[str, Any], path: Path) -> None:
 
 
 def validate(
-    raw: Path = dataset.RAW_FILE, suite_path: Path = SUITE_FILE, result_path: Path = RESULT_FILE
+    ds: Dataset, raw: Path | None = None, suite_path: Path | None = None, result_path: Path | None = None
 ) -> dict[str, Any]:
-    """Validate the raw CSV and write the summary JSON; raise ValidationFailed if anything fails."""
-    suite = load_suite(suite_path)
+    """Validate a dataset's raw CSV and write the summary JSON; raise ValidationFailed if anything fails."""
+    raw, suite_path = raw or ds.raw_file, suite_path or ds.suite_file
+    result_path = result_path or ds.validation_file
+    suite = load_suite(suite_path, ds)
     summary: dict[str, Any] = {"data": str(raw), "suite": str(suite_path), "md5": None}
     summary |= {"success": False, "rows": None, "failures": []}
     summary["counts"] = dict.fromkeys(("evaluated", "passed", "failed"), 0)
@@ -172,7 +177,7 @@ def validate(
         with raw.open("rb") as fh:
             summary["md5"] = hashlib.file_digest(fh, "md5").hexdigest()
     try:
-        frame = dataset.read_raw(raw)
+        frame = dataset.read_raw(ds, raw)
     except DataError as exc:  # still leave a summary behind for the PR report
         _write(summary | {"error": str(exc)}, result_path)
         raise
