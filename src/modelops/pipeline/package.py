@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from modelops.config import Params
+from modelops.declarations import Dataset
 from modelops.pipeline import dataset, reference
 from modelops.pipeline.evaluate import metrics_file
 from modelops.pipeline.train import load_pipeline, model_dir, pipeline_file

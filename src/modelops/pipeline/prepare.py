@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from modelops.config import SplitParams
+from modelops.declarations import Dataset
 from modelops.pipeline import dataset
 
 _BUCKETS = 1 << 32

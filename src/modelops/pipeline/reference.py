@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelops.declarations import Dataset
 from modelops.errors import ModelopsError
 from modelops.pipeline import dataset
 

@@ -155,6 +155,6 @@ def check_matches(ds: Dataset, spec: dict[str, Any], path: Path) -> None:
     got, want = set(sets[0] or []), set(ds.columns)
     if got != want:
         raise DataError(
-            f"{path}: checks columns that {ds.declaration_file} does not declare (missing {sorted(want - got)}, "
-            f"extra {sorted(got - want)}); regenerate it with `modelops suite {ds.name}`"
+            f"{path}: its column set does not match {ds.declaration_file} (missing "
+            f"{sorted(want - got)}, extra {sorted(got - want)}); regenerate: `modelops suite {ds.name}`"
         )
