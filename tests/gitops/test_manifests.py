@@ -42,9 +42,15 @@ def promote_text(text: str, uri: str = URI, digest: str = HASH, version: str = "
     )
 
 
+def named(objects: list[Obj], name: str = "credit-hgb") -> Obj:
+    """The one SeldonDeployment of a model among rendered objects."""
+    (obj,) = [o for o in objects if o["kind"] == "SeldonDeployment" and o["metadata"]["name"] == name]
+    return obj
+
+
 def seldon(rendered: dict[str, list[Obj]], env: str = "staging") -> Obj:
-    """A deep copy of the env's rendered, promoted-looking SeldonDeployment."""
-    (obj,) = [o for o in rendered[f"envs/{env}"] if o["kind"] == "SeldonDeployment"]
+    """A deep copy of the env's rendered, promoted-looking credit-hgb SeldonDeployment."""
+    obj = named(rendered[f"envs/{env}"])
     obj = copy.deepcopy(obj)
     obj["metadata"]["annotations"].update({"modelops.dev/version": "v7", "modelops.dev/content-hash": HASH})
     main = obj["spec"]["predictors"][0]
@@ -100,13 +106,17 @@ def canary(obj: Obj, share: int = 10, shadow: bool = False) -> Obj:
 def test_every_env_renders_and_validates(rendered: dict[str, list[Obj]], env: str) -> None:
     objects = rendered[f"envs/{env}"]
     manifests.validate(objects, GITOPS)
-    (obj,) = objects
-    assert obj["kind"] == "SeldonDeployment"
-    assert obj["metadata"]["namespace"] == f"modelops-{env}"
-    assert container(obj["spec"]["predictors"][0])["image"] == "ghcr.io/your-org/modelops-serving:0.1.0"
-    # Not deployed yet: the explicit, valid placeholder state.
-    assert obj["metadata"]["annotations"]["modelops.dev/version"] == manifests.UNPROMOTED_VERSION
-    assert obj["spec"]["predictors"][0]["graph"]["modelUri"] == "unpromoted://credit-hgb/"
+    # One SeldonDeployment per shipped model, each in the explicit, valid "not deployed yet" state.
+    assert sorted(o["metadata"]["name"] for o in objects) == ["concrete-hgb", "credit-hgb", "hpc-forest"]
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        assert obj["kind"] == "SeldonDeployment"
+        assert obj["metadata"]["namespace"] == f"modelops-{env}"
+        main = obj["spec"]["predictors"][0]
+        assert container(main)["image"] == "ghcr.io/your-org/modelops-serving:0.1.0"
+        assert container(main)["name"] == main["graph"]["name"] == name
+        assert obj["metadata"]["annotations"]["modelops.dev/version"] == manifests.UNPROMOTED_VERSION
+        assert main["graph"]["modelUri"] == f"unpromoted://{name}/"
 
 
 def test_envs_differ_only_in_what_differs_per_env(rendered: dict[str, list[Obj]]) -> None:
@@ -161,7 +171,8 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
 
 def test_main_checks_everything(capsys: pytest.CaptureFixture[str]) -> None:
     assert manifests.main([str(GITOPS)]) == 0
-    assert "10 object(s) valid" in capsys.readouterr().out
+    # 3 models x 2 envs, plus the 8 objects of argocd and monitoring
+    assert "14 object(s) valid" in capsys.readouterr().out
 
 
 def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) -> None:
@@ -201,7 +212,7 @@ def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) 
         + "- op: add\n  path: /spec/predictors/2/shadow\n  value: true\n"
     )
     overlay.write_text(text)
-    (obj,) = manifests.render("staging", gitops)
+    obj = named(manifests.render("staging", gitops))
     manifests.validate([obj], gitops)
     shares = {p["name"]: (p["traffic"], p.get("shadow", False)) for p in obj["spec"]["predictors"]}
     assert shares == {"main": (90, False), "canary": (10, False), "shadow": (0, True)}
