@@ -7,6 +7,7 @@ in memory, checked, and only then written: all files or none.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 from collections.abc import Mapping
@@ -84,12 +85,30 @@ def add_entry(text: str, section: str, name: str, value: Mapping[str, Any], sour
     block[name] = _commented(dict(value))
     new = _tail(block[name])
     if old is not None and new is not None:
-        (old_map, old_key), (new_map, new_key) = old, new
-        token = old_map.ca.items.get(old_key)
-        if token is not None and len(token) > 2 and token[2] is not None:
-            new_map.ca.items[new_key] = [None, None, token[2], None]
-            token[2] = None
+        _move_trailing(*old, *new)
     return dump(rt, data)
+
+
+def _move_trailing(old_map: CommentedMap, old_key: Any, new_map: CommentedMap, new_key: Any) -> None:
+    """Move the lines after the old last key to the new one; its end-of-line comment stays put.
+
+    ruamel keeps both in one token: `# why\n\n# next section\n` (or `\n\n# next section\n`).
+    """
+    slot = old_map.ca.items.get(old_key)
+    token = slot[2] if slot and len(slot) > 2 else None
+    if token is None:
+        return
+    end = token.value.find("\n") + 1
+    eol, rest = token.value[:end], token.value[end:]
+    if not rest:
+        return
+    moved = copy.copy(token)
+    moved.value = "\n" + rest
+    new_map.ca.items[new_key] = [None, None, moved, None]
+    if eol.lstrip().startswith("#"):
+        token.value = eol
+    else:
+        slot[2] = None
 
 
 def write_all(changes: Mapping[Path, Content]) -> list[Path]:

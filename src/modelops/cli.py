@@ -22,6 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+from modelops.cli_new import app as new_app  # noqa: E402  (the `new` sub-app, after `app` exists)
+
+app.add_typer(new_app, name="new")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file")]
 ModelArg = Annotated[str, typer.Argument(help="model name (an entry under `models:` in params.yaml)")]

@@ -8,6 +8,7 @@ declared columns, or validation refuses it and says how to regenerate it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,11 @@ def _numeric(ds: Dataset, column: str, spec: Numeric) -> list[dict[str, Any]]:
 
 def _num(value: float | None) -> float | int | None:
     return int(value) if value is not None and float(value).is_integer() else value
+
+
+def _label(label: str) -> str | int:
+    """A class as pandas reads it from the CSV: labels such as 0/1 arrive as numbers, not text."""
+    return int(label) if re.fullmatch(r"-?[0-9]+", label) else label
 
 
 def _categorical(ds: Dataset, column: str, spec: Categorical) -> list[dict[str, Any]]:
@@ -111,7 +117,7 @@ def build(ds: Dataset) -> dict[str, Any]:
                 "expect_column_values_to_be_in_set",
                 "the label: one of the declared classes; anything else is an unknown class",
                 column=ds.target,
-                value_set=list(ds.classes or ()),
+                value_set=[_label(c) for c in ds.classes or ()],
             )
         )
     for column, spec in ds.features.items():

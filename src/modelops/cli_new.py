@@ -1,0 +1,81 @@
+"""`modelops new model` and `modelops new dataset`: scaffold a model or a dataset for review.
+
+A sub-app of its own so the main CLI needs one line for it; the work is in
+`delivery.scaffold` (manifests, params, CODEOWNERS) and `pipeline.profile` (CSV to declaration),
+imported lazily like every verb's module.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from modelops.errors import ModelopsError
+
+app = typer.Typer(
+    help="Scaffold a model or a dataset: all files or none, ready to review.", no_args_is_help=True
+)
+Task = Literal["binary", "multiclass", "regression"]
+
+
+def _errors_to_exit(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Typed errors become one readable message on stderr and the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ModelopsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _report(written: list[Path], then: str) -> None:
+    for path in written:
+        print(f"wrote {path}")
+    print(then)
+
+
+@app.command("model")
+@_errors_to_exit
+def model(
+    name: Annotated[str, typer.Argument(help="the new model's name (lowercase, digits, '-')")],
+    dataset: Annotated[str, typer.Option("--dataset", help="a dataset listed under `datasets:`")],
+    estimator: Annotated[str, typer.Option("--estimator", help="an estimator that fits the dataset's task")],
+    owner: Annotated[str, typer.Option("--owner", help="CODEOWNERS owner of the model's files")] = (
+        "@your-org/ml-team"
+    ),
+) -> None:
+    """Add a model: params entry, base manifest, every env's unpromoted patch, a CODEOWNERS block."""
+    from modelops.delivery import scaffold
+
+    written = scaffold.new_model(name, dataset, estimator, owner)
+    _report(written, f"next: set models.{name}.hyperparams in params.yaml, then `dvc repro` and open a PR")
+
+
+@app.command("dataset")
+@_errors_to_exit
+def dataset(
+    name: Annotated[str, typer.Argument(help="the new dataset's name (lowercase, digits, '-')")],
+    csv: Annotated[Path, typer.Option("--from", help="the CSV to profile (copied to data/sources/)")],
+    target: Annotated[str, typer.Option("--target", help="the column a model predicts")],
+    task: Annotated[Task | None, typer.Option("--task", help="default: inferred from the target")] = None,
+    id_col: Annotated[str | None, typer.Option("--id", help="the row id column (default: `id`)")] = None,
+) -> None:
+    """Profile a CSV into data/NAME/ (declaration + suite) and list it in params.yaml, for review."""
+    from modelops.pipeline import profile
+
+    written = profile.new_dataset(name, csv, target, task, id_col)
+    _report(
+        written,
+        f"next: review data/{name}/dataset.yaml (bounds, classes, descriptions), `modelops suite {name}` "
+        f"after edits, track data/sources/{name}.csv (git add, or dvc add if large), then "
+        f"`modelops new model NAME --dataset {name} --estimator E`",
+    )
