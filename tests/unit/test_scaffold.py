@@ -259,6 +259,18 @@ def test_new_dataset_profiles_a_csv_into_a_declaration_that_loads(repo: Path, tm
     assert (repo / "data/churn/expectations.json").read_text() == suite.render(suite.build(ds))
 
 
+def test_a_csv_already_in_data_sources_is_used_in_place(repo: Path) -> None:
+    csv = churn_csv(repo / "data/sources/churn.csv")
+    written = profile.new_dataset("churn", csv, "churn", root=repo)
+    assert repo / "data/sources/churn.csv" not in written
+    assert load_params(repo / "params.yaml").dataset("churn").source.path == "data/sources/churn.csv"
+    # another file already there under the new name is not overwritten
+    other = churn_csv(repo / "other.csv")
+    shutil.copy(other, repo / "data/sources/churn2.csv")
+    with pytest.raises(ScaffoldError, match=r"'churn2' is taken: .*data/sources/churn2.csv exists"):
+        profile.new_dataset("churn2", other, "churn", root=repo)
+
+
 def test_new_dataset_infers_regression_and_multiclass(repo: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     csv = churn_csv(tmp_path / "a.csv", value=rng.normal(100, 30, 300).round(3), band=rng.integers(1, 5, 300))

@@ -212,11 +212,12 @@ def plan_dataset(
         raise ScaffoldError(
             f"dataset name {name!r} is taken: {params_path}: datasets.{name} or {folder} exists"
         )
-    for path in (folder, source):
-        if path.exists():
-            raise ScaffoldError(f"dataset name {name!r} is taken: {path} exists")
     if not csv.is_file():
         raise ScaffoldError(f"--from {csv}: no such file")
+    in_place = source.exists() and source.samefile(csv)  # the CSV was put where it belongs already
+    for path in (folder, source):
+        if path.exists() and not (path == source and in_place):
+            raise ScaffoldError(f"dataset name {name!r} is taken: {path} exists")
     try:
         frame = rows.read_csv(csv)
     except ModelopsError as exc:
@@ -232,8 +233,8 @@ def plan_dataset(
         raise ScaffoldError(f"params.yaml would not validate; nothing was written:\n{exc}") from None
     suite_text = suite.render(suite.build(ds))
     _check_suite_passes(ds, csv, suite_text)
-    return {
-        source: csv.read_bytes(),
+    copy: dict[Path, Content] = {} if in_place else {source: csv.read_bytes()}
+    return copy | {
         folder / DECLARATION: text,
         folder / "expectations.json": suite_text,
         folder / ".gitignore": GITIGNORE,
