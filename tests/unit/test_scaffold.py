@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,16 @@ def repo(tmp_path: Path) -> Path:
     for folder in ("data", "gitops"):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("raw.csv", "prepared"))
     return root
+
+
+def yamllint(paths: list[Path]) -> None:
+    """The repository's own YAML lint (a pre-commit hook) passes on what was written."""
+    files = [str(p) for p in paths if p.suffix == ".yaml"]
+    lint = Path(sys.executable).with_name("yamllint")
+    proc = subprocess.run(
+        [lint, "--strict", "-c", ROOT / ".yamllint.yaml", *files], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -94,6 +106,7 @@ def test_new_model_writes_params_manifests_and_codeowners(repo: Path) -> None:
     assert "/models/credit-rf/ @acme/risk\n" in owners
 
     manifests.check_all(repo / "gitops")
+    yamllint(written)
     for env, replicas in (("staging", 1), ("production", 3)):
         (obj,) = [o for o in manifests.render(env, repo / "gitops") if o["metadata"]["name"] == "credit-rf"]
         main = obj["spec"]["predictors"][0]
@@ -257,6 +270,7 @@ def test_new_dataset_profiles_a_csv_into_a_declaration_that_loads(repo: Path, tm
     assert spend.min <= frame.spend.min() and spend.max >= frame.spend.max()
     assert (plan.kind, plan.values) == ("categorical", ["basic", "no", "pro"])
     assert (repo / "data/churn/expectations.json").read_text() == suite.render(suite.build(ds))
+    yamllint(written)
 
 
 def test_a_csv_already_in_data_sources_is_used_in_place(repo: Path) -> None:
