@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-from modelops.cli_new import app as new_app  # noqa: E402  (the `new` sub-app, after `app` exists)
+from modelops.delivery.new import app as new_app  # noqa: E402  (the `new` sub-app, after `app` exists)
 
 app.add_typer(new_app, name="new")
 

@@ -1,8 +1,8 @@
 """`modelops new model` and `modelops new dataset`: scaffold a model or a dataset for review.
 
-A sub-app of its own so the main CLI needs one line for it; the work is in
-`delivery.scaffold` (manifests, params, CODEOWNERS) and `pipeline.profile` (CSV to declaration),
-imported lazily like every verb's module.
+A sub-app of its own so the main CLI needs one line for it. It lives on the delivery floor because
+it reaches `delivery.scaffold` (manifests, params, CODEOWNERS) and `pipeline.profile` (CSV to
+declaration), both imported lazily like every verb's module so `modelops --help` stays quick.
 """
 
 from __future__ import annotations
