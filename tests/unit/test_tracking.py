@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from modelops.config import Params, parse_params
+from modelops.config import Params
 from modelops.pipeline import tracking
+from tests.conftest import credit_params
 
 HYPER = {"max_iter": 20, "learning_rate": 0.1}
 METRICS = {"accuracy": 0.8, "roc_auc": 0.75, "test_rows": 120}
@@ -45,7 +46,7 @@ stages:
 
 def params(*models: str) -> Params:
     spec = {"estimator": "hist_gradient_boosting", "seed": 3, "threads": 1, "hyperparams": HYPER}
-    return parse_params(
+    return credit_params(
         {
             "data": {"source": "synthetic", "rows": 600, "seed": 2},
             "mlflow": {"experiment": "unit"},
@@ -142,6 +143,8 @@ def test_log_run_records_params_metrics_tags_and_artifacts(store: str, tmp_path:
         "estimator": "hist_gradient_boosting",
         "seed": "3",
         "threads": "1",
+        "dataset": "credit",
+        "task": "binary",
         "data.source": "synthetic",
         "data.rows": "600",
         "data.seed": "2",
