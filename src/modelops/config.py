@@ -3,7 +3,7 @@
 Every other module gets typed objects. Unknown keys, wrong types, out-of-range values and
 inconsistencies between the two (a model on an undeclared dataset, an estimator that does not fit
 its dataset's task, two datasets writing one file) fail here, before any work, with the file and
-the dotted key path (``models.credit-hgb.hyperparams.max_iter``) in the message.
+the dotted key path (``models.<model>.hyperparams.max_iter``) in the message.
 """
 
 from __future__ import annotations

@@ -19,16 +19,20 @@ LATENCY = {"predict_single_ms": 1.5, "predict_batch_ms": 9.25, "batch_rows": 10}
 LOCK = """\
 schema: '2.0'
 stages:
-  ingest:
-    cmd: modelops ingest
+  ingest@credit:
+    cmd: modelops ingest credit
     outs:
-    - path: data/raw/credit.csv
+    - path: data/credit/raw.csv
       md5: aaa
-  prepare:
-    cmd: modelops prepare
+  prepare@credit:
+    cmd: modelops prepare credit
     outs:
-    - path: data/prepared
+    - path: data/credit/prepared
       md5: bbb.dir
+  ingest@other:
+    outs:
+    - path: data/other/raw.csv
+      md5: fff
   train@m:
     outs:
     - path: models/m/pipeline.pkl
@@ -105,13 +109,14 @@ def test_tracking_uri_honours_the_environment(monkeypatch, tmp_path: Path) -> No
 def test_dvc_tags_name_the_outputs_of_the_models_stages(tmp_path: Path) -> None:
     lock = tmp_path / "dvc.lock"
     lock.write_text(LOCK)
-    assert tracking.dvc_tags("m", lock) == {
-        "dvc.data/raw/credit.csv": "aaa",
-        "dvc.data/prepared": "bbb.dir",
+    assert tracking.dvc_tags("m", "credit", lock) == {
+        "dvc.data/credit/raw.csv": "aaa",
+        "dvc.data/credit/prepared": "bbb.dir",
         "dvc.models/m/pipeline.pkl": "ccc",
     }
-    assert tracking.dvc_tags("other", lock)["dvc.models/other/pipeline.pkl"] == "ddd"
-    assert tracking.dvc_tags("m", tmp_path / "missing.lock") == {}
+    other = tracking.dvc_tags("other", "other", lock)
+    assert other == {"dvc.models/other/pipeline.pkl": "ddd", "dvc.data/other/raw.csv": "fff"}
+    assert tracking.dvc_tags("m", "credit", tmp_path / "missing.lock") == {}
 
 
 def git(repo: Path, *args: str) -> str:
