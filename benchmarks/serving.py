@@ -177,10 +177,12 @@ def load_pipeline() -> Any:
 
 
 def request_rows() -> pd.DataFrame:
-    """Real applications from the credit data, without gaps (JSON has no NaN), 1,000 of them."""
+    """Real rows of the model's dataset, without gaps (JSON has no NaN), 1,000 of them."""
+    from modelops.config import load_params
     from modelops.pipeline import dataset, ingest
 
-    frame = dataset.to_features(ingest.load_credit()).dropna().reset_index(drop=True)
+    ds = load_params(ROOT / "params.yaml").dataset_of(MODEL_NAME)
+    frame = dataset.to_features(ds, ingest.load_packaged(ds)).dropna().reset_index(drop=True)
     return frame.iloc[:BATCH_ROWS].reset_index(drop=True)
 
 

@@ -160,3 +160,31 @@ def clone_with_outputs(trained: Path, dest: Path, origin: Path | None = None) ->
         "MLFLOW_TRACKING_URI": f"sqlite:///{dest.parent / 'mlflow.db'}",
     }
     return dest, env
+
+
+def shipped_dataset(name: str = "credit", **changes):
+    """A shipped declaration as a validated `Dataset` (top-level keys replaceable)."""
+    from modelops.declarations import parse_dataset
+
+    return parse_dataset(name, declaration(name, **changes), f"data/{name}/dataset.yaml")
+
+
+def credit_params(raw: dict):
+    """Params for models on the shipped credit declaration, written the short way tests need:
+    `data` ({source: credit|synthetic, rows, seed}) picks the declaration's source, `split` its
+    split, and a flat `gate` ({minimum, max_regression, max_latency_ratio}) the binary policy."""
+    from modelops.config import parse_params
+
+    raw = dict(raw)
+    data = raw.pop("data", {"source": "credit"})
+    source = declaration()["source"]
+    if data.get("source") == "synthetic":
+        source = synthetic(data.get("rows", 10_000), data.get("seed", 0))
+    split = raw.pop("split", {})
+    gate = dict(raw.pop("gate", {}))
+    if gate:
+        ratio = gate.pop("max_latency_ratio", None)
+        raw["gate"] = {"binary": gate} | ({"max_latency_ratio": ratio} if ratio else {})
+    raw["datasets"] = {"credit": {"split": split}}
+    raw["models"] = {name: {"dataset": "credit"} | spec for name, spec in raw["models"].items()}
+    return parse_params(raw, declarations={"credit": declaration(source=source)})

@@ -3,7 +3,7 @@
 Every other module gets typed objects. Unknown keys, wrong types, out-of-range values and
 inconsistencies between the two (a model on an undeclared dataset, an estimator that does not fit
 its dataset's task, two datasets writing one file) fail here, before any work, with the file and
-the dotted key path (``models.credit-hgb.hyperparams.max_iter``) in the message.
+the dotted key path (``models.<model>.hyperparams.max_iter``) in the message.
 """
 
 from __future__ import annotations
@@ -20,7 +20,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from modelops import tasks
-from modelops.declarations import DECLARATION, Dataset, declaration_path, declared, parse_dataset, parse_text
+from modelops.declarations import (
+    DECLARATION,
+    Dataset,
+    File,
+    declaration_path,
+    declared,
+    parse_dataset,
+    parse_text,
+)
 from modelops.errors import DeclarationError, ParamsError
 
 PARAMS_FILE = "params.yaml"
@@ -204,7 +212,7 @@ def parse_params(
         problems = [f"  {_where(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(problems)) from None
     params._declarations.update(_declarations(params, root, declarations, source))
-    _check_consistency(params, source)
+    _check_consistency(params, source, root)
     _check_all_hyperparams(params, source)
     return params
 
@@ -238,10 +246,27 @@ def _declarations(
     return out
 
 
-def _check_consistency(params: Params, source: str) -> None:
+def _check_header(ds: Dataset, root: Path) -> None:
+    """A file source's header must hold the declared columns: cheap to read, so checked up front."""
+    import csv
+
+    if not isinstance(ds.source, File) or not (root / ds.source.path).is_file():
+        return  # not checked out (a DVC-tracked file before `dvc pull`): ingest reports it
+    with (root / ds.source.path).open(newline="", encoding="utf-8", errors="replace") as fh:
+        header = next(csv.reader(fh), [])
+    for key, col in (("id", ds.id), ("target", ds.target), *((f"features.{c}", c) for c in ds.features)):
+        if col not in header:
+            raise DeclarationError(
+                f"{ds.declaration_file}: {key}: {col!r} is not a column of {ds.source.path} "
+                f"(its columns: {', '.join(header)})"
+            )
+
+
+def _check_consistency(params: Params, source: str, root: Path = Path()) -> None:
     """What neither file can check alone."""
     writers: dict[str, str] = {}
     for name, ds in params._declarations.items():
+        _check_header(ds, root)
         for path in (ds.raw_file, ds.suite_file, ds.validation_file, ds.prepared_dir):
             other = writers.setdefault(str(path), name)
             if other != name:

@@ -112,13 +112,15 @@ class Dataset(_Strict):
     def _consistent(self) -> Dataset:
         for col in (self.id, self.target, *self.features):
             if not COLUMN.match(col):
-                raise ValueError(f"column name {col!r} must match {COLUMN.pattern}")
+                raise ValueError(f"features: column name {col!r} must match {COLUMN.pattern}")
         if self.id == self.target:
-            raise ValueError(f"id and target are the same column {self.id!r}")
+            raise ValueError(f"target: the same column as id ({self.id!r})")
         for key in (self.id, self.target):
             if key in self.features:
                 which = "id" if key == self.id else "target"
-                raise ValueError(f"{which} column {key!r} is also listed under features")
+                raise ValueError(
+                    f"{which}: column {key!r} is also listed under features (a duplicate column)"
+                )
         if self.task == "regression":
             if self.classes:
                 raise ValueError("classes: a regression target has no classes")
@@ -136,7 +138,7 @@ class Dataset(_Strict):
         if isinstance(self.source, Packaged):
             targets = list(self.source.rename.values())
             if len(set(targets)) != len(targets):
-                raise ValueError("source.rename: two source columns map to one name")
+                raise ValueError("source.rename: two source columns map to one name (a duplicate column)")
         if self.raw is not None and not re.match(r"^data/.+\.csv$", self.raw):
             raise ValueError(f"raw: must be a .csv path under data/, got {self.raw!r}")
         return self
@@ -213,15 +215,36 @@ def parse_dataset(name: str, raw: Any, source: str) -> Dataset:
     try:
         return Dataset.model_validate({**raw, "name": name})
     except ValidationError as exc:
-        problems = [f"  {_where(err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
+        problems = [
+            f"  {_where(err['loc'])}: {err['msg']}"
+            if _where(err["loc"])
+            else f"  {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
         raise DeclarationError(f"{source}: invalid dataset declaration\n" + "\n".join(problems)) from None
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML that refuses a repeated key: plain YAML keeps the last one silently, and a feature
+    declared twice must be an error, not a guess."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 @cache
 def parse_text(name: str, path: str, text: str) -> Dataset:
     """Parse and validate a declaration's text (cached per content)."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
         raise DeclarationError(f"{path}: not valid YAML: {exc}") from None
     return parse_dataset(name, raw, path)

@@ -18,7 +18,12 @@ def lock_outs(repo: Path) -> dict[str, str]:
     return {o["path"]: o["md5"] for body in stages.values() for o in body.get("outs", [])}
 
 
-def test_repro_produces_a_packaged_model(trained_repo: Path) -> None:
+def test_repro_produces_a_packaged_model_per_task(trained_repo: Path) -> None:
+    tasks = {}
+    for name in ("credit-hgb", "hpc-forest", "concrete-hgb"):
+        meta = yaml.safe_load((trained_repo / f"models/{name}/model/MLmodel").read_text())["metadata"]
+        tasks[meta["task"]] = json.loads((trained_repo / f"models/{name}/metrics.json").read_text())
+    assert tasks["multiclass"]["macro_f1"] > 0.6 and tasks["regression"]["r2"] > 0.8
     model = trained_repo / "models/credit-hgb"
     mlmodel = yaml.safe_load((model / "model/MLmodel").read_text())
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "pickle"
@@ -67,9 +72,9 @@ def test_push_then_pull_restores_every_output(repo_copy: Path) -> None:
     run(["dvc", "push"], repo_copy)
     shutil.rmtree(repo_copy / ".dvc/cache")
     shutil.rmtree(repo_copy / "models/credit-hgb/model")
-    (repo_copy / "data/raw/credit.csv").unlink()
+    (repo_copy / "data/credit/raw.csv").unlink()
     run(["dvc", "pull"], repo_copy)
-    raw = "data/raw/credit.csv"
+    raw = "data/credit/raw.csv"
     assert (repo_copy / raw).read_bytes() == (trained / raw).read_bytes()
     mlmodel = "models/credit-hgb/model/MLmodel"
     assert (repo_copy / mlmodel).read_bytes() == (trained / mlmodel).read_bytes()
@@ -78,7 +83,8 @@ def test_push_then_pull_restores_every_output(repo_copy: Path) -> None:
 
 def test_mlflow_run_is_logged_with_tags_metrics_and_artifacts(trained_repo: Path) -> None:
     db = sqlite3.connect(trained_repo / "mlflow.db")
-    (run_id,) = db.execute("select run_uuid from runs").fetchone()
+    (run_id,) = db.execute("select run_uuid from runs where name = 'credit-hgb'").fetchone()
+    assert db.execute("select count(*) from runs").fetchone() == (3,)  # one per model
     tags = dict(db.execute("select key, value from tags where run_uuid = ?", (run_id,)))
     logged = dict(db.execute("select key, value from metrics where run_uuid = ?", (run_id,)))
     params = dict(db.execute("select key, value from params where run_uuid = ?", (run_id,)))
@@ -86,7 +92,7 @@ def test_mlflow_run_is_logged_with_tags_metrics_and_artifacts(trained_repo: Path
     assert tags["git.commit"].startswith(commit)  # the commit the run started from
     assert tags["git.branch"] == "main"
     assert tags["model"] == "credit-hgb"
-    assert tags["dvc.data/raw/credit.csv"] == lock_outs(trained_repo)["data/raw/credit.csv"]
+    assert tags["dvc.data/credit/raw.csv"] == lock_outs(trained_repo)["data/credit/raw.csv"]
     scores = json.loads((trained_repo / "models/credit-hgb/metrics.json").read_text())
     assert logged["roc_auc"] == scores["roc_auc"]
     assert params["estimator"] == "hist_gradient_boosting"
@@ -96,10 +102,15 @@ def test_mlflow_run_is_logged_with_tags_metrics_and_artifacts(trained_repo: Path
     assert run_id in shown and f"{scores['roc_auc']:.4f}" in shown
 
 
+def ran_stages(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
 def test_a_second_model_trains_alone(repo_copy: Path) -> None:
     trained = with_outputs(repo_copy)
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["models"]["credit-lr"] = {
+        "dataset": "credit",
         "estimator": "logistic_regression",
         "seed": 0,
         "threads": 1,
@@ -107,40 +118,66 @@ def test_a_second_model_trains_alone(repo_copy: Path) -> None:
     }
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo_copy).stdout
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@credit-lr", "evaluate@credit-lr", "package@credit-lr"}
+    assert ran_stages(out) == {"train@credit-lr", "evaluate@credit-lr", "package@credit-lr"}
     assert (repo_copy / "models/credit-lr/model/MLmodel").exists()
+    assert lock_outs(repo_copy)["models/credit-hgb/model"] == lock_outs(trained)["models/credit-hgb/model"]
+
+
+def test_only_what_changed_moves(repo_copy: Path) -> None:
+    """Invariant 9: one model's params re-run its stages only; one dataset's split, its models'."""
+    trained = with_outputs(repo_copy)
+    params = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    params["models"]["concrete-hgb"]["hyperparams"]["max_iter"] = 150
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo_copy).stdout
+    assert ran_stages(out) == {"train@concrete-hgb", "evaluate@concrete-hgb", "package@concrete-hgb"}
+    params["datasets"]["hpc"]["split"]["seed"] = 1
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo_copy).stdout
+    assert ran_stages(out) == {"prepare@hpc", "train@hpc-forest", "evaluate@hpc-forest", "package@hpc-forest"}
     assert lock_outs(repo_copy)["models/credit-hgb/model"] == lock_outs(trained)["models/credit-hgb/model"]
 
 
 def test_bad_data_fails_validation_and_trains_nothing(tmp_path: Path) -> None:
     repo = make_pipeline_repo(tmp_path / "repo")
     source = repo / "data/sources/applications.csv"
-    run(["modelops", "ingest"], repo)
-    lines = (repo / "data/raw/credit.csv").read_text().splitlines()
+    run(["modelops", "ingest", "credit"], repo)
+    lines = (repo / "data/credit/raw.csv").read_text().splitlines()
     header = lines[0].split(",")
     row = lines[5].split(",")
     row[header.index("job")] = "astronaut"
     lines[5] = ",".join(row)
     source.write_text("\n".join(lines) + "\n")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"] = {"source": "file", "path": "data/sources/applications.csv"}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = run(["dvc", "repro"], repo, check=False)
+    decl = yaml.safe_load((repo / "data/credit/dataset.yaml").read_text())
+    decl["source"] = {"kind": "file", "path": "data/sources/applications.csv"}
+    (repo / "data/credit/dataset.yaml").write_text(yaml.safe_dump(decl, sort_keys=False))
+    proc = run(["dvc", "repro", "--glob", "*@credit*"], repo, check=False)
     assert proc.returncode != 0
     assert "job" in proc.stderr and "astronaut" in proc.stderr
     assert not (repo / "models/credit-hgb/pipeline.pkl").exists()
     assert not (repo / "models/credit-hgb/model").exists()
-    result = json.loads((repo / "data/validation/result.json").read_text())
+    result = json.loads((repo / "data/credit/validation.json").read_text())
     assert result["success"] is False
 
 
 def test_bad_params_fail_before_any_work(tmp_path: Path) -> None:
     repo = make_pipeline_repo(tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["split"]["test_fraction"] = 2
+    params["datasets"]["hpc"]["split"]["test_fraction"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run(["dvc", "repro"], repo, check=False)
     assert proc.returncode != 0
-    assert "split.test_fraction" in proc.stderr
-    assert not (repo / "data/raw/credit.csv").exists()
+    assert "datasets.hpc.split.test_fraction" in proc.stderr
+    assert not list((repo / "data").glob("*/raw.csv"))
+
+
+def test_a_bad_declaration_fails_before_any_stage_writes(tmp_path: Path) -> None:
+    repo = make_pipeline_repo(tmp_path / "repo")
+    decl = yaml.safe_load((repo / "data/concrete/dataset.yaml").read_text())
+    decl["features"]["cement"]["kind"] = "text"
+    (repo / "data/concrete/dataset.yaml").write_text(yaml.safe_dump(decl, sort_keys=False))
+    proc = run(["dvc", "repro"], repo, check=False)
+    assert proc.returncode != 0
+    assert "data/concrete/dataset.yaml: invalid dataset declaration" in proc.stderr
+    assert "features.cement" in proc.stderr
+    assert not list((repo / "data").glob("*/raw.csv"))

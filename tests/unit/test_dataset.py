@@ -10,38 +10,39 @@ import pytest
 
 from modelops.errors import DataError
 from modelops.pipeline import dataset, ingest
+from tests.conftest import shipped_dataset
+
+DS = shipped_dataset()
 
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    return ingest.synthesize(200, 0)
+    return ingest.synthesize(DS, 200, 0)
 
 
-def test_the_contract_is_consistent() -> None:
-    assert dataset.COLUMNS[:2] == (dataset.ID, dataset.TARGET)
-    assert set(dataset.FEATURES) == set(dataset.NUMERIC) | set(dataset.CATEGORICAL)
-    assert set(dataset.CATEGORIES) == set(dataset.CATEGORICAL)
-    assert set(dataset.FEATURES) >= dataset.NULLABLE
-    assert set(dataset.DTYPES) == set(dataset.COLUMNS)
-    assert dataset.POSITIVE in dataset.LABELS
+def test_the_declaration_is_consistent() -> None:
+    assert DS.columns[:2] == (DS.id, DS.target)
+    assert set(DS.features) == set(DS.numeric) | set(DS.categorical)
+    assert DS.positive == DS.classes[1]
+    assert DS.raw_file == Path("data/credit/raw.csv")
 
 
 def test_read_raw_round_trips_a_contract_file(frame: pd.DataFrame, tmp_path: Path) -> None:
     path = tmp_path / "credit.csv"
     frame.to_csv(path, index=False)
-    back = dataset.read_raw(path)
-    assert list(back.columns) == list(dataset.COLUMNS)
+    back = dataset.read_raw(DS, path)
+    assert list(back.columns) == list(DS.columns)
     assert len(back) == len(frame)
-    assert back[dataset.ID].tolist() == frame[dataset.ID].tolist()
+    assert back[DS.id].tolist() == frame[DS.id].tolist()
 
 
 def test_a_header_only_file_is_read_as_zero_rows(frame: pd.DataFrame, tmp_path: Path) -> None:
     """Not a read error: the validation suite reports the row count, naming the expectation."""
     path = tmp_path / "credit.csv"
     frame.iloc[:0].to_csv(path, index=False)
-    back = dataset.read_raw(path)
+    back = dataset.read_raw(DS, path)
     assert len(back) == 0
-    assert list(back.columns) == list(dataset.COLUMNS)
+    assert list(back.columns) == list(DS.columns)
 
 
 def write_semicolons(frame: pd.DataFrame, path: Path) -> None:
@@ -61,7 +62,7 @@ def write_blank_lines(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_one_column(frame: pd.DataFrame, path: Path) -> None:
-    frame[[dataset.ID]].to_csv(path, index=False)
+    frame[[DS.id]].to_csv(path, index=False)
 
 
 def write_ragged(frame: pd.DataFrame, path: Path) -> None:
@@ -100,7 +101,7 @@ def test_unreadable_files_raise_data_error_naming_the_file(frame, tmp_path, writ
     path = tmp_path / "applications.csv"
     write(frame, path)
     with pytest.raises(DataError, match=match) as info:
-        dataset.read_raw(path)
+        dataset.read_raw(DS, path)
     assert str(info.value).startswith(str(path))
     assert info.value.exit_code == 3
 
@@ -108,40 +109,52 @@ def test_unreadable_files_raise_data_error_naming_the_file(frame, tmp_path, writ
 def test_a_missing_file_names_the_command_that_writes_it(tmp_path: Path) -> None:
     path = tmp_path / "credit.csv"
     with pytest.raises(DataError, match="modelops ingest") as info:
-        dataset.read_raw(path)
+        dataset.read_raw(DS, path)
     assert str(path) in str(info.value)
 
 
 def test_the_contract_names_the_columns_when_the_delimiter_is_wrong(frame, tmp_path) -> None:
     path = tmp_path / "credit.csv"
     write_semicolons(frame, path)
-    with pytest.raises(DataError, match=", ".join(dataset.COLUMNS)):
-        dataset.read_raw(path)
+    with pytest.raises(DataError, match=", ".join(DS.columns)):
+        dataset.read_raw(DS, path)
 
 
 def test_to_features_selects_features_with_contract_dtypes(frame: pd.DataFrame, tmp_path: Path) -> None:
     path = tmp_path / "credit.csv"
     frame.to_csv(path, index=False)
-    raw = dataset.read_raw(path)  # what a stage sees: pandas' own inferred dtypes
+    raw = dataset.read_raw(DS, path)  # what a stage sees: pandas' own inferred dtypes
     raw.loc[0, "home"] = None
-    features = dataset.to_features(raw)
-    assert list(features.columns) == list(dataset.FEATURES)
-    assert all(features[c].dtype == np.float64 for c in dataset.NUMERIC)
-    assert all(features[c].dtype == object for c in dataset.CATEGORICAL)
+    features = dataset.to_features(DS, raw)
+    assert list(features.columns) == list(tuple(DS.features))
+    assert all(features[c].dtype == np.float64 for c in DS.numeric)
+    assert all(features[c].dtype == object for c in DS.categorical)
     # missing categories are NaN, the value scikit-learn's imputers look for (not pd.NA or None)
     assert isinstance(features.loc[0, "home"], float) and np.isnan(features.loc[0, "home"])
     assert features.loc[1, "home"] == raw.loc[1, "home"]
-    assert dataset.TARGET not in features and dataset.ID not in features
+    assert DS.target not in features and DS.id not in features
 
 
 def test_to_features_does_not_change_its_input(frame: pd.DataFrame) -> None:
     before = frame.dtypes.copy()
-    dataset.to_features(frame)
+    dataset.to_features(DS, frame)
     assert frame.dtypes.equals(before)
 
 
-def test_to_target_marks_the_positive_class() -> None:
-    frame = pd.DataFrame({dataset.TARGET: ["good", "bad", "bad", "good", None]})
-    target = dataset.to_target(frame)
+def test_to_target_marks_the_positive_class_and_refuses_undeclared_labels() -> None:
+    frame = pd.DataFrame({DS.target: ["good", "bad", "bad", "good"]})
+    target = dataset.to_target(DS, frame)
     assert target.dtype == np.int64
-    assert target.tolist() == [0, 1, 1, 0, 0]
+    assert target.tolist() == [0, 1, 1, 0]
+    with pytest.raises(
+        DataError, match=r"status: labels \['\(missing\)', 'maybe'\] are not declared classes"
+    ):
+        dataset.to_target(DS, pd.DataFrame({DS.target: ["good", "maybe", None]}))
+
+
+def test_to_target_per_task() -> None:
+    hpc, concrete = shipped_dataset("hpc"), shipped_dataset("concrete")
+    assert dataset.to_target(hpc, pd.DataFrame({"class": ["L", "VF", "M", "F"]})).tolist() == [3, 0, 2, 1]
+    values = dataset.to_target(concrete, pd.DataFrame({"compressive_strength": [1, 2.5]}))
+    assert values.dtype == np.float64
+    assert values.tolist() == [1.0, 2.5]

@@ -14,9 +14,14 @@ import pytest
 from modelops.config import EvaluateParams, ModelParams, SplitParams
 from modelops.errors import PipelineError
 from modelops.pipeline import dataset, evaluate, ingest, prepare, train
+from tests.conftest import shipped_dataset
+
+DS = shipped_dataset()
 
 NAME = "tiny"
-MODEL = ModelParams(estimator="hist_gradient_boosting", hyperparams={"max_iter": 20}, threads=1)
+MODEL = ModelParams(
+    dataset="credit", estimator="hist_gradient_boosting", hyperparams={"max_iter": 20}, threads=1
+)
 FAST = EvaluateParams(importance_rows=100, importance_repeats=2, latency_batch_rows=10, latency_repeats=3)
 PLOT_FILES = ("roc.json", "prc.json", "importance.json", "confusion.csv")
 PNGS = ("roc.png", "prc.png", "confusion.png", "importance.png")
@@ -103,13 +108,13 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("evaluate")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        dataset.RAW_FILE.parent.mkdir(parents=True)
-        ingest.synthesize(600, 0).to_csv(dataset.RAW_FILE, index=False)
-        prepare.prepare(SplitParams())
-        train.train(NAME, MODEL)
-        first = evaluate.evaluate(NAME, MODEL, FAST)
+        DS.raw_file.parent.mkdir(parents=True)
+        ingest.synthesize(DS, 600, 0).to_csv(DS.raw_file, index=False)
+        prepare.prepare(DS, SplitParams())
+        train.train(NAME, MODEL, DS)
+        first = evaluate.evaluate(NAME, MODEL, DS, FAST)
         files = snapshot(root)
-        second = evaluate.evaluate(NAME, MODEL, FAST)
+        second = evaluate.evaluate(NAME, MODEL, DS, FAST)
     return {"root": root, "first": first, "second": second, "files": files}
 
 
@@ -124,10 +129,10 @@ def test_metrics_file_matches_the_model_on_the_test_split(evaluated: dict, monke
     monkeypatch.chdir(evaluated["root"])
     scores = json.loads(evaluate.metrics_file(NAME).read_text())
     assert scores == evaluated["first"]["metrics"]
-    test = prepare.read_split(dataset.TEST_FILE)
+    test = prepare.read_split(DS.test_file)
     pipeline = train.load_pipeline(NAME)
-    y = dataset.to_target(test).to_numpy()
-    expected = evaluate.quality(y, pipeline.predict_proba(dataset.to_features(test))[:, 1])
+    y = dataset.to_target(DS, test).to_numpy()
+    expected = evaluate.quality(y, pipeline.predict_proba(dataset.to_features(DS, test))[:, 1])
     assert {k: scores[k] for k in expected} == expected
     assert scores["test_rows"] == len(test)
     assert scores["positive_rate"] == round(float(y.mean()), 6)
@@ -139,9 +144,9 @@ def test_confusion_csv_agrees_with_the_metrics(evaluated: dict) -> None:
     scores = evaluated["first"]["metrics"]
     assert list(confusion.columns) == ["actual", "predicted"]
     assert len(confusion) == scores["test_rows"]
-    assert set(confusion.stack()) <= set(dataset.LABELS)
+    assert set(confusion.stack()) <= set(tuple(DS.classes))
     assert round((confusion["actual"] == confusion["predicted"]).mean(), 6) == scores["accuracy"]
-    assert round((confusion["actual"] == dataset.POSITIVE).mean(), 6) == scores["positive_rate"]
+    assert round((confusion["actual"] == DS.positive).mean(), 6) == scores["positive_rate"]
 
 
 def test_plot_files(evaluated: dict) -> None:
@@ -151,7 +156,7 @@ def test_plot_files(evaluated: dict) -> None:
     assert 2 <= len(roc) <= evaluate.CURVE_POINTS and set(roc[0]) == {"fpr", "tpr"}
     assert 2 <= len(prc) <= evaluate.CURVE_POINTS and set(prc[0]) == {"recall", "precision"}
     ranked = json.loads((plots / "importance.json").read_text())
-    assert sorted(r["feature"] for r in ranked) == sorted(dataset.FEATURES)
+    assert sorted(r["feature"] for r in ranked) == sorted(tuple(DS.features))
     values = [r["importance"] for r in ranked]
     assert values == sorted(values, reverse=True)
     for png in PNGS:
@@ -165,7 +170,7 @@ def test_latency_is_positive_and_outside_metrics(evaluated: dict) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(evaluated["root"])
         timing = evaluate.latency(
-            train.load_pipeline(NAME), dataset.to_features(prepare.read_split(dataset.TEST_FILE)), FAST
+            train.load_pipeline(NAME), dataset.to_features(DS, prepare.read_split(DS.test_file)), FAST
         )
     assert not (evaluated["root"] / evaluate.latency_file(NAME)).exists()  # not evaluate's output
     assert timing["predict_single_ms"] > 0 and timing["predict_batch_ms"] > 0
@@ -177,9 +182,9 @@ def test_latency_is_positive_and_outside_metrics(evaluated: dict) -> None:
 def test_evaluate_an_untrained_model_names_the_command(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     test = tmp_path / "test.parquet"
-    ingest.synthesize(200, 0).to_parquet(test)
+    ingest.synthesize(DS, 200, 0).to_parquet(test)
     with pytest.raises(PipelineError, match="modelops train ghost"):
-        evaluate.evaluate("ghost", MODEL, FAST, test_file=test)
+        evaluate.evaluate("ghost", MODEL, DS, FAST, test_file=test)
     assert not evaluate.metrics_file("ghost").exists()
 
 
@@ -207,3 +212,43 @@ def test_paired_latency_times_each_model_in_turns_and_keeps_their_order() -> Non
     assert fast.calls == slow.calls == 2 * (1 + 6)  # single and batch: a warm-up plus the repeats each
     assert slow_ms["predict_single_ms"] >= 2.0 > fast_ms["predict_single_ms"]
     assert slow_ms["batch_rows"] == fast_ms["batch_rows"] == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "estimator", "files", "metrics"),
+    [
+        ("hpc", "random_forest", {"confusion.csv", "confusion.png"}, {"accuracy", "macro_f1", "log_loss"}),
+        (
+            "concrete",
+            "ridge",
+            {"predicted_actual.json", "predicted_actual.png", "residuals.png"},
+            {"rmse", "mae", "r2"},
+        ),
+    ],
+)
+def test_each_task_writes_its_metrics_and_plots(
+    name, estimator, files, metrics, tmp_path, monkeypatch
+) -> None:
+    from modelops import tasks
+
+    ds = shipped_dataset(name)
+    model = ModelParams(dataset=name, estimator=estimator, hyperparams={}, threads=1)
+    monkeypatch.chdir(tmp_path)
+    ds.raw_file.parent.mkdir(parents=True)
+    ingest.synthesize(ds, 800, 0).to_csv(ds.raw_file, index=False)
+    prepare.prepare(ds, SplitParams())
+    pipeline = train.train("m", model, ds)
+    scores = evaluate.evaluate("m", model, ds, FAST)["metrics"]
+    assert set(scores) == metrics | {"test_rows"}
+    plots = {p.name for p in evaluate.plots_dir("m").iterdir()}
+    assert plots == files | {"importance.json", "importance.png"}
+    test = prepare.read_split(ds.test_file)
+    x, y = dataset.to_features(ds, test), dataset.to_target(ds, test).to_numpy()
+    assert scores == tasks.quality(ds.task, y, evaluate.predict(pipeline, ds.task, x)) | {"test_rows": len(y)}
+    if ds.task == "multiclass":
+        confusion = pd.read_csv(evaluate.plots_dir("m") / "confusion.csv")
+        assert set(confusion.stack()) <= set(ds.classes)
+        assert round((confusion["actual"] == confusion["predicted"]).mean(), 6) == scores["accuracy"]
+    else:
+        points = json.loads((evaluate.plots_dir("m") / "predicted_actual.json").read_text())
+        assert len(points) == min(500, len(y)) and set(points[0]) == {"actual", "predicted"}

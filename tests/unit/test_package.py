@@ -13,10 +13,12 @@ import pytest
 import yaml
 from modelops_serving.integrity import file_sha256, tree_hash
 
-from modelops.config import Params, parse_params
+from modelops.config import Params
 from modelops.errors import PipelineError
 from modelops.pipeline import dataset, package, prepare, train
-from tests.conftest import train_and_package
+from tests.conftest import credit_params, shipped_dataset, train_and_package
+
+DS = shipped_dataset()
 
 NAME = "tiny"
 METRICS = {"accuracy": 0.8125, "roc_auc": 0.734567, "log_loss": 0.51, "test_rows": 120}
@@ -24,7 +26,7 @@ METRICS = {"accuracy": 0.8125, "roc_auc": 0.734567, "log_loss": 0.51, "test_rows
 
 def params(learning_rate: float = 0.05) -> Params:
     hyper = {"max_iter": 20, "max_depth": 2, "learning_rate": learning_rate}
-    return parse_params(
+    return credit_params(
         {
             "data": {"source": "synthetic", "rows": 600, "seed": 0},
             "models": {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
@@ -47,7 +49,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
         snapshot = files(package.package_dir(NAME)) | {"card": package.card_file(NAME).read_bytes()}
         second = package.package(NAME, p)
         # the same shape and size of model with other weights, for the uuid test
-        train.train("other", params(learning_rate=0.06).model(NAME))
+        train.train("other", params(learning_rate=0.06).model(NAME), DS)
     return {"root": root, "first": first, "second": second, "files": snapshot}
 
 
@@ -68,7 +70,7 @@ def test_two_runs_give_the_same_bytes_and_hash(packaged: dict, in_root: Path) ->
     now = files(package.package_dir(NAME)) | {"card": package.card_file(NAME).read_bytes()}
     assert now == packaged["files"]
     assert first["card_sha256"] == file_sha256(package.card_file(NAME))
-    assert first["raw_md5"] == hashlib.md5(dataset.RAW_FILE.read_bytes()).hexdigest()
+    assert first["raw_md5"] == hashlib.md5(DS.raw_file.read_bytes()).hexdigest()
     assert not Path("models", NAME, "model.tmp").exists()
 
 
@@ -80,7 +82,7 @@ def test_mlmodel_has_no_wall_clock_or_random_fields(in_root: Path) -> None:
     assert doc["flavors"]["sklearn"]["serialization_format"] == "pickle"
     assert doc["flavors"]["python_function"]["predict_fn"] == "predict_proba"
     inputs = json.loads(doc["signature"]["inputs"])
-    assert [col["name"] for col in inputs] == list(dataset.FEATURES)
+    assert [col["name"] for col in inputs] == list(tuple(DS.features))
 
 
 def test_model_uuid_tells_different_models_apart(in_root: Path, tmp_path: Path) -> None:
@@ -110,10 +112,10 @@ def test_the_saved_model_predicts_like_the_pipeline(in_root: Path) -> None:
 
     path = package.package_dir(NAME)
     example = Model.load(path).load_input_example(str(path))
-    assert list(example.columns) == list(dataset.FEATURES)
+    assert list(example.columns) == list(tuple(DS.features))
     assert len(example) == package.EXAMPLE_ROWS
     loaded = mlflow.pyfunc.load_model(str(path))
-    expected = train.load_pipeline(NAME).predict_proba(dataset.to_features(example))
+    expected = train.load_pipeline(NAME).predict_proba(dataset.to_features(DS, example))
     np.testing.assert_allclose(np.asarray(loaded.predict(example)), expected)
 
 
@@ -130,7 +132,8 @@ def test_the_card_names_metrics_hashes_and_params(packaged: dict, in_root: Path)
 
 
 def test_packaging_an_untrained_model_names_the_command(in_root: Path) -> None:
-    p = params()
+    spec = params().model(NAME).model_dump(exclude={"dataset", "gate"})
+    p = credit_params({"data": {"source": "synthetic", "rows": 600}, "models": {"ghost": spec}})
     with pytest.raises(PipelineError, match="modelops train ghost"):
         package.package("ghost", p)
     assert not Path("models/ghost").exists()
@@ -140,7 +143,7 @@ def test_package_times_the_packaged_model_outside_the_hashed_directory(in_root: 
     from modelops.pipeline.evaluate import latency_file
 
     timing = json.loads(latency_file(NAME).read_text())
-    test_rows = len(prepare.read_split(dataset.TEST_FILE))
+    test_rows = len(prepare.read_split(DS.test_file))
     assert timing["predict_single_ms"] > 0 and timing["predict_batch_ms"] > 0
     assert timing["batch_rows"] == min(test_rows, params().evaluate.latency_batch_rows)
     assert not list(package.package_dir(NAME).rglob("latency*"))
@@ -155,9 +158,10 @@ def test_the_served_pickle_is_the_trained_pickle_byte_for_byte(in_root: Path) ->
     )
 
 
-def test_mlmodel_names_the_probability_columns(in_root: Path) -> None:
-    names = mlmodel(package.package_dir(NAME))["metadata"]["class_names"]
-    assert names == ["good", "bad"] and names[1] == dataset.POSITIVE  # column 1 is y == 1
+def test_mlmodel_names_the_task_and_the_probability_columns(in_root: Path) -> None:
+    meta = mlmodel(package.package_dir(NAME))["metadata"]
+    assert meta == {"task": "binary", "dataset": "credit", "class_names": ["good", "bad"]}
+    assert meta["class_names"][1] == DS.positive  # column 1 is y == 1
 
 
 def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -> None:
@@ -165,9 +169,9 @@ def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -
     from modelops.pipeline import reference
 
     ref = reference.load(package.package_dir(NAME) / reference.REFERENCE_FILE)
-    train_rows = len(prepare.read_split(dataset.TRAIN_FILE))
-    test_rows = len(prepare.read_split(dataset.TEST_FILE))
-    assert set(ref["features"]) == set(dataset.FEATURES)
+    train_rows = len(prepare.read_split(DS.train_file))
+    test_rows = len(prepare.read_split(DS.test_file))
+    assert set(ref["features"]) == set(tuple(DS.features))
     for stats in ref["features"].values():
         assert stats["rows"] == train_rows
         counted = sum(stats["counts"]) if stats["kind"] == "numeric" else sum(stats["counts"].values())

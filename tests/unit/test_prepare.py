@@ -10,7 +10,10 @@ import pytest
 
 from modelops.config import SplitParams
 from modelops.errors import PipelineError
-from modelops.pipeline import dataset, ingest, prepare
+from modelops.pipeline import ingest, prepare
+from tests.conftest import shipped_dataset
+
+DS = shipped_dataset()
 
 IDS = pd.Series(np.arange(1, 20_001, dtype=np.int64))
 SEED_0_TEST_IDS = [1, 25, 27, 29, 31, 35, 45, 54, 62, 63, 64, 68, 70, 80, 88]  # among ids 1..100
@@ -54,7 +57,7 @@ def test_the_seed_changes_the_split() -> None:
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
     path = tmp_path / "credit.csv"
-    frame = ingest.synthesize(600, 0)
+    frame = ingest.synthesize(DS, 600, 0)
     frame.loc[[2, 7], "job"] = np.nan
     frame.to_csv(path, index=False, lineterminator="\n")
     return path
@@ -62,22 +65,22 @@ def raw(tmp_path: Path) -> Path:
 
 def test_prepare_writes_two_disjoint_parquet_splits(raw: Path, tmp_path: Path) -> None:
     train_out, test_out = tmp_path / "p" / "train.parquet", tmp_path / "p" / "test.parquet"
-    n_train, n_test = prepare.prepare(SplitParams(test_fraction=0.25), raw, train_out, test_out)
+    n_train, n_test = prepare.prepare(DS, SplitParams(test_fraction=0.25), raw, train_out, test_out)
     train, test = prepare.read_split(train_out), prepare.read_split(test_out)
     assert (len(train), len(test)) == (n_train, n_test)
     assert n_train + n_test == 600
     assert 0.18 < n_test / 600 < 0.32
-    ids_train, ids_test = set(train[dataset.ID]), set(test[dataset.ID])
+    ids_train, ids_test = set(train[DS.id]), set(test[DS.id])
     assert not ids_train & ids_test
     assert ids_train | ids_test == set(range(1, 601))
     assert ids_test == split_ids(pd.Series(range(1, 601)), SplitParams(test_fraction=0.25))
     for split in (train, test):
-        assert tuple(split.columns) == dataset.COLUMNS
-        assert split[dataset.ID].dtype == np.int64
-        assert all(split[c].dtype == np.float64 for c in dataset.NUMERIC)
-        assert set(split[dataset.TARGET]) <= set(dataset.LABELS)
+        assert tuple(split.columns) == DS.columns
+        assert split[DS.id].dtype == np.int64
+        assert all(split[c].dtype == np.float64 for c in DS.numeric)
+        assert set(split[DS.target]) <= set(tuple(DS.classes))
     both = pd.concat([train, test])
-    assert both.loc[both[dataset.ID].isin([3, 8]), "job"].isna().all()
+    assert both.loc[both[DS.id].isin([3, 8]), "job"].isna().all()
     assert not list(train_out.parent.glob("*.tmp"))
 
 
@@ -85,18 +88,28 @@ def test_prepare_is_byte_for_byte_reproducible(raw: Path, tmp_path: Path) -> Non
     outs = []
     for run in ("a", "b"):
         paths = (tmp_path / run / "train.parquet", tmp_path / run / "test.parquet")
-        prepare.prepare(SplitParams(), raw, *paths)
+        prepare.prepare(DS, SplitParams(), raw, *paths)
         outs.append([p.read_bytes() for p in paths])
     assert outs[0] == outs[1]
 
 
-def test_prepare_uses_the_default_paths(raw: Path, tmp_path: Path, monkeypatch) -> None:
+def test_prepare_uses_the_declared_paths(raw: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    Path("data/raw").mkdir(parents=True)
-    raw.rename("data/raw/credit.csv")
-    n_train, n_test = prepare.prepare(SplitParams())
-    assert len(pd.read_parquet("data/prepared/train.parquet")) == n_train
-    assert len(pd.read_parquet("data/prepared/test.parquet")) == n_test
+    Path("data/credit").mkdir(parents=True)
+    raw.rename("data/credit/raw.csv")
+    n_train, n_test = prepare.prepare(DS, SplitParams())
+    assert len(pd.read_parquet("data/credit/prepared/train.parquet")) == n_train
+    assert len(pd.read_parquet("data/credit/prepared/test.parquet")) == n_test
+
+
+def test_prepare_keeps_a_regression_target_numeric(tmp_path: Path) -> None:
+    from modelops.pipeline import ingest
+
+    ds = shipped_dataset("concrete")
+    raw = tmp_path / "raw.csv"
+    ingest.synthesize(ds, 300, 0).to_csv(raw, index=False)
+    prepare.prepare(ds, SplitParams(), raw, tmp_path / "train.parquet", tmp_path / "test.parquet")
+    assert pd.read_parquet(tmp_path / "train.parquet")[ds.target].dtype == "float64"
 
 
 def test_read_split_of_a_missing_file_names_the_command(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from modelops.config import Params, parse_params
+from modelops.config import Params
 from modelops.pipeline import tracking
+from tests.conftest import credit_params
 
 HYPER = {"max_iter": 20, "learning_rate": 0.1}
 METRICS = {"accuracy": 0.8, "roc_auc": 0.75, "test_rows": 120}
@@ -18,16 +19,20 @@ LATENCY = {"predict_single_ms": 1.5, "predict_batch_ms": 9.25, "batch_rows": 10}
 LOCK = """\
 schema: '2.0'
 stages:
-  ingest:
-    cmd: modelops ingest
+  ingest@credit:
+    cmd: modelops ingest credit
     outs:
-    - path: data/raw/credit.csv
+    - path: data/credit/raw.csv
       md5: aaa
-  prepare:
-    cmd: modelops prepare
+  prepare@credit:
+    cmd: modelops prepare credit
     outs:
-    - path: data/prepared
+    - path: data/credit/prepared
       md5: bbb.dir
+  ingest@other:
+    outs:
+    - path: data/other/raw.csv
+      md5: fff
   train@m:
     outs:
     - path: models/m/pipeline.pkl
@@ -45,7 +50,7 @@ stages:
 
 def params(*models: str) -> Params:
     spec = {"estimator": "hist_gradient_boosting", "seed": 3, "threads": 1, "hyperparams": HYPER}
-    return parse_params(
+    return credit_params(
         {
             "data": {"source": "synthetic", "rows": 600, "seed": 2},
             "mlflow": {"experiment": "unit"},
@@ -104,13 +109,14 @@ def test_tracking_uri_honours_the_environment(monkeypatch, tmp_path: Path) -> No
 def test_dvc_tags_name_the_outputs_of_the_models_stages(tmp_path: Path) -> None:
     lock = tmp_path / "dvc.lock"
     lock.write_text(LOCK)
-    assert tracking.dvc_tags("m", lock) == {
-        "dvc.data/raw/credit.csv": "aaa",
-        "dvc.data/prepared": "bbb.dir",
+    assert tracking.dvc_tags("m", "credit", lock) == {
+        "dvc.data/credit/raw.csv": "aaa",
+        "dvc.data/credit/prepared": "bbb.dir",
         "dvc.models/m/pipeline.pkl": "ccc",
     }
-    assert tracking.dvc_tags("other", lock)["dvc.models/other/pipeline.pkl"] == "ddd"
-    assert tracking.dvc_tags("m", tmp_path / "missing.lock") == {}
+    other = tracking.dvc_tags("other", "other", lock)
+    assert other == {"dvc.models/other/pipeline.pkl": "ddd", "dvc.data/other/raw.csv": "fff"}
+    assert tracking.dvc_tags("m", "credit", tmp_path / "missing.lock") == {}
 
 
 def git(repo: Path, *args: str) -> str:
@@ -142,6 +148,8 @@ def test_log_run_records_params_metrics_tags_and_artifacts(store: str, tmp_path:
         "estimator": "hist_gradient_boosting",
         "seed": "3",
         "threads": "1",
+        "dataset": "credit",
+        "task": "binary",
         "data.source": "synthetic",
         "data.rows": "600",
         "data.seed": "2",

@@ -9,16 +9,19 @@ import pandas as pd
 import pytest
 
 from modelops.errors import DataError, ValidationFailed
-from modelops.pipeline import dataset, ingest, validate
+from modelops.pipeline import ingest, validate
+from tests.conftest import shipped_dataset
+
+DS = shipped_dataset()
 
 BETWEEN = "expect_column_values_to_be_between"
-SUITE = Path(__file__).resolve().parents[2] / "data" / "expectations" / "credit.json"
+SUITE = Path(__file__).resolve().parents[2] / "data" / "credit" / "expectations.json"
 
 
 @pytest.fixture(scope="module")
 def good() -> pd.DataFrame:
     """A valid raw frame following the contract (500 synthetic rows)."""
-    return ingest.synthesize(500, 0)
+    return ingest.synthesize(DS, 500, 0)
 
 
 def write(frame: pd.DataFrame, path: Path) -> Path:
@@ -30,7 +33,7 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
 def run(raw: Path) -> dict:
     """Validate raw with the repo's suite; return the summary JSON written next to it."""
     result = raw.with_name("result.json")
-    validate.validate(raw, suite_path=SUITE, result_path=result)
+    validate.validate(DS, raw, suite_path=SUITE, result_path=result)
     return json.loads(result.read_text())
 
 
@@ -59,7 +62,7 @@ def test_synthetic_data_passes_quietly(good, tmp_path, capfd):
 
 
 def test_real_credit_data_passes(tmp_path):
-    summary = run(write(ingest.load_credit(), tmp_path / "credit.csv"))
+    summary = run(write(ingest.load_packaged(DS), tmp_path / "credit.csv"))
     assert summary["success"] is True
     assert summary["rows"] == 4454
 
@@ -201,10 +204,50 @@ def test_a_malformed_suite_names_the_file(tmp_path, text, match):
 def test_the_suite_covers_the_contract():
     suite = validate.load_suite(SUITE)
     checked = {(e.expectation_type, getattr(e, "column", None)) for e in suite.expectations}
-    for column in set(dataset.COLUMNS) - dataset.NULLABLE:
+    for column in set(DS.columns) - frozenset(c for c, f in DS.features.items() if f.nullable):
         assert ("expect_column_values_to_not_be_null", column) in checked
-    for column in (*dataset.CATEGORICAL, dataset.TARGET):
+    for column in (*DS.categorical, DS.target):
         assert ("expect_column_values_to_be_in_set", column) in checked
-    for column in dataset.NUMERIC:
+    for column in DS.numeric:
         assert ("expect_column_values_to_be_between", column) in checked
         assert ("expect_column_values_to_be_in_type_list", column) in checked
+
+
+@pytest.mark.parametrize("name", ["hpc", "concrete"])
+def test_every_shipped_dataset_passes_its_derived_suite(name: str, tmp_path: Path) -> None:
+    ds = shipped_dataset(name)
+    raw = write(ingest.load_packaged(ds), tmp_path / "raw.csv")
+    suite = Path(__file__).resolve().parents[2] / ds.suite_file
+    summary = validate.validate(ds, raw, suite_path=suite, result_path=tmp_path / "v.json")
+    assert summary["success"] and summary["rows"] > 1000
+
+
+def test_a_hand_edit_of_the_suite_survives_and_is_run(good, tmp_path: Path) -> None:
+    """The suite file is what runs: a reviewer's tighter bound applies until someone regenerates."""
+    spec = json.loads(SUITE.read_text())
+    for e in spec["expectations"]:
+        if e["type"] == BETWEEN and e["kwargs"].get("column") == "age":
+            e["kwargs"]["max_value"] = 30
+    edited = tmp_path / "expectations.json"
+    edited.write_text(json.dumps(spec))
+    raw = write(good, tmp_path / "credit.csv")
+    with pytest.raises(
+        ValidationFailed, match=r"age \(expect_column_values_to_be_between\): \d+ values outside"
+    ):
+        validate.validate(DS, raw, suite_path=edited, result_path=tmp_path / "v.json")
+
+
+def test_a_suite_that_no_longer_matches_the_declaration_is_refused(good, tmp_path: Path) -> None:
+    from modelops.pipeline import suite
+
+    ds = shipped_dataset(
+        features={k: v for k, v in shipped_dataset().model_dump()["features"].items() if k != "age"}
+    )
+    stale = tmp_path / "expectations.json"
+    stale.write_text(SUITE.read_text())  # still checks 'age'
+    with pytest.raises(
+        DataError, match=r"column set does not match data/credit/dataset\.yaml.*extra \['age'\]"
+    ):
+        validate.validate(ds, write(good.drop(columns="age"), tmp_path / "c.csv"), stale, tmp_path / "v.json")
+    suite.write(ds, stale)  # `modelops suite credit` regenerates it from the declaration
+    assert validate.validate(ds, tmp_path / "c.csv", stale, tmp_path / "v.json")["success"]

@@ -79,7 +79,8 @@ def to_target(ds: Dataset, frame: pd.DataFrame) -> pd.Series:
     if ds.task == "regression":
         return frame[ds.target].astype("float64")
     index = {label: i for i, label in enumerate(ds.classes or ())}
-    labels = frame[ds.target].astype(str)
+    raw = frame[ds.target]
+    labels = raw.astype(object).where(raw.notna(), "(missing)").astype(str)
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise DataError(f"{ds.raw_file}: {ds.target}: labels {unknown} are not declared classes {ds.classes}")

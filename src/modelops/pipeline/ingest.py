@@ -36,8 +36,9 @@ def load_packaged(ds: Dataset) -> pd.DataFrame:
     frame = frame.rename(columns=source.rename)
     missing = [c for c in ds.columns if c not in frame.columns]
     if missing:
+        key = "target" if ds.target in missing else "id" if ds.id in missing else f"features.{missing[0]}"
         raise DataError(
-            f"{ds.declaration_file}: source {source.name!r} has no columns {missing} "
+            f"{ds.declaration_file}: {key}: source {source.name!r} has no columns {missing} "
             f"(it has {list(frame.columns)}; map names with source.rename)"
         )
     return frame.loc[:, list(ds.columns)]

@@ -45,12 +45,13 @@ def git_tags() -> dict[str, str]:
     }
 
 
-def dvc_tags(name: str, lock: Path = Path("dvc.lock")) -> dict[str, str]:
-    """The md5 of every output of this model's stages (and the shared data stages) in dvc.lock."""
+def dvc_tags(name: str, dataset: str, lock: Path = Path("dvc.lock")) -> dict[str, str]:
+    """The md5 of every output of this model's stages (and its dataset's stages) in dvc.lock."""
     if not lock.exists():
         return {}
     stages = yaml.safe_load(lock.read_text()).get("stages", {})
-    wanted = {"ingest", "validate", "prepare", f"train@{name}", f"evaluate@{name}"}
+    wanted = {f"{s}@{dataset}" for s in ("ingest", "validate", "prepare")}
+    wanted |= {f"train@{name}", f"evaluate@{name}"}
     tags = {}
     for stage, body in stages.items():
         if stage in wanted:
@@ -108,7 +109,7 @@ def log_run(name: str, params: Params, outputs: dict[str, str]) -> str:
             "data.raw_md5": outputs["raw_md5"],
         }
         | git_tags()
-        | dvc_tags(name)
+        | dvc_tags(name, ds.name)
     )
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
         mlflow.log_params(logged)
