@@ -302,10 +302,18 @@ def test_new_dataset_infers_regression_and_multiclass(repo: Path, tmp_path: Path
 
 @pytest.mark.parametrize(
     ("low", "high", "bounds"),
-    [(19, 75, (19, 75)), (6.2, 959, (0, 960)), (0.123, 0.987, (0.12, 0.99)), (-3.5, 2.25, (-3.5, 2.3))],
+    [
+        (19, 75, (19, 75)),
+        (6.2, 959, (0, 960)),
+        (0.123, 0.987, (0.12, 0.99)),
+        (-3.5, 2.25, (-3.5, 2.3)),
+        (1990, 2024, (1990, 2024)),
+        (5, 5, (5, 5)),
+    ],
 )
 def test_bounds_are_rounded_outward(low: float, high: float, bounds: tuple[float, float]) -> None:
     assert profile._outward(low, high) == bounds
+    assert profile._outward(3, 7, whole=True) == (3, 7)  # never a fractional step for whole numbers
 
 
 def _bad(tmp_path: Path, case: str) -> tuple[dict, str]:

@@ -40,10 +40,12 @@ def _scalar(value: Any) -> str:
     )
 
 
-def _outward(low: float, high: float) -> tuple[float, float]:
-    """Bounds just outside [low, high], on a step of a tenth of the span's order of magnitude."""
-    span = max(abs(high - low), abs(high), abs(low), 1e-9)
+def _outward(low: float, high: float, whole: bool = False) -> tuple[float, float]:
+    """Bounds just outside [low, high], on a step of a tenth of the span's order of magnitude
+    (at least 1 for whole numbers): 6.2..959 gives 0..960, 0.123..0.987 gives 0.12..0.99."""
+    span = (high - low) or max(abs(high), 1e-9)
     step = 10.0 ** (math.floor(math.log10(span)) - 1)
+    step = max(step, 1.0) if whole else step
     digits = max(0, -math.floor(math.log10(step)))
     lo, hi = math.floor(low / step) * step, math.ceil(high / step) * step
     return round(lo, digits), round(hi, digits)
@@ -92,7 +94,7 @@ def _feature(name: str, col: pd.Series) -> list[str]:
         if values.empty:
             raise ScaffoldError(f"column {name!r} has no values at all: drop it from the CSV")
         low, high = float(values.min()), float(values.max())
-        lo, hi = _outward(low, high)
+        lo, hi = _outward(low, high, pd.api.types.is_integer_dtype(col))
         lines[0] += f"  # observed {_number(low)}..{_number(high)}: widen to the real domain"
         lines += ["    kind: numeric", f"    min: {_number(lo)}", f"    max: {_number(hi)}"]
         if pd.api.types.is_integer_dtype(col):
