@@ -340,6 +340,11 @@ def _bad(tmp_path: Path, case: str) -> tuple[dict, str]:
         return {"csv": churn_csv(csv), "target": "churn", "name": "credit"}, r"dataset name 'credit' is taken"
     if case == "invalid name":
         return {"csv": churn_csv(csv), "target": "churn", "name": "Churn!"}, r"invalid dataset name 'Churn!'"
+    if case == "true/false column":
+        return {
+            "csv": churn_csv(csv, promo=[True, False] * 150),
+            "target": "churn",
+        }, r"\['promo'\] hold True/False"
     if case == "too few rows":
         return {"csv": churn_csv(csv, rows=40), "target": "churn"}, r"40 rows; at least 100"
     raise AssertionError(case)
@@ -357,6 +362,7 @@ def _bad(tmp_path: Path, case: str) -> tuple[dict, str]:
         "name taken",
         "invalid name",
         "too few rows",
+        "true/false column",
     ],
 )
 def test_new_dataset_refuses_bad_input_and_writes_nothing(repo: Path, tmp_path: Path, case: str) -> None:

@@ -148,6 +148,12 @@ def declaration_text(
     bad = [c for c in columns if not COLUMN.match(c)]
     if bad:
         raise ScaffoldError(f"{csv}: column names {bad} must match {COLUMN.pattern}; rename them in the CSV")
+    flags = [c for c in columns if pd.api.types.is_bool_dtype(frame[c])]
+    if flags:
+        raise ScaffoldError(
+            f"{csv}: columns {flags} hold True/False, which the data contract cannot declare; "
+            "write them as 0/1 (a number) or as words such as yes/no (a category)"
+        )
     if len(frame) < MIN_ROWS:
         raise ScaffoldError(f"{csv}: {len(frame)} rows; at least {MIN_ROWS} are needed to train and evaluate")
     y = frame[target]
