@@ -227,6 +227,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise RequestError("the JSON document is nested too deeply") from None
         try:
             out = await batcher.predict(rows)
+        except ValueError as exc:  # the model refused validated values (infinity after scaling, ...)
+            raise RequestError(f"the model cannot predict from these inputs: {exc}") from None
         except Exception as exc:  # the batch failed: a genuine server error, the server keeps going
             state.metrics.observe_request(endpoint, 500, time.perf_counter() - started)
             return error_response(v2, 500, f"prediction failed: {type(exc).__name__}: {exc}")

@@ -55,6 +55,7 @@ def install_fast_path(model: ServedModel, example: FeatureRows | None) -> None:
     if expected.shape == want and all(
         g.shape == want
         and g.dtype == np.float64
+        and g.flags.c_contiguous
         and np.allclose(g, expected, rtol=1e-9, atol=0, equal_nan=True)
         for g in (got, small)
     ):
@@ -136,11 +137,11 @@ def _final(estimator: Any, model: ServedModel) -> Fast:
         if not hasattr(estimator, "predict_proba"):
             raise _Unrecognised(f"{type(estimator).__name__} has no predict_proba")
         predict_proba = estimator.predict_proba
-        return lambda out: np.asarray(predict_proba(out), dtype=np.float64)
+        return lambda out: np.ascontiguousarray(predict_proba(out), dtype=np.float64)
     if not hasattr(estimator, "predict"):
         raise _Unrecognised(f"{type(estimator).__name__} has no predict")
     predict = estimator.predict
-    return lambda out: np.asarray(predict(out), dtype=np.float64).reshape(len(out), 1)
+    return lambda out: np.ascontiguousarray(predict(out), dtype=np.float64).reshape(len(out), 1)
 
 
 def _blocks(ct: Any, model: ServedModel) -> tuple[list[tuple[str, Any]], int]:
@@ -269,10 +270,10 @@ def _small_batch_trees(estimator: Any, model: ServedModel) -> Fast | None:
         loss = estimator._loss
         n_iter = len(estimator._predictors)
         if model.is_classifier:
-            finish = lambda raw: np.asarray(loss.predict_proba(raw), dtype=np.float64)  # noqa: E731
+            finish = lambda raw: np.ascontiguousarray(loss.predict_proba(raw), dtype=np.float64)  # noqa: E731
         else:
             inverse = loss.link.inverse
-            finish = lambda raw: np.asarray(inverse(raw.ravel()), dtype=np.float64).reshape(-1, 1)  # noqa: E731
+            finish = lambda raw: np.ascontiguousarray(inverse(raw.ravel()), dtype=np.float64).reshape(-1, 1)  # noqa: E731
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 

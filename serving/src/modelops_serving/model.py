@@ -114,10 +114,14 @@ class ServedModel:
         return self.predict_pipeline(x)
 
     def predict_pipeline(self, x: FeatureRows) -> np.ndarray:
-        """The reference path: the fitted pipeline on a DataFrame, as MLflow's pyfunc would call it."""
+        """The reference path: the fitted pipeline on a DataFrame, as MLflow's pyfunc would call it.
+
+        C order always: HistGradientBoosting's multiclass probabilities come in Fortran order, which
+        orjson cannot serialise (and the batcher slices rows)."""
         if self.is_classifier:
-            return np.asarray(self.pipeline.predict_proba(self.frame(x)), dtype=np.float64)
-        return np.asarray(self.pipeline.predict(self.frame(x)), dtype=np.float64).reshape(len(x), -1)
+            return np.ascontiguousarray(self.pipeline.predict_proba(self.frame(x)), dtype=np.float64)
+        out = np.ascontiguousarray(self.pipeline.predict(self.frame(x)), dtype=np.float64)
+        return out.reshape(len(x), -1)
 
     def frame(self, x: FeatureRows) -> Any:
         """The DataFrame the pipeline was trained on (missing strings as NaN, like training data)."""

@@ -186,6 +186,7 @@ def encode(out: np.ndarray, style: Style, model: ServedModel) -> bytes:
     """The response body for these predictions (n, len(model.outputs)), in the request's style."""
     meta = _meta(model)
     names = model.outputs
+    out = np.ascontiguousarray(out)  # orjson serialises C-ordered arrays only (a no-op for those)
     if style == "ndarray":
         body: dict[str, Any] = {"data": {"names": names, "ndarray": out}, "meta": meta}
     elif style == "tensor":

@@ -90,7 +90,10 @@ class CreditModel:
         except RequestError as exc:
             raise SeldonRequestError(exc.message, exc.status) from None
         self._pin_thread()
-        out = model.predict(rows)
+        try:
+            out = model.predict(rows)
+        except ValueError as exc:  # as the server: values the model cannot compute with are a 400
+            raise SeldonRequestError(f"the model cannot predict from these inputs: {exc}") from None
         try:
             check_predictions(out, model)
         except RequestError as exc:
