@@ -217,7 +217,11 @@ def _check_regressor(uri: str, pipeline: Any, meta: dict[str, Any]) -> str:
 
     if not hasattr(pipeline, "predict"):
         raise ModelLoadError(f"{uri}: the model ({type(pipeline).__name__}) has no predict")
-    if is_classifier(pipeline):
+    try:
+        classifier = is_classifier(pipeline)
+    except Exception:  # an object without scikit-learn's tags: judged by its outputs below
+        classifier = False
+    if classifier:
         raise ModelLoadError(f"{uri}: metadata.task is regression but the model is a classifier")
     if meta.get("class_names"):
         raise ModelLoadError(f"{uri}: a regression model has no class_names (found {meta['class_names']})")
