@@ -1,4 +1,5 @@
-"""Serving fixtures: one small model trained by the project's own pipeline, and real server processes."""
+"""Serving fixtures: one small model trained by the project's own pipeline, small multiclass and
+regression models (tests/serving/tasks.py), and real server processes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,8 +124,8 @@ def start_server(tmp_path: Path, packaged: Packaged, **env: str) -> Server:
     port = free_port()
     settings = {
         "MODELOPS_MODEL_URI": packaged.path.as_uri(),
-        "MODELOPS_MODEL_NAME": NAME,
-        "MODELOPS_MODEL_VERSION": VERSION,
+        "MODELOPS_MODEL_NAME": packaged.name,
+        "MODELOPS_MODEL_VERSION": packaged.version,
         "MODELOPS_EXPECTED_HASH": packaged.content_hash,
         "MODELOPS_PORT": str(port),
         "MODELOPS_SHUTDOWN_DELAY_S": "0",
@@ -174,4 +175,50 @@ def launch(tmp_path: Path, packaged: Packaged) -> Iterator:
         yield start
     finally:
         for srv in started:
+            srv.stop()
+
+
+# ---- the other tasks: multiclass and regression models built with plain scikit-learn + MLflow ----
+
+# The ones served by real processes: HistGradientBoosting, the estimator the project trains by default.
+REGRESSION, MULTICLASS = "hgb_regressor", "hgb_classifier"
+
+
+@pytest.fixture(scope="session")
+def task_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Packaged]:
+    """kind (tasks.KINDS) -> its packaged model, built on first use and shared by the session."""
+    from tests.serving.tasks import build
+
+    root = tmp_path_factory.mktemp("task-models")
+    built: dict[str, Packaged] = {}
+
+    def get(kind: str) -> Packaged:
+        if kind not in built:
+            built[kind] = build(kind, root)
+        return built[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def task_server(tmp_path_factory: pytest.TempPathFactory, task_models) -> Iterator[Callable[[str], Server]]:
+    """kind -> a ready server of that model, started on first use; every one stopped by PID at the end."""
+    started: dict[str, Server] = {}
+
+    def get(kind: str) -> Server:
+        if kind not in started:
+            started[kind] = start_server(
+                tmp_path_factory.mktemp(f"server-{kind}"),
+                task_models(kind),
+                max_rows_per_request="2000",
+                max_body_bytes=str(1024 * 1024),
+                max_batch_wait_ms="2",
+            )
+            started[kind].wait_ready()
+        return started[kind]
+
+    try:
+        yield get
+    finally:
+        for srv in started.values():
             srv.stop()

@@ -1,8 +1,10 @@
-"""Protocol conformance: Seldon's own OpenAPI spec (from the seldon-core package) and schemathesis."""
+"""Protocol conformance: Seldon's own OpenAPI spec (from the seldon-core package) and schemathesis,
+against the binary model and the multiclass and regression ones (fewer examples: same code paths)."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +15,24 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
+
+from tests.serving.conftest import MULTICLASS, REGRESSION
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = "/api/v1.0/predictions"
+# Schemathesis examples per operation and mode: the binary model as before, the other tasks fewer.
+EXAMPLES = {"binary": 60, REGRESSION: 15, MULTICLASS: 15}
+
+
+@pytest.fixture(params=list(EXAMPLES))
+def served(request: pytest.FixtureRequest) -> tuple[str, object, object]:
+    """(task kind, a ready server, its packaged model) for the binary, regression and multiclass models."""
+    if request.param == "binary":
+        return "binary", request.getfixturevalue("server"), request.getfixturevalue("packaged")
+    kind = request.param
+    return kind, request.getfixturevalue("task_server")(kind), request.getfixturevalue("task_models")(kind)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +53,8 @@ def seldon_validator(spec: dict, name: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft7Validator(schema)
 
 
-def test_responses_match_seldon_message_schema(server, packaged, seldon_spec) -> None:
+def test_responses_match_seldon_message_schema(served, seldon_spec) -> None:
+    _, server, packaged = served
     message = seldon_validator(seldon_spec, "SeldonMessage")
     rows = packaged.rows[:3]
     names = [f.name for f in packaged.model.features]
@@ -45,7 +62,8 @@ def test_responses_match_seldon_message_schema(server, packaged, seldon_spec) ->
     with server.client() as c:
         ok = [
             c.post(V1, json={"data": {"ndarray": rows}}),
-            c.post(V1, json={"data": {"names": names, "tensor": {"shape": [3, 13], "values": flat}}}),
+            c.post(V1, json={"data": {"names": names, "tensor": {"shape": [3, len(names)], "values": flat}}}),
+            c.post(V1, json={"jsonData": {"instances": [dict(zip(names, r, strict=True)) for r in rows]}}),
             c.post("/predict", json={"data": {"ndarray": rows}}),
             c.get("/predict", params={"json": orjson.dumps({"data": {"ndarray": rows}}).decode()}),
             c.get("/health/status"),
@@ -59,7 +77,8 @@ def test_responses_match_seldon_message_schema(server, packaged, seldon_spec) ->
         assert r.status_code == 200, r.text
         message.validate(r.json())
     tensor = ok[1].json()["data"]["tensor"]
-    assert tensor["shape"] == [3, 2] and len(tensor["values"]) == 6
+    k = len(packaged.model.outputs)
+    assert tensor["shape"] == [3, k] and len(tensor["values"]) == 3 * k
     for r in bad:
         assert r.status_code == 400, r.text
         body = r.json()
@@ -100,7 +119,8 @@ def fuzz(schema: schemathesis.BaseSchema, base_url: str, examples: int) -> tuple
     return count, failures
 
 
-def test_schemathesis_own_openapi_no_5xx(server) -> None:
+def test_schemathesis_own_openapi_no_5xx(served) -> None:
+    kind, server, _ = served
     doc = httpx.get(f"{server.url}/openapi.json").json()
     paths = set(doc["paths"])
     assert {
@@ -118,16 +138,88 @@ def test_schemathesis_own_openapi_no_5xx(server) -> None:
         "/v2/models/{model_name}/infer",
     } <= paths
     assert doc["paths"][V1]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    count, failures = fuzz(schemathesis.openapi.from_dict(doc), server.url, examples=60)
+    examples = EXAMPLES[kind]
+    count, failures = fuzz(schemathesis.openapi.from_dict(doc), server.url, examples=examples)
     assert failures == [], "\n".join(failures[:20])
-    assert count.total() > 300 and count[200] > 0, count
+    assert count.total() > 5 * examples and count[200] > 0, count
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
-def test_schemathesis_seldon_spec_no_5xx(server, seldon_spec) -> None:
+def test_schemathesis_seldon_spec_no_5xx(served, seldon_spec) -> None:
+    kind, server, _ = served
     spec = dict(seldon_spec)
     spec["paths"] = {"/predict": seldon_spec["paths"]["/predict"]}  # the model-server part of the spec
-    count, failures = fuzz(schemathesis.openapi.from_dict(spec), server.url, examples=50)
+    examples = 50 if kind == "binary" else EXAMPLES[kind]
+    count, failures = fuzz(schemathesis.openapi.from_dict(spec), server.url, examples=examples)
     assert failures == [], "\n".join(failures[:20])
-    assert count.total() > 100 and count[200] + count[400] > 0, count
+    assert count.total() > 2 * examples and count[200] + count[400] > 0, count
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+
+
+def feature_values(kind: str) -> st.SearchStrategy:
+    """Any JSON value a valid row may hold: any finite float (1e308 too) or null; any string or null."""
+    if kind == "string":
+        return st.one_of(
+            st.none(), st.sampled_from(["A", "B", "C"]), st.text(st.characters(codec="utf-8"), max_size=8)
+        )
+    return st.one_of(
+        st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53)
+    )
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("kind", [REGRESSION, MULTICLASS, "ridge"])
+def test_valid_rows_with_any_values_are_answered_or_refused_never_5xx(
+    task_server, task_models, kind: str
+) -> None:
+    """Schema-valid rows with arbitrary values, extremes included, through v1 and V2: a 200 with
+    finite numbers of the right shape, or a 400 that says why (Ridge overflows on purpose)."""
+    server, packaged = task_server(kind), task_models(kind)
+    model = packaged.model
+    rows = st.lists(
+        st.tuples(*(feature_values(f.kind) for f in model.features)).map(list), min_size=1, max_size=5
+    )
+    statuses: Counter = Counter()
+    session = requests.Session()
+
+    @given(rows=rows, v2=st.booleans())
+    @settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(rows: list[list], v2: bool) -> None:
+        if v2:
+            inputs = [
+                {
+                    "name": f.name,
+                    "shape": [len(rows)],
+                    "datatype": "BYTES" if f.kind == "string" else "FP64",
+                    "data": [r[j] for r in rows],
+                }
+                for j, f in enumerate(model.features)
+            ]
+            r = session.post(
+                f"{server.url}/v2/models/{packaged.name}/infer", json={"inputs": inputs}, timeout=10
+            )
+        else:
+            r = session.post(
+                f"{server.url}{V1}",
+                data=orjson.dumps({"data": {"ndarray": rows}}),
+                timeout=10,
+                headers={"content-type": "application/json"},
+            )
+        statuses[r.status_code] += 1
+        assert r.status_code in (200, 400), (r.status_code, r.text)
+        body = r.json()
+        if r.status_code == 400:
+            assert body["error"] if v2 else body["status"]["info"], body
+            return
+        values = body["outputs"][0]["data"] if v2 else [v for row in body["data"]["ndarray"] for v in row]
+        assert len(values) == len(rows) * len(model.outputs)
+        assert all(isinstance(v, float) and math.isfinite(v) for v in values), values
+
+    run()
+    assert statuses[200] > 10, statuses

@@ -11,7 +11,8 @@ import fsspec
 import numpy as np
 import pytest
 from modelops_serving.batching import Batcher
-from modelops_serving.model import FeatureRows, ModelLoadError, generate_rows, load_model
+from modelops_serving.fastpath import generate_rows
+from modelops_serving.model import FeatureRows, ModelLoadError, load_model
 from modelops_serving.settings import Settings
 from modelops_serving.storage import resolve
 from modelops_serving.validation import RequestError, rows_from_values
@@ -193,7 +194,7 @@ def test_a_failing_predict_fails_only_its_batch() -> None:
 def test_an_unrecognised_pipeline_falls_back_to_the_pipeline(packaged: Packaged, caplog) -> None:
     import dataclasses
 
-    from modelops_serving.model import build_fast_path
+    from modelops_serving.fastpath import build_fast_path
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 

@@ -24,6 +24,7 @@ from modelops_serving.seldon import CreditModel, SeldonRequestError
 
 from modelops.pipeline import dataset
 from tests.conftest import free_port
+from tests.serving.conftest import MULTICLASS, REGRESSION
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPETITORS_BIN = ROOT / "benchmarks" / "competitors" / ".venv" / "bin"
@@ -238,3 +239,36 @@ def predict_core(packaged, rows: list[list]) -> np.ndarray:
     from modelops_serving.validation import rows_from_values
 
     return packaged.model.predict(rows_from_values(rows, NAMES, packaged.model, Settings()))
+
+
+@pytest.mark.parametrize("kind", [REGRESSION, MULTICLASS])
+def test_seldon_core_serves_the_other_tasks(task_models, kind: str, tmp_path: Path) -> None:
+    """seldon-core-microservice with the wrapper on a regression and a multiclass model: the
+    pipeline's answers, named by the target or the classes, and the task's custom metrics."""
+    from tests.serving.tasks import FEATURES
+
+    packaged = task_models(kind)
+    http = free_port()
+    proc = start(seldon_cmd(http), model_env(packaged), tmp_path, f"http://127.0.0.1:{http}")
+    try:
+        proc.wait_ok("/health/status")
+        rows = [r for r in packaged.rows if None in r][:5] + packaged.rows[:20]
+        answer = predict(proc, list(FEATURES), rows)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["data"]["names"] == list(packaged.model.outputs)
+        got = np.asarray(body["data"]["ndarray"])
+        assert got.shape == (len(rows), len(packaged.model.outputs))
+        np.testing.assert_allclose(got, packaged.reference(rows), rtol=1e-9, atol=1e-12)
+        metrics = {m["key"]: m for m in body["meta"]["metrics"]}
+        assert metrics["modelops_seldon_rows_total"]["value"] == len(rows)
+        if packaged.task == "regression":
+            assert metrics["modelops_seldon_prediction_mean"]["value"] == pytest.approx(got.mean())
+        else:
+            assert "modelops_seldon_predicted_class_total" in metrics
+        bad = httpx.post(
+            proc.url + "/api/v1.0/predictions", json={"data": {"ndarray": [[1.0, 2.0]]}}, timeout=10
+        )
+        assert 400 <= bad.status_code < 500 and "expects 4 features" in bad.text
+    finally:
+        proc.stop()

@@ -35,7 +35,7 @@ from modelops_serving.inference_log import FLUSH_TIMEOUT_S, InferenceLog, open_i
 from modelops_serving.metrics import CONTENT_TYPE_LATEST, Metrics
 from modelops_serving.model import ModelLoadError, ServedModel, load_model, pin_threads
 from modelops_serving.settings import Settings
-from modelops_serving.validation import RequestError
+from modelops_serving.validation import RequestError, check_predictions
 
 log = logging.getLogger("modelops_serving")
 
@@ -160,7 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.inference_log = open_inference_log(settings, model, state.metrics)
         except Exception:  # the log is an observer: without it the model still serves
             log.exception("inference log could not start; serving without it")
-        state.metrics.set_model(model.name, model.version, model.content_hash, model.classes)
+        state.metrics.set_model(
+            model.name, model.version, model.content_hash, model.classes, regression=not model.is_classifier
+        )
         state.headers = {
             "x-model-name": model.name,
             "x-model-version": model.version,
@@ -224,21 +226,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except RecursionError:
             raise RequestError("the JSON document is nested too deeply") from None
         try:
-            proba = await batcher.predict(rows)
+            out = await batcher.predict(rows)
+        except ValueError as exc:  # the model refused validated values (infinity after scaling, ...)
+            raise RequestError(f"the model cannot predict from these inputs: {exc}") from None
         except Exception as exc:  # the batch failed: a genuine server error, the server keeps going
             state.metrics.observe_request(endpoint, 500, time.perf_counter() - started)
             return error_response(v2, 500, f"prediction failed: {type(exc).__name__}: {exc}")
-        state.metrics.observe_classes(proba)
+        check_predictions(out, model)  # NaN/inf: a 400 naming the row, before metrics, log or JSON
+        state.metrics.observe_predictions(out)
         if state.inference_log is not None:
-            state.inference_log.record(rows, proba)
-        content = (
-            protocol_v2.encode(proba, model, request_id) if v2 else protocol_v1.encode(proba, style, model)
-        )
+            state.inference_log.record(rows, out)
+        content = protocol_v2.encode(out, model, request_id) if v2 else protocol_v1.encode(out, style, model)
         state.metrics.observe_request(endpoint, 200, time.perf_counter() - started)
         return Response(content, 200, media_type=JSON, headers=state.headers)
 
     v1_responses: dict[int | str, dict[str, Any]] = {
-        200: {"model": protocol_v1.SeldonResponse, "description": "Class probabilities"},
+        200: {"model": protocol_v1.SeldonResponse, "description": "Class probabilities or predicted values"},
         400: {"model": protocol_v1.SeldonError, "description": "Invalid request"},
         404: {"model": protocol_v1.SeldonError, "description": "Unknown model"},
         413: {"model": protocol_v1.SeldonError, "description": "Too large"},
@@ -246,7 +249,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         503: {"model": protocol_v1.SeldonError, "description": "Not ready"},
     }
     v2_responses: dict[int | str, dict[str, Any]] = {
-        200: {"model": protocol_v2.InferenceResponse, "description": "Class probabilities"},
+        200: {
+            "model": protocol_v2.InferenceResponse,
+            "description": "Class probabilities or predicted values",
+        },
         **{
             code: {"model": protocol_v2.ErrorResponse, "description": d}
             for code, d in [
@@ -265,7 +271,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await predict(request, "v1", False, None, form_ok=True)
 
     for path, summary in (
-        ("/api/v1.0/predictions", "Predict class probabilities (SeldonMessage in, SeldonMessage out)"),
+        ("/api/v1.0/predictions", "Predict (SeldonMessage in, SeldonMessage out)"),
         ("/predict", "The Python wrapper's internal predict path (JSON body or form field json=)"),
     ):
         app.add_api_route(
@@ -395,7 +401,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         "/v2/models/{model_name}/infer",
         tags=["v2"],
-        summary="Predict class probabilities",
+        summary="Predict class probabilities (classifiers) or values (regression)",
         responses=v2_responses,
         openapi_extra=_openapi_body(protocol_v2.InferenceRequest),
         response_class=Response,

@@ -7,6 +7,9 @@ grow with load by themselves ("continuous batching"). `max_wait` optionally hold
 more company; the default is 0 because, with a ~0.2 ms small-batch predict, a 1 ms wait measured
 ~45% fewer requests/s at concurrency 16 on two cores (the loop sits idle instead of parsing), and a
 lone client (the last batch was one request) never waits at all.
+
+A merged batch that fails is predicted again request by request: values one caller sent that the
+model cannot compute with (infinity after scaling) fail that caller only.
 """
 
 from __future__ import annotations
@@ -122,23 +125,48 @@ class Batcher:
         if not items:
             return
         batch = FeatureRows.concat([rows for rows, _ in items])
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
         try:
-            out = await loop.run_in_executor(self._executor, self._predict_fn, batch)
-            if out.shape[0] != len(batch):
-                raise RuntimeError(f"predict returned {out.shape[0]} rows for {len(batch)}")
+            out = await self._call(batch)
         except Exception as exc:
-            log.exception("predict failed on a batch of %d rows", len(batch))
-            for _, fut in items:
-                if not fut.done():
-                    fut.set_exception(exc)
+            if len(items) == 1:
+                _log_failure(exc, len(batch))
+                if not items[0][1].done():
+                    items[0][1].set_exception(exc)
+                return
+            # One request's rows (values the model cannot compute with) would fail everyone batched
+            # with it: predict each request alone, so that only its own caller gets the error.
+            log.info("a batch of %d requests failed (%s); predicting each alone", len(items), exc)
+            for rows, fut in items:
+                try:
+                    one = await self._call(rows)
+                except Exception as alone:
+                    _log_failure(alone, len(rows))
+                    if not fut.done():
+                        fut.set_exception(alone)
+                else:
+                    if not fut.done():
+                        fut.set_result(one)
             return
-        if self._on_batch is not None:
-            self._on_batch(len(batch), time.perf_counter() - started)
         start = 0
         for rows, fut in items:
             end = start + len(rows)
             if not fut.done():
                 fut.set_result(out[start:end])
             start = end
+
+    async def _call(self, rows: FeatureRows) -> np.ndarray:
+        """One predict call in the predict thread, its row count checked and its time reported."""
+        started = time.perf_counter()
+        out = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict_fn, rows)
+        if out.shape[0] != len(rows):
+            raise RuntimeError(f"predict returned {out.shape[0]} rows for {len(rows)}")
+        if self._on_batch is not None:
+            self._on_batch(len(rows), time.perf_counter() - started)
+        return out
+
+
+def _log_failure(exc: Exception, rows: int) -> None:
+    if isinstance(exc, ValueError):  # the model refused its inputs: the caller's 400, no traceback
+        log.warning("predict refused %d rows: %s", rows, exc)
+    else:
+        log.exception("predict failed on %d rows", rows, exc_info=exc)

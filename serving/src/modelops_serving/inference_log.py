@@ -1,7 +1,7 @@
 """The sampled inference log: inputs, prediction, model version and time of some requests, as JSON Lines.
 
 The request path only draws one random number per request and, if the request is sampled, puts a
-reference to its rows and probabilities into a bounded queue with `put_nowait`; a full queue drops
+reference to its rows and predictions into a bounded queue with `put_nowait`; a full queue drops
 the request and counts its rows. One writer thread turns queued requests into lines (orjson) and
 appends them to files in batches. So logging costs a request about a microsecond and can never block
 or fail it: a write error (disk full, no permission) is counted and logged once per many, never raised.
@@ -13,7 +13,11 @@ File contract (`modelops monitor` reads exactly this; keep it stable):
 - one JSON object per row, the rows of one request sharing its `request_id`:
   `{"ts": "2026-11-23T18:01:02.123456Z", "model": ..., "version": ..., "hash": <64 hex>,
   "request_id": <32 hex>, "inputs": {feature: number | string | null}, "prediction": <class>,
-  "probabilities": {class: float}}`, missing and NaN inputs as null.
+  "probabilities": {class: float}}`, missing and NaN inputs as null;
+- that is a classifier's line (binary or multiclass: `prediction` is the most probable class name,
+  `probabilities` has every class, in the model's class order). A regression model's line has
+  `"prediction": <float>` (the predicted value, always finite) and no `probabilities` key; the keys
+  are otherwise the same. A reader tells them apart by the type of `prediction` (or by the key).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ __all__ = ["InferenceLog", "open_inference_log"]
 
 log = logging.getLogger(__name__)
 
-# A sampled request waiting in the queue: (unix time, its rows, its probabilities).
+# A sampled request waiting in the queue: (unix time, its rows, its predictions (n, outputs)).
 _Item = tuple[float, FeatureRows, np.ndarray]
 _STOP = object()
 # Requests serialised per write call: large enough to amortise the syscall, small enough that one
@@ -94,6 +98,7 @@ class InferenceLog:
         self._dropped_error = metrics.inference_log_dropped.labels("write_error")
         self._head = {"model": model.name, "version": model.version, "hash": model.content_hash}
         self._classes = model.classes
+        self._regression = not model.is_classifier
         self._names = [f.name for f in model.features]
         # FeatureRows keeps numeric and string columns apart; a row's inputs are written in signature
         # order by picking from (numeric values + string values).
@@ -109,12 +114,12 @@ class InferenceLog:
 
     # ---- the request path ----
 
-    def record(self, rows: FeatureRows, proba: np.ndarray) -> None:
+    def record(self, rows: FeatureRows, out: np.ndarray) -> None:
         """Queue one answered request if it is sampled; never blocks, never raises."""
         if self._random() >= self.sample_rate:
             return
         try:
-            self._queue.put_nowait((time.time(), rows, proba))
+            self._queue.put_nowait((time.time(), rows, out))
         except queue.Full:
             self._dropped_full.inc(len(rows))
 
@@ -166,10 +171,10 @@ class InferenceLog:
     def _write(self, items: list[_Item]) -> None:
         pending: list[bytes] = []
         pending_rows = 0
-        for ts, rows, proba in items:
+        for ts, rows, out in items:
             micros = round(ts * 1_000_000)  # one rounding for the line's time and its file's hour
             try:
-                data = self._lines(micros, rows, proba)
+                data = self._lines(micros, rows, out)
             except (TypeError, ValueError) as exc:
                 self._failed(len(rows), exc)
                 continue
@@ -189,27 +194,24 @@ class InferenceLog:
             self._size += len(data)
         self._flush(pending, pending_rows)
 
-    def _lines(self, micros: int, rows: FeatureRows, proba: np.ndarray) -> bytes:
+    def _lines(self, micros: int, rows: FeatureRows, out: np.ndarray) -> bytes:
         """One JSON line per row; NaN (missing numbers) serialises as null."""
         head = self._head | {"ts": self._timestamp(micros), "request_id": secrets.token_hex(16)}
         names, order, classes = self._names, self._order, self._classes
         dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        out = []
-        for nums, strs, p, k in zip(
-            rows.numeric.tolist(),
-            rows.strings.tolist(),
-            proba.tolist(),
-            proba.argmax(axis=1).tolist(),
-            strict=True,
-        ):
+        if self._regression:  # a value per row: "prediction" is it, there are no probabilities
+            predicted: list[dict[str, Any]] = [{"prediction": v} for (v,) in out.tolist()]
+        else:  # the most probable class, and every class's probability
+            predicted = [
+                {"prediction": classes[k], "probabilities": dict(zip(classes, p, strict=True))}
+                for p, k in zip(out.tolist(), out.argmax(axis=1).tolist(), strict=True)
+            ]
+        lines = []
+        for nums, strs, answer in zip(rows.numeric.tolist(), rows.strings.tolist(), predicted, strict=True):
             values = nums + strs
-            row = {
-                "inputs": {name: values[i] for name, i in zip(names, order, strict=True)},
-                "prediction": classes[k],
-                "probabilities": dict(zip(classes, p, strict=True)),
-            }
-            out.append(dumps(head | row, option=option))
-        return b"".join(out)
+            inputs = {name: values[i] for name, i in zip(names, order, strict=True)}
+            lines.append(dumps(head | {"inputs": inputs} | answer, option=option))
+        return b"".join(lines)
 
     def _timestamp(self, micros: int) -> str:
         """ISO 8601 UTC with microseconds; strftime runs once per second, not once per request (it was

@@ -6,8 +6,10 @@ Accepted request forms (one of them per request):
 - `{"data": {"names": [...]?, "tensor": {"shape": [n, f], "values": [flat row-major values]}}}`.
 - `{"jsonData": {"instances": [{"feature": value, ...}, ...]}}`: one object per row.
 - `{"jsonData": {"feature": [values...], ...}}`: one list of values per feature (columnar).
-The response mirrors the form: `data.ndarray` or `data.tensor` with `data.names` = the class names,
-or `jsonData.predictions` as one `{class: probability}` object per row; `meta` names the model.
+The response mirrors the form: `data.ndarray` or `data.tensor` with `data.names` = the output names,
+or `jsonData.predictions` as one `{name: value}` object per row; `meta` names the model. The outputs
+are a classifier's class names (one probability per class: binary or multiclass) or a regressor's
+target name (one value per row: ndarray `[[v], ...]`, tensor shape [n, 1]).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class SeldonRequest(BaseModel):
 
 
 class SeldonResponse(BaseModel):
-    """A prediction response: class probabilities per row."""
+    """A prediction response: class probabilities, or the predicted value, per row."""
 
     data: DefaultData | None = None
     jsonData: Any = None
@@ -180,16 +182,18 @@ def _name_problem(where: str, given: list[str], expected: list[str]) -> None:
     raise RequestError(f"{where}: {'; '.join(parts)}; the model expects {expected}")
 
 
-def encode(proba: np.ndarray, style: Style, model: ServedModel) -> bytes:
-    """The response body for these probabilities, in the request's style."""
+def encode(out: np.ndarray, style: Style, model: ServedModel) -> bytes:
+    """The response body for these predictions (n, len(model.outputs)), in the request's style."""
     meta = _meta(model)
+    names = model.outputs
+    out = np.ascontiguousarray(out)  # orjson serialises C-ordered arrays only (a no-op for those)
     if style == "ndarray":
-        body: dict[str, Any] = {"data": {"names": model.classes, "ndarray": proba}, "meta": meta}
+        body: dict[str, Any] = {"data": {"names": names, "ndarray": out}, "meta": meta}
     elif style == "tensor":
-        body = {"data": {"names": model.classes, "tensor": {"shape": proba.shape, "values": proba.ravel()}}}
+        body = {"data": {"names": names, "tensor": {"shape": out.shape, "values": out.ravel()}}}
         body["meta"] = meta
     else:
-        preds = [dict(zip(model.classes, row, strict=True)) for row in proba.tolist()]
+        preds = [dict(zip(names, row, strict=True)) for row in out.tolist()]
         body = {"jsonData": {"predictions": preds}, "meta": meta}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -202,7 +206,7 @@ def _meta(model: ServedModel) -> dict[str, Any]:
 
 
 def metadata(model: ServedModel) -> dict[str, Any]:
-    """Seldon's /metadata document, plus the content hash."""
+    """Seldon's /metadata document, plus the content hash and the task (binary, multiclass, regression)."""
     kinds = {"double": "FP64", "long": "INT64", "string": "BYTES"}
     return {
         "name": model.name,
@@ -216,8 +220,19 @@ def metadata(model: ServedModel) -> dict[str, Any]:
             }
         ],
         "features": [{"name": f.name, "datatype": kinds[f.kind]} for f in model.features],
-        "outputs": [{"messagetype": "ndarray", "schema": {"names": list(model.classes)}, "shape": [2]}],
-        "custom": {"content_hash": model.content_hash, "fast_path": str(model.fast_path).lower()},
+        "outputs": [
+            {
+                "messagetype": "ndarray",
+                "schema": {"names": list(model.outputs)},
+                "shape": [len(model.outputs)],
+            }
+        ],
+        "custom": {
+            "content_hash": model.content_hash,
+            "fast_path": str(model.fast_path).lower(),
+            "task": model.task,
+        },
+        "task": model.task,
         "content_hash": model.content_hash,
         "version": model.version,
     }

@@ -2,8 +2,9 @@
 
 Accepted inputs: one tensor per feature (shape [n] or [n, 1]; BYTES for string features, any numeric
 datatype for numbers), or a single 2-D tensor of shape [n, features] in signature order (its
-`parameters.names` may reorder the columns). The output is one FP64 tensor `probabilities` [n, classes]
-whose `parameters.names` are the class names.
+`parameters.names` may reorder the columns). The output is one FP64 tensor: `probabilities`
+[n, classes] for a classifier (binary or multiclass), `predictions` [n, 1] for a regressor; its
+`parameters.names` are the class names, or the regression target's name.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class RequestInput(BaseModel):
 
 
 class RequestOutput(BaseModel):
-    """A requested output (only `probabilities` exists)."""
+    """A requested output (the model's one: `probabilities` or `predictions`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -138,10 +139,9 @@ def decode(payload: Any, model: ServedModel, settings: Settings) -> tuple[Featur
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise RequestError(f"not an inference request: {where}: {first['msg']}") from None
-    if req.outputs and any(o.name != "probabilities" for o in req.outputs):
-        raise RequestError(
-            f"unknown output(s) {[o.name for o in req.outputs]}; the model has 'probabilities'"
-        )
+    output = output_name(model)
+    if req.outputs and any(o.name != output for o in req.outputs):
+        raise RequestError(f"unknown output(s) {[o.name for o in req.outputs]}; the model has {output!r}")
     names = {f.name for f in model.features}
     if len(req.inputs) == 1 and req.inputs[0].name not in names:
         return _matrix(req.inputs[0], model, settings), req.id
@@ -217,8 +217,13 @@ def _per_feature(inputs: list[RequestInput], model: ServedModel, settings: Setti
     return rows_from_columns(columns, model, settings)
 
 
-def encode(proba: np.ndarray, model: ServedModel, request_id: str | None) -> bytes:
-    """The inference response body."""
+def output_name(model: ServedModel) -> str:
+    """The one output tensor's name: class probabilities, or regression predictions."""
+    return "probabilities" if model.is_classifier else "predictions"
+
+
+def encode(out: np.ndarray, model: ServedModel, request_id: str | None) -> bytes:
+    """The inference response body for predictions of shape (n, len(model.outputs))."""
     body = {
         "model_name": model.name,
         "model_version": model.version,
@@ -226,11 +231,11 @@ def encode(proba: np.ndarray, model: ServedModel, request_id: str | None) -> byt
         "parameters": {"content_hash": model.content_hash},
         "outputs": [
             {
-                "name": "probabilities",
-                "shape": proba.shape,
+                "name": output_name(model),
+                "shape": out.shape,
                 "datatype": "FP64",
-                "data": proba.ravel(),
-                "parameters": {"names": model.classes},
+                "data": out.ravel(),
+                "parameters": {"names": model.outputs},
             }
         ],
     }
@@ -238,7 +243,7 @@ def encode(proba: np.ndarray, model: ServedModel, request_id: str | None) -> byt
 
 
 def metadata(model: ServedModel) -> dict[str, Any]:
-    """The model metadata document."""
+    """The model metadata document (`parameters.task`: binary, multiclass or regression)."""
     return {
         "name": model.name,
         "versions": [model.version],
@@ -246,11 +251,11 @@ def metadata(model: ServedModel) -> dict[str, Any]:
         "inputs": [{"name": f.name, "datatype": _KIND_TYPES[f.kind], "shape": [-1]} for f in model.features],
         "outputs": [
             {
-                "name": "probabilities",
+                "name": output_name(model),
                 "datatype": "FP64",
-                "shape": [-1, len(model.classes)],
-                "parameters": {"names": list(model.classes)},
+                "shape": [-1, len(model.outputs)],
+                "parameters": {"names": list(model.outputs)},
             }
         ],
-        "parameters": {"content_hash": model.content_hash, "version": model.version},
+        "parameters": {"content_hash": model.content_hash, "version": model.version, "task": model.task},
     }

@@ -8,7 +8,9 @@ Configuration is the server's (`MODELOPS_*` variables, see settings.py); a Seldo
 `parameters` (model_uri, expected_hash, ...) override them. Loading, hash verification, input
 validation and prediction are `load_model`, `rows_from_values` and `ServedModel.predict`, so both
 runtimes give the same answer for the same rows and refuse the same inputs; what Seldon's wrapper
-adds or loses (gunicorn workers instead of dynamic batching, its own metrics) is its own.
+adds or loses (gunicorn workers instead of dynamic batching, its own metrics) is its own. Every task
+is served (the class name is historical): a classifier's class probabilities named by its classes,
+or a regressor's (n, 1) values named by its target.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from modelops_serving import protocol_v1
 from modelops_serving.model import NUMERIC_KINDS, ServedModel, load_model, pin_threads
 from modelops_serving.settings import Settings
-from modelops_serving.validation import RequestError, rows_from_values
+from modelops_serving.validation import RequestError, check_predictions, rows_from_values
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,8 @@ class CreditModel:
     # -- predict ----------------------------------------------------------------------------------
 
     def predict(self, X: Any, features_names: list[str] | None = None, **kwargs: Any) -> np.ndarray:
-        """Class probabilities (n, classes) for rows X; features_names, when given, in any order."""
+        """Class probabilities (n, classes), or regression values (n, 1), for rows X;
+        features_names, when given, in any order."""
         model = self._require_model()
         names = list(features_names) if features_names is not None and len(features_names) else None
         try:
@@ -87,9 +90,19 @@ class CreditModel:
         except RequestError as exc:
             raise SeldonRequestError(exc.message, exc.status) from None
         self._pin_thread()
-        proba = model.predict(rows)
-        self._local.last = (len(rows), np.bincount(proba.argmax(axis=1), minlength=proba.shape[1]))
-        return proba
+        try:
+            out = model.predict(rows)
+        except ValueError as exc:  # as the server: values the model cannot compute with are a 400
+            raise SeldonRequestError(f"the model cannot predict from these inputs: {exc}") from None
+        try:
+            check_predictions(out, model)
+        except RequestError as exc:
+            raise SeldonRequestError(exc.message, exc.status) from None
+        if model.is_classifier:
+            self._local.last = (len(rows), np.bincount(out.argmax(axis=1), minlength=out.shape[1]), None)
+        else:
+            self._local.last = (len(rows), None, float(out.mean()))
+        return out
 
     def _values(self, X: Any, names: list[str] | None, model: ServedModel) -> list[list[Any]]:
         """Rows as Python values; numbers that Seldon's np.array turned into strings turned back.
@@ -131,8 +144,9 @@ class CreditModel:
     # -- what Seldon asks about the model -----------------------------------------------------------
 
     def class_names(self) -> list[str]:
-        """Column names of the returned probabilities (Seldon puts them in data.names)."""
-        return list(self._require_model().classes)
+        """Column names of the returned array (Seldon puts them in data.names): the classes, or the
+        regression target."""
+        return list(self._require_model().outputs)
 
     def health_status(self) -> dict[str, Any]:
         """GET /health/status: fails (so the pod is not ready) until the verified model is loaded."""
@@ -158,16 +172,20 @@ class CreditModel:
         return {"model_name": model.name, "model_version": model.version, "model_hash": model.content_hash}
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Seldon custom metrics for the request this thread just answered (counters add up)."""
+        """Seldon custom metrics for the request this thread just answered (counters add up): rows,
+        and rows per predicted class, or (regression) the request's mean prediction as a gauge."""
         model = self.model
-        rows, per_class = getattr(self._local, "last", (0, None))
-        self._local.last = (0, None)
+        rows, per_class, mean = getattr(self._local, "last", (0, None, None))
+        self._local.last = (0, None, None)
         if model is None:
             return []
         labels = {"model_name": model.name, "model_version": model.version}
         out: list[dict[str, Any]] = [
             {"type": "COUNTER", "key": "modelops_seldon_rows_total", "value": rows, "tags": labels}
         ]
+        if mean is not None:  # regression: the mean of the values just predicted
+            gauge = {"type": "GAUGE", "key": "modelops_seldon_prediction_mean", "value": mean, "tags": labels}
+            out.append(gauge)
         if per_class is not None:
             for name, count in zip(model.classes, per_class.tolist(), strict=True):
                 out.append(

@@ -212,3 +212,20 @@ def _fail(name: str, want: str, col: Sequence[Any], ok: Any) -> None:
         f"feature {name!r}, row {row}: expected {want}, got {type(value).__name__} {shown}"
         + (" (booleans are not numbers)" if isinstance(value, bool) else "")
     )
+
+
+def check_predictions(out: np.ndarray, model: ServedModel) -> None:
+    """Refuse an answer with NaN or infinity (400, naming the row).
+
+    Valid but extreme inputs can overflow a linear model (1e308 times a coefficient); JSON has no
+    NaN, so the answer would silently become null, and the metrics and log would count garbage.
+    """
+    finite = np.isfinite(out)
+    if finite.all():
+        return
+    row = int(np.argmin(finite.all(axis=1)))
+    what = "class probabilities" if model.is_classifier else "prediction"
+    raise RequestError(
+        f"row {row}: the model's {what} {out[row].tolist()} is not finite; the inputs are beyond what "
+        "the model can compute (extreme magnitudes?)"
+    )
