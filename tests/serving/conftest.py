@@ -19,9 +19,10 @@ import pytest
 from modelops_serving.model import ServedModel
 
 from modelops.pipeline import dataset
-from tests.conftest import free_port
+from tests.conftest import credit_params, free_port, shipped_dataset
 
 NAME = "credit-small"
+DS = shipped_dataset()
 VERSION = "v7"
 
 
@@ -40,7 +41,7 @@ class Packaged:
     def reference(self, rows: list[list]) -> np.ndarray:
         """What the in-process pipeline predicts for these rows (the DataFrame path MLflow uses)."""
         raw = [[np.nan if v is None else v for v in r] for r in rows]
-        frame = dataset.to_features(pd.DataFrame(raw, columns=list(dataset.FEATURES)))
+        frame = dataset.to_features(DS, pd.DataFrame(raw, columns=list(DS.features)))
         return self.pipeline.predict_proba(frame)
 
 
@@ -50,12 +51,11 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
     from modelops_serving.integrity import tree_hash
     from modelops_serving.model import load_model
 
-    from modelops.config import parse_params
     from modelops.pipeline import ingest, package, prepare, train
 
     root = tmp_path_factory.mktemp("serving-model")
     hyper = {"max_iter": 40, "max_leaf_nodes": 15, "learning_rate": 0.1, "early_stopping": False}
-    params = parse_params(
+    params = credit_params(
         {
             "data": {"source": "credit"},
             "models": {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
@@ -63,14 +63,14 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        dataset.RAW_FILE.parent.mkdir(parents=True)
-        ingest.load_credit().to_csv(dataset.RAW_FILE, index=False)
-        prepare.prepare(params.split)
-        pipeline = train.train(NAME, params.model(NAME))
+        DS.raw_file.parent.mkdir(parents=True)
+        ingest.load_packaged(DS).to_csv(DS.raw_file, index=False)
+        prepare.prepare(DS, params.split(DS.name))
+        pipeline = train.train(NAME, params.model(NAME), DS)
         out = root / "published" / NAME
         out.parent.mkdir()
-        package.save_mlflow_model(NAME, out)
-        test = dataset.to_features(prepare.read_split(dataset.TEST_FILE))
+        package.save_mlflow_model(NAME, DS, out)
+        test = dataset.to_features(DS, prepare.read_split(DS.test_file))
     rows = [
         [None if isinstance(v, float) and v != v else v for v in r]
         for r in test.astype(object).values.tolist()

@@ -23,12 +23,14 @@ import pytest
 from modelops_serving.seldon import CreditModel, SeldonRequestError
 
 from modelops.pipeline import dataset
-from tests.conftest import free_port
+from tests.conftest import free_port, shipped_dataset
 from tests.serving.conftest import MULTICLASS, REGRESSION
+
+DS = shipped_dataset()
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPETITORS_BIN = ROOT / "benchmarks" / "competitors" / ".venv" / "bin"
-NAMES = list(dataset.FEATURES)
+NAMES = list(tuple(DS.features))
 VERSION = "v7"
 
 
@@ -114,7 +116,7 @@ def reference_proba(packaged, rows: list[list]) -> np.ndarray:
     import pandas as pd
 
     frame = pd.DataFrame([[np.nan if v is None else v for v in r] for r in rows], columns=NAMES)
-    return packaged.pipeline.predict_proba(dataset.to_features(frame))
+    return packaged.pipeline.predict_proba(dataset.to_features(DS, frame))
 
 
 def predict(proc: Proc, names: list[str], rows: list[list]) -> httpx.Response:
