@@ -303,3 +303,30 @@ def test_a_time_key_is_read_like_ts_and_a_non_number_value_is_a_missing_predicti
     traffic = monitor.frames(found.rows, ref)
     assert traffic.score.tolist()[:2] == [1.0, 2.0] and np.isnan(traffic.score[2])
     assert list(traffic.inputs.columns) == list(CONCRETE.features) and traffic.labels.empty
+
+
+def test_run_lists_an_unpromoted_model_without_traffic_as_idle_and_judges_one_with_traffic(
+    tmp_path: Path, store: Path, population
+) -> None:
+    """Found through the env's manifests: a model that serves nothing is not "insufficient data"."""
+    import shutil
+
+    from modelops.workspace import PROJECT_ROOT
+    from tests.conftest import make_params
+
+    shutil.copytree(PROJECT_ROOT / "gitops", tmp_path / "gitops")  # credit-hgb's manifests, unpromoted
+    params = make_params({MODEL: {"estimator": "hist_gradient_boosting"}})
+    out = tmp_path / "out"
+    results = monitor.run("staging", params, SINCE, UNTIL, out, tmp_path / "logs", store=str(store))
+    assert results == []
+    doc = json.loads((out / "monitor.json").read_text())
+    assert doc["idle"] == [MODEL] and doc["status"] == "insufficient_data"
+    assert f"(not judged): {MODEL}" in (out / "monitor.md").read_text()
+    with pytest.raises(monitor.InsufficientData, match="nothing was judged"):
+        monitor.enforce(results)
+
+    _, _, rows, proba = population
+    inference_log.write(tmp_path / "logs", inference_log.records(rows.iloc[:200], proba[:200], HASH_A))
+    (result,) = monitor.run("staging", params, SINCE, UNTIL, out, tmp_path / "logs", store=str(store))
+    assert result.status == "ok" and result.dataset == "credit"
+    assert json.loads((out / "monitor.json").read_text())["idle"] == []

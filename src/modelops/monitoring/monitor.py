@@ -90,26 +90,25 @@ def run(
     now: datetime | None = None,
 ) -> list[ModelResult]:
     """Monitor every model `env` has a manifest for (or `models`), each against its own
-    references; write the outputs."""
+    references; write the outputs.
+
+    A model found through the env's manifests that is not promoted there and had no traffic in the
+    window is listed as idle, not judged: it serves nothing, so "too few rows" would be a false
+    finding. Named with `models`, it is judged whatever its state.
+    """
     log_dir = log_dir or default_log_dir(env)
     if models:
         for name in models:
             params.model(name)
-    else:
-        models = models_of_env(env, params)
-    results = []
-    for m in models:
-        result = judge(
-            m,
-            env,
-            read_records(log_dir, m, since, until),
-            deployed(env, m),
-            since,
-            until,
-            params.monitor,
-            store,
-        )
+    chosen = models or models_of_env(env, params)
+    results, idle = [], []
+    for m in chosen:
+        roles, records = deployed(env, m), read_records(log_dir, m, since, until)
+        if not models and not roles and not records.rows:
+            idle.append(m)
+            continue
+        result = judge(m, env, records, roles, since, until, params.monitor, store)
         result.dataset = params.model(m).dataset
         results.append(result)
-    write(results, out, params.monitor, now or datetime.now(UTC))
+    write(results, out, params.monitor, now or datetime.now(UTC), idle)
     return results

@@ -80,10 +80,12 @@ def _num(value: float | None, spec: str = ".4g") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def render_markdown(results: list[ModelResult], policy: MonitorParams) -> str:
+def render_markdown(results: list[ModelResult], policy: MonitorParams, idle: list[str] = ()) -> str:
     """monitor.md: verdict first, then per model and version the checks and plots."""
     icon = {"drift": "⚠️", "ok": "✅", "insufficient_data": "⏸️"}
     lines = []
+    if not results:
+        lines += ["## ⏸️ Nothing was judged: no model is deployed here and none had traffic", ""]
     for r in results:
         lines += [f"## {icon[r.status]} {r.message}", ""]
         learns = f"Dataset `{r.dataset}`; window" if r.dataset else "Window"
@@ -126,6 +128,11 @@ def render_markdown(results: list[ModelResult], policy: MonitorParams) -> str:
                 )
             lines.append("")
             lines += [f"![{p}]({p})" for p in g.plots] + [""]
+    if idle:
+        lines += [
+            f"Not deployed in this env and no traffic in the window (not judged): {', '.join(idle)}.",
+            "",
+        ]
     lines += [
         "A check flags drift when its test is significant at alpha / m "
         f"({policy.alpha:g} / number of checks, Bonferroni) and its effect reaches the threshold "
@@ -137,15 +144,16 @@ def render_markdown(results: list[ModelResult], policy: MonitorParams) -> str:
     return "\n".join(lines)
 
 
-def to_json(results: list[ModelResult], policy: MonitorParams) -> dict[str, Any]:
+def to_json(results: list[ModelResult], policy: MonitorParams, idle: list[str] = ()) -> dict[str, Any]:
     """monitor.json: everything monitor.md shows, for machines."""
-    statuses = [r.status for r in results]
+    statuses = [r.status for r in results] or ["insufficient_data"]
     overall = (
         "drift" if "drift" in statuses else "insufficient_data" if "insufficient_data" in statuses else "ok"
     )
     return {
         "status": overall,
         "policy": policy.model_dump(),
+        "idle": list(idle),
         "models": [
             {
                 "model": r.model,
@@ -220,11 +228,14 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)  # the textfile collector must never read a half-written file
 
 
-def write(results: list[ModelResult], out: Path, policy: MonitorParams, now: datetime) -> None:
-    """Write monitor.md, monitor.json, the PNGs and drift.prom into `out`."""
+def write(
+    results: list[ModelResult], out: Path, policy: MonitorParams, now: datetime, idle: list[str] = ()
+) -> None:
+    """Write monitor.md, monitor.json, the PNGs and drift.prom into `out`; `idle` models (not
+    deployed, no traffic) are listed as not judged."""
     out.mkdir(parents=True, exist_ok=True)
     for r in results:
         render_plots(r, out)
-    _write(out / MONITOR_JSON, json.dumps(to_json(results, policy), indent=2, sort_keys=True) + "\n")
-    _write(out / MONITOR_MD, render_markdown(results, policy))
+    _write(out / MONITOR_JSON, json.dumps(to_json(results, policy, idle), indent=2, sort_keys=True) + "\n")
+    _write(out / MONITOR_MD, render_markdown(results, policy, idle))
     _write(out / PROM_FILE, render_prom(results, now))

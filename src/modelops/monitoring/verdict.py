@@ -260,6 +260,8 @@ def _summarize(
 
 def enforce(results: list[ModelResult]) -> None:
     """Exit status for CI: DriftDetected (12) over InsufficientData (15) over success."""
+    if not results:
+        raise InsufficientData("nothing was judged: no model is deployed in the env and none had traffic")
     if any(r.status == "drift" for r in results):
         raise DriftDetected("\n".join(r.message for r in results if r.status == "drift"))
     if any(r.status == "insufficient_data" for r in results):
