@@ -39,7 +39,7 @@ MIN_EXPECTED = 5  # chi-square cells expected to hold fewer current rows are poo
 class Check:
     """One comparison: which distribution, the test, its effect, and (after `decide`) the verdict."""
 
-    name: str  # what is compared: a feature, "income (missing)", "prediction", "predicted class"
+    name: str  # what is compared: a feature, "<feature> (missing)", "prediction", "predicted class"
     test: str  # ks | chi2 | fisher
     effect_name: str  # psi | class shift | missing increase
     threshold: float
