@@ -128,7 +128,8 @@ def write_traffic(real: dict, logs: Path, drifted: str | None = None) -> dict[st
     """Every model's test rows through the real model, logged; `drifted`'s inputs shifted first."""
     rows = {}
     for name, m in real.items():
-        x = m.features(m.test).iloc[:LOGGED].reset_index(drop=True)
+        # a random sample: raw files are often sorted (by protocol, by date), and so are their splits
+        x = m.features(m.test.sample(min(LOGGED, len(m.test)), random_state=0))
         if name == drifted:
             x = SHIFTS[name][0](x)
         inference_log.write(logs, m.records(x))
