@@ -444,32 +444,51 @@ def retrain(
         str | None,
         typer.Option(
             envvar="MODELOPS_DATA_SNAPSHOT",
-            help="data snapshot of record: path or fsspec URL (default: re-ingest the configured source)",
+            help="snapshot of record: path or fsspec URL, {dataset} standing for the dataset's name "
+            "(default: re-ingest the declared source)",
         ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="dataset(s) to retrain (required when more than one is declared)"),
+    ] = None,
+    all_datasets: Annotated[
+        bool, typer.Option("--all-datasets", help="every declared dataset, each on its own branch")
+    ] = False,
+    drifted: Annotated[
+        Path | None,
+        typer.Option(help="a monitor.json: retrain the datasets of the models it found drifting"),
     ] = None,
     reason: Annotated[
         Path | None, typer.Option(help="markdown saying why (e.g. monitor/monitor.md), put in the PR body")
     ] = None,
-    branch: Annotated[str, typer.Option(help="the branch the proposal is committed on")] = "retrain/data",
+    branch: Annotated[
+        str, typer.Option(help="the branch a proposal is committed on; {dataset} is the dataset's name")
+    ] = "retrain/{dataset}",
     push: Annotated[bool, typer.Option("--push", help="push the DVC outputs and the branch")] = False,
     open_pr: Annotated[bool, typer.Option("--open-pr", help="push, then open or update the one PR")] = False,
     require_new_data: Annotated[
-        bool, typer.Option("--require-new-data", help="exit 18 when the data did not change")
+        bool, typer.Option("--require-new-data", help="exit 18 when a dataset's data did not change")
     ] = False,
 ) -> None:
-    """Refresh the data snapshot on a branch; if it changed, retrain, commit and propose it as a PR."""
+    """Refresh a dataset's snapshot on a branch; if it changed, retrain its models, commit and
+    propose it as a PR (one branch and PR per dataset)."""
     from modelops.monitoring import retrain as retraining
 
-    with progress.step(f"retrain on {branch}"):
-        result = retraining.retrain(
+    with progress.step("retrain"):
+        results = retraining.retrain(
             snapshot or None,
+            datasets=dataset,
+            drifted=drifted,
+            every=all_datasets,
             reason=reason,
             branch=branch,
             push=push,
             open_pr=open_pr,
             require_new_data=require_new_data,
         )
-    print(result.message)
+    for result in results:
+        print(result.message)
 
 
 if __name__ == "__main__":

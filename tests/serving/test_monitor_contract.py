@@ -8,7 +8,6 @@ from pathlib import Path
 from modelops.config import MonitorParams
 from modelops.delivery import publish
 from modelops.monitoring import monitor
-from modelops.pipeline import dataset
 from tests.serving.conftest import Packaged
 from tests.serving.test_server import V1, metric
 
@@ -18,10 +17,11 @@ def test_monitor_judges_the_rows_a_real_server_logged(launch, packaged: Packaged
     srv = launch(inference_log_dir=str(root), inference_log_sample_rate="1")
     srv.wait_ready()
     rows = packaged.rows[:300]
+    names = [f.name for f in packaged.model.features]  # the model's signature: the rows' column order
     since = datetime.now(UTC) - timedelta(seconds=1)
     with srv.client() as c:
         for start in range(0, len(rows), 100):
-            body = {"data": {"names": list(dataset.FEATURES), "ndarray": rows[start : start + 100]}}
+            body = {"data": {"names": names, "ndarray": rows[start : start + 100]}}
             assert c.post(V1, json=body).status_code == 200
         srv.wait(lambda: metric(c.get("/metrics").text, "modelops_inference_log_records_total") == len(rows))
     until = datetime.now(UTC) + timedelta(seconds=1)
@@ -40,3 +40,16 @@ def test_monitor_judges_the_rows_a_real_server_logged(launch, packaged: Packaged
     )
     assert group.reference == str(store / packaged.name / packaged.content_hash / "reference.json")
     assert result.status == "ok", [c for c in group.checks if c.drift]
+    assert group.task == found_task(found.rows)
+    # every logged feature was compared, from the model's own reference (no list in code)
+    compared = {c.name for c in group.checks if c.subject == "feature"}
+    assert compared == set(names)
+
+
+def found_task(rows: list[dict]) -> str:
+    """What the logged lines say the task is: a number predicted (regression) or class probabilities."""
+    first = rows[0]
+    if "probabilities" not in first:
+        assert isinstance(first["prediction"], float)
+        return "regression"
+    return "binary" if len(first["probabilities"]) == 2 else "multiclass"

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from modelops.config import MonitorParams
+from modelops.declarations import parse_dataset
 from modelops.monitoring import drift
 from modelops.pipeline import reference
+from tests.conftest import declaration
 
 POLICY = MonitorParams()
 
@@ -92,12 +94,16 @@ def test_a_significant_but_immaterial_shift_is_not_drift() -> None:
     assert not drift.decide([big], POLICY)[0].drift
 
 
+def shipped(name: str):
+    return parse_dataset(name, declaration(name), f"data/{name}/dataset.yaml")
+
+
 def test_predicted_class_shift_uses_total_variation() -> None:
     ref = reference.predictions(
+        shipped("credit"),
         np.column_stack(
             [np.r_[np.full(700, 0.9), np.full(300, 0.2)], np.r_[np.full(700, 0.1), np.full(300, 0.8)]]
         ),
-        ("good", "bad"),
         np.random.default_rng(0),
     )
     assert ref["classes"] == {"good": 700, "bad": 300}
@@ -105,3 +111,58 @@ def test_predicted_class_shift_uses_total_variation() -> None:
     assert check.effect == pytest.approx(0.2)
     assert "bad 50.0% (reference 30.0%)" in check.note
     assert drift.decide([check], POLICY)[0].drift
+
+
+def test_multiclass_class_shift_names_every_class_and_counts_unknown_labels() -> None:
+    hpc = shipped("hpc")
+    picked = np.repeat([0, 1, 2, 3], [400, 300, 200, 100])
+    proba = np.full((1000, 4), 0.1)
+    proba[np.arange(1000), picked] = 0.7
+    ref = {"features": {}, "prediction": reference.predictions(hpc, proba, np.random.default_rng(0))}
+    assert ref["prediction"]["classes"] == {"VF": 400, "F": 300, "M": 200, "L": 100}
+    assert drift.task_of(ref) == "multiclass" and drift.score_stats(ref)[1] == "top probability"
+
+    same = pd.Series(["VF"] * 80 + ["F"] * 60 + ["M"] * 40 + ["L"] * 20)
+    more_l = pd.Series(["VF"] * 50 + ["F"] * 40 + ["M"] * 40 + ["L"] * 70)
+    unknown = pd.Series(["VF"] * 80 + ["F"] * 60 + ["M"] * 40 + ["XL"] * 20)
+    a, b, c = (drift.classes(ref["prediction"], labels, POLICY) for labels in (same, more_l, unknown))
+    assert a.effect == pytest.approx(0.0) and not drift.decide([a], POLICY)[0].drift
+    assert b.effect == pytest.approx(0.25) and "L 35.0% (reference 10.0%)" in b.note
+    assert c.effect == pytest.approx(0.1)  # the 10% of L became labels the model never had
+    assert [x.drift for x in drift.decide([a, b, c], POLICY)] == [False, True, True]
+
+    # compare(): for a classifier, the score distribution and the classes
+    checks = drift.compare(ref, pd.DataFrame(index=range(200)), more_l, pd.Series([0.7] * 200), POLICY)
+    assert [(x.name, x.subject) for x in checks] == [
+        ("prediction", "prediction"),
+        ("predicted class", "prediction"),
+    ]
+
+
+def test_regression_predictions_are_judged_like_a_numeric_feature() -> None:
+    concrete = shipped("concrete")
+    rng = np.random.default_rng(4)
+    pred = reference.predictions(concrete, rng.normal(35, 12, 2000), rng)
+    ref = {"features": {}, "prediction": pred}
+    assert drift.task_of(ref) == "regression" and "classes" not in pred and "probability" not in pred
+    empty = pd.DataFrame(index=range(400))
+    same = drift.compare(ref, empty, pd.Series([], dtype=object), pd.Series(rng.normal(35, 12, 400)), POLICY)
+    higher = drift.compare(
+        ref, empty, pd.Series([], dtype=object), pd.Series(rng.normal(35, 12, 400) + 15), POLICY
+    )
+    assert [c.name for c in same] == ["prediction"]  # no class check for a regressor
+    assert same[0].note == "predicted value" and same[0].test == "ks" and same[0].effect_name == "psi"
+    assert not drift.decide(same, POLICY)[0].drift
+    (moved,) = drift.decide(higher, POLICY)
+    assert moved.drift and moved.effect > POLICY.psi and moved.p_value < 1e-10
+    # a window of non-numbers is not judged (and says so), it does not crash
+    (nothing,) = drift.compare(ref, empty, pd.Series([], dtype=object), pd.Series([np.nan] * 400), POLICY)
+    assert (
+        nothing.p_value is None and nothing.note == "predicted value: no values in the window (all missing)"
+    )
+
+
+def test_a_reference_packaged_before_tasks_is_read_as_binary() -> None:
+    old = {"classes": {"good": 7, "bad": 3}, "positive_class": "bad", "probability": {"kind": "numeric"}}
+    assert drift.task_of({"prediction": old}) == "binary"
+    assert drift.score_stats({"prediction": old})[1] == "P(bad)"

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from modelops.config import MonitorParams
+from modelops.declarations import Dataset, parse_dataset
 from modelops.monitoring import monitor
 from modelops.pipeline import ingest, reference
 from tests import inference_log
+from tests.conftest import declaration
 
 MODEL = "credit-hgb"
 POLICY = MonitorParams()
@@ -21,10 +23,18 @@ SINCE = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 
 
+def shipped(name: str) -> Dataset:
+    """A shipped dataset's declaration, parsed for real."""
+    return parse_dataset(name, declaration(name), f"data/{name}/dataset.yaml")
+
+
+CREDIT = shipped("credit")
+
+
 @pytest.fixture(scope="module")
 def population():
     """Synthetic applications (features) and a score for each, split into reference and traffic."""
-    frame = inference_log.features(ingest.synthesize(4000, 7))
+    frame = inference_log.features(CREDIT, ingest.synthesize(CREDIT, 4000, 7))
     proba = np.random.default_rng(7).beta(2, 5, len(frame))
     return frame.iloc[:3000], proba[:3000], frame.iloc[3000:].reset_index(drop=True), proba[3000:]
 
@@ -36,7 +46,7 @@ def store(tmp_path: Path, population, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "store"
     for content_hash, frame in ((HASH_A, ref_rows), (HASH_B, ref_rows.assign(income=ref_rows.income * 1.5))):
         (root / MODEL / content_hash).mkdir(parents=True)
-        stats = reference.of(frame, np.column_stack([1 - ref_proba, ref_proba]), 0)
+        stats = reference.of(CREDIT, frame, np.column_stack([1 - ref_proba, ref_proba]), 0)
         reference.write(root / MODEL / content_hash / reference.REFERENCE_FILE, stats)
     monkeypatch.chdir(tmp_path)  # no models/ here: the local fallback has nothing to offer
     return root
@@ -194,3 +204,129 @@ def test_not_judged_is_nan_in_the_textfile(tmp_path: Path, store: Path) -> None:
     assert 'modelops_drift_score{model="credit-hgb",env="staging"} NaN' in prom
     assert 'modelops_drift_detected{model="credit-hgb",env="staging"} 0' in prom
     assert 'modelops_monitor_window_rows{model="credit-hgb",env="staging"} 0' in prom
+
+
+# --------------------------------------------------------------------------- other tasks
+
+CONCRETE, HPC = shipped("concrete"), shipped("hpc")
+
+
+def publish_reference(store: Path, model: str, content_hash: str, ds: Dataset, frame, predicted) -> None:
+    """A reference.json for `model` in the store, as the package stage would have written it."""
+    (store / model / content_hash).mkdir(parents=True)
+    stats = reference.of(ds, frame, predicted, 0)
+    reference.write(store / model / content_hash / reference.REFERENCE_FILE, stats)
+
+
+def test_regression_logs_have_a_value_and_its_distribution_is_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The regression line format: `prediction` is a number and there is no `probabilities`."""
+    monkeypatch.chdir(tmp_path)
+    frame = inference_log.features(CONCRETE, ingest.synthesize(CONCRETE, 3000, 3))
+    values = np.random.default_rng(3).normal(35, 12, len(frame))
+    publish_reference(tmp_path / "store", "mix", HASH_A, CONCRETE, frame.iloc[:2000], values[:2000])
+    traffic = frame.iloc[2000:2400].reset_index(drop=True)
+
+    healthy = inference_log.for_model(CONCRETE, traffic, values[2000:2400], HASH_A, "mix")
+    assert "probabilities" not in healthy[0] and isinstance(healthy[0]["prediction"], float)
+    inference_log.write(tmp_path / "ok", healthy)
+    found = monitor.read_records(tmp_path / "ok", "mix", SINCE, UNTIL)
+    ok = monitor.judge("mix", "staging", found, {}, SINCE, UNTIL, POLICY, str(tmp_path / "store"))
+    assert ok.status == "ok", [c for c in ok.groups[0].checks if c.drift]
+    (group,) = ok.groups
+    assert group.task == "regression" and ok.dataset == "concrete"
+    [value] = [c for c in group.checks if c.name == "prediction"]
+    assert value.subject == "prediction" and value.note == "predicted value" and value.rows == 400
+    assert "predicted class" not in [c.name for c in group.checks]
+
+    # The same inputs, but the model now predicts 1.6x higher: the value drifts, no feature does.
+    higher = inference_log.for_model(CONCRETE, traffic, values[2000:2400] * 1.6, HASH_A, "mix")
+    inference_log.write(tmp_path / "high", higher)
+    found = monitor.read_records(tmp_path / "high", "mix", SINCE, UNTIL)
+    drifted = monitor.judge("mix", "staging", found, {}, SINCE, UNTIL, POLICY, str(tmp_path / "store"))
+    assert drifted.status == "drift" and drifted.groups[0].drifting() == ["prediction"]
+    # the drift score (the alerts' PSI) is the features', not the prediction's
+    assert drifted.score() is not None and drifted.score() < POLICY.psi
+    out = tmp_path / "out"
+    monitor.write([drifted], out, POLICY, UNTIL)
+    doc = json.loads((out / "monitor.json").read_text())
+    assert doc["models"][0]["dataset"] == "concrete" and doc["models"][0]["groups"][0]["task"] == "regression"
+    assert (out / f"mix-{HASH_A[:12]}-prediction.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| prediction | ks |" in (out / "monitor.md").read_text()
+
+
+def test_multiclass_logs_are_judged_on_predicted_classes_and_the_top_probability(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    frame = inference_log.features(HPC, ingest.synthesize(HPC, 3000, 5))
+    rng = np.random.default_rng(5)
+    proba = rng.dirichlet([4, 3, 2, 1], len(frame))
+    publish_reference(tmp_path / "store", "jobs", HASH_A, HPC, frame.iloc[:2000], proba[:2000])
+    traffic = frame.iloc[2000:2400].reset_index(drop=True)
+
+    healthy = inference_log.for_model(HPC, traffic, proba[2000:2400], HASH_A, "jobs")
+    assert set(healthy[0]["probabilities"]) == {"VF", "F", "M", "L"}
+    inference_log.write(tmp_path / "ok", healthy)
+    found = monitor.read_records(tmp_path / "ok", "jobs", SINCE, UNTIL)
+    ok = monitor.judge("jobs", "staging", found, {}, SINCE, UNTIL, POLICY, str(tmp_path / "store"))
+    assert ok.status == "ok", [c for c in ok.groups[0].checks if c.drift]
+    assert ok.groups[0].task == "multiclass"
+    [score] = [c for c in ok.groups[0].checks if c.name == "prediction"]
+    assert score.note == "top probability"
+
+    # The model now mostly answers L: the class shift is drift, and so is the score's distribution.
+    shifted = rng.dirichlet([1, 1, 1, 12], 400)
+    inference_log.write(tmp_path / "l", inference_log.for_model(HPC, traffic, shifted, HASH_A, "jobs"))
+    found = monitor.read_records(tmp_path / "l", "jobs", SINCE, UNTIL)
+    drifted = monitor.judge("jobs", "staging", found, {}, SINCE, UNTIL, POLICY, str(tmp_path / "store"))
+    assert drifted.status == "drift"
+    assert {"predicted class", "prediction"} <= set(drifted.groups[0].drifting())
+    [cls] = [c for c in drifted.groups[0].checks if c.name == "predicted class"]
+    assert "L " in cls.note and cls.effect > POLICY.max_class_shift
+    monitor.write([drifted], tmp_path / "out", POLICY, UNTIL)
+    assert (tmp_path / "out" / f"jobs-{HASH_A[:12]}-predicted-class.png").exists()
+
+
+def test_a_time_key_is_read_like_ts_and_a_non_number_value_is_a_missing_prediction(tmp_path: Path) -> None:
+    frame = inference_log.features(CONCRETE, ingest.synthesize(CONCRETE, 200, 1))
+    rows = inference_log.for_model(CONCRETE, frame.iloc[:3], np.array([1.0, 2.0, 3.0]), HASH_A, "mix")
+    rows = [{("time" if k == "ts" else k): v for k, v in r.items()} for r in rows]
+    rows[2]["prediction"] = "high"
+    path = tmp_path / "logs" / "mix" / "2026-11-23" / "a.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    found = monitor.read_records(tmp_path / "logs", "mix", SINCE, UNTIL)
+    assert len(found.rows) == 3 and found.skipped == 0
+    ref = reference.of(CONCRETE, frame, np.arange(len(frame), dtype=float), 0)
+    traffic = monitor.frames(found.rows, ref)
+    assert traffic.score.tolist()[:2] == [1.0, 2.0] and np.isnan(traffic.score[2])
+    assert list(traffic.inputs.columns) == list(CONCRETE.features) and traffic.labels.empty
+
+
+def test_run_lists_an_unpromoted_model_without_traffic_as_idle_and_judges_one_with_traffic(
+    tmp_path: Path, store: Path, population
+) -> None:
+    """Found through the env's manifests: a model that serves nothing is not "insufficient data"."""
+    import shutil
+
+    from modelops.workspace import PROJECT_ROOT
+    from tests.conftest import make_params
+
+    shutil.copytree(PROJECT_ROOT / "gitops", tmp_path / "gitops")  # credit-hgb's manifests, unpromoted
+    params = make_params({MODEL: {"estimator": "hist_gradient_boosting"}})
+    out = tmp_path / "out"
+    results = monitor.run("staging", params, SINCE, UNTIL, out, tmp_path / "logs", store=str(store))
+    assert results == []
+    doc = json.loads((out / "monitor.json").read_text())
+    assert doc["idle"] == [MODEL] and doc["status"] == "insufficient_data"
+    assert f"(not judged): {MODEL}" in (out / "monitor.md").read_text()
+    with pytest.raises(monitor.InsufficientData, match="nothing was judged"):
+        monitor.enforce(results)
+
+    _, _, rows, proba = population
+    inference_log.write(tmp_path / "logs", inference_log.records(rows.iloc[:200], proba[:200], HASH_A))
+    (result,) = monitor.run("staging", params, SINCE, UNTIL, out, tmp_path / "logs", store=str(store))
+    assert result.status == "ok" and result.dataset == "credit"
+    assert json.loads((out / "monitor.json").read_text())["idle"] == []

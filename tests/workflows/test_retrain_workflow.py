@@ -1,11 +1,13 @@
-"""monitor.yml and retrain.yml under act: drift, or the calendar, opens one retraining pull request.
+"""monitor.yml and retrain.yml under act: drift, or the calendar, opens one retraining pull request
+per dataset.
 
-One forge per module: main trains once for real (`dvc repro`, few boosting rounds), pushes its DVC
-outputs to a tmp remote its committed `.dvc/config` names, and is promoted to production, so the
-monitor job finds the deployed model's reference in the tmp artifact store. Inference logs are
-written as the server writes them (tests/inference_log.py) from held-out rows scored by that real
-model: as they are (clean), and with income x 1.5 (drifted). The team's new export, the data
-snapshot of record, is main's data plus 300 applications with that higher income.
+One forge per module: main trains its models once for real (few boosting rounds), pushes its DVC
+outputs to a tmp remote its committed `.dvc/config` names, and promotes credit-hgb to production,
+so the monitor job finds the deployed model's reference in the tmp artifact store. Inference logs
+are written as the server writes them (tests/inference_log.py) from held-out rows scored by that
+real model: as they are (clean), and with income x 1.5 (drifted). The team's new export of the
+credit dataset, its snapshot of record, is main's data plus 300 applications with that higher
+income; `MODELOPS_DATA_SNAPSHOT` names the exports folder with `{dataset}` in it.
 
 Each test starts with no open pull request. The first also starts with no retraining branch; the
 second keeps the branch the first left, which saves it a second full training of the same data
@@ -29,20 +31,23 @@ import pandas as pd
 import pytest
 import yaml
 
+from modelops.config import load_params
 from modelops.pipeline import dataset
 from modelops.runtime.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, tool_env
 from tests import inference_log
 
 pytestmark = pytest.mark.slow
 
-MODEL = "credit-hgb"
+MODEL, DATASET = "credit-hgb", "credit"
+OTHERS = ("hpc-forest", "concrete-hgb")  # other datasets' models: a credit proposal leaves them be
 MONITOR = ".github/workflows/monitor.yml"
 RETRAIN = ".github/workflows/retrain.yml"
-BRANCH = "retrain/data"
+BRANCH = f"retrain/{DATASET}"
+RAW = f"data/{DATASET}/raw.csv"
 ROWS = 300  # logged rows per window: 3x monitor.min_rows
 NEW_ROWS = 300
 # Small enough to train in seconds; the retraining runs reproduce with the same params.
-QUICK = {"max_iter": "30", "importance_repeats": "1", "latency_repeats": "2"}
+QUICK = {"max_iter": "30", "n_estimators": "10", "importance_repeats": "1", "latency_repeats": "2"}
 
 
 @dataclass(frozen=True)
@@ -54,14 +59,19 @@ class Site:
     tracking_uri: str
     clean_logs: Path
     drifted_logs: Path
-    snapshot: Path
+    exports: Path
     main_md5: str
     dvc_remote: Path
 
     def variables(self, logs: Path | None = None, snapshot: bool = True) -> dict[str, str]:
         found = {"MODELOPS_ARTIFACT_STORE": str(self.store), "MLFLOW_TRACKING_URI": self.tracking_uri}
         found |= {"MODELOPS_INFERENCE_LOGS": str(logs)} if logs else {}
-        return found | ({"MODELOPS_DATA_SNAPSHOT": str(self.snapshot)} if snapshot else {})
+        return found | ({"MODELOPS_DATA_SNAPSHOT": str(self.exports / "{dataset}.csv")} if snapshot else {})
+
+    @property
+    def snapshot(self) -> Path:
+        """The credit dataset's new export."""
+        return self.exports / f"{DATASET}.csv"
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str]) -> str:
@@ -71,10 +81,8 @@ def _run(*args: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def lock_md5(text: str) -> str:
-    """The raw data's md5 in a dvc.lock."""
-    [out] = [
-        o for o in yaml.safe_load(text)["stages"]["ingest"]["outs"] if o["path"] == "data/raw/credit.csv"
-    ]
+    """The credit raw data's md5 in a dvc.lock."""
+    [out] = [o for o in yaml.safe_load(text)["stages"][f"ingest@{DATASET}"]["outs"] if o["path"] == RAW]
     return out["md5"]
 
 
@@ -82,13 +90,14 @@ def write_logs(work: Path, directory: Path, shift: float) -> None:
     """ROWS held-out rows scored by main's real model, logged over the last few hours."""
     from modelops_serving.integrity import tree_hash
 
+    ds = load_params(work / "params.yaml").dataset_of(MODEL)
     pipeline = pickle.loads((work / f"models/{MODEL}/pipeline.pkl").read_bytes())
-    x = dataset.to_features(pd.read_parquet(work / "data/prepared/test.parquet")).iloc[:ROWS]
+    x = dataset.to_features(ds, pd.read_parquet(work / ds.test_file)).iloc[:ROWS]
     x = x.assign(income=x.income * shift).reset_index(drop=True)
-    proba = pipeline.predict_proba(x)[:, dataset.LABELS.index(dataset.POSITIVE)]
+    proba = pipeline.predict_proba(x)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     content_hash = tree_hash(work / f"models/{MODEL}/model")
-    inference_log.write(directory, inference_log.records(x, proba, content_hash, start=start))
+    inference_log.write(directory, inference_log.for_model(ds, x, proba, content_hash, MODEL, start=start))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +111,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     params = (forge.work / "params.yaml").read_text()
     for key, value in QUICK.items():
         params, n = re.subn(rf"^(\s+{key}: )\S+", rf"\g<1>{value}", params, flags=re.MULTILINE)
-        assert n == 1, f"params.yaml: expected one `{key}:` line"
+        assert n >= 1, f"params.yaml: expected a `{key}:` line"
     forge.write("params.yaml", params)
     # Every stage in one process, then DVC records the outputs: the same dvc.lock as `dvc repro`
     # (the pipeline is reproducible), without six process start-ups; the jobs use `dvc repro`.
@@ -110,19 +119,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     _run("dvc", "commit", "--force", "--quiet", cwd=forge.work, env=env)
     assert "up to date" in _run("dvc", "status", cwd=forge.work, env=env)
     _run("dvc", "push", cwd=forge.work, env=env)
-    forge.commit(f"Train {MODEL} quickly")
+    forge.commit("Train the models quickly")
     _run("modelops", "promote", MODEL, "--env", "production", cwd=forge.work, env=env)
     assert forge.git("status", "--porcelain") == ""
     forge.push("main")
 
     write_logs(forge.work, root / "logs-clean", shift=1.0)
     write_logs(forge.work, root / "logs-drifted", shift=1.5)
-    raw = pd.read_csv(forge.work / "data/raw/credit.csv")
+    raw = pd.read_csv(forge.work / RAW)
     new = raw.sample(NEW_ROWS, random_state=7).assign(income=lambda f: (f.income * 1.5).round())
     new["id"] = raw["id"].max() + 1 + pd.RangeIndex(NEW_ROWS)
-    snapshot = root / "exports/credit.csv"
-    snapshot.parent.mkdir()
-    pd.concat([raw, new]).to_csv(snapshot, index=False, lineterminator="\n")
+    exports = root / "exports"
+    exports.mkdir()
+    pd.concat([raw, new]).to_csv(exports / f"{DATASET}.csv", index=False, lineterminator="\n")
     main_md5 = lock_md5((forge.work / "dvc.lock").read_text())
     return Site(
         forge,
@@ -130,7 +139,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
         tracking_uri,
         root / "logs-clean",
         root / "logs-drifted",
-        snapshot,
+        exports,
         main_md5,
         root / "dvc-remote",
     )
@@ -196,8 +205,15 @@ def test_the_workflows_are_scheduled_least_privilege_and_share_one_queue() -> No
     assert "secrets." not in json.dumps(jobs["monitor"])
     # Drift with no newer data than main fails the run (exit 18, unit-tested in tests/unit/test_retrain.py):
     # retraining on the same data cannot cure drift, so a person must act.
-    assert "--require-new-data" in jobs["propose"]["steps"][-1]["run"]
+    propose = jobs["propose"]["steps"][-1]["run"]
+    assert "--require-new-data" in propose
+    # The datasets to retrain are those of the models the report found drifting.
+    assert "--drifted monitor/monitor.json" in propose and "--branch" not in propose
     assert jobs["propose"]["if"] == "needs.monitor.outputs.status == 'drift'"
+    # No hard-coded data path in either workflow: the dataset's declaration says where its data is.
+    for name in (MONITOR, RETRAIN):
+        text = (PROJECT_ROOT / name).read_text()
+        assert "data/raw" not in text and "snapshot.csv" not in text and "retrain/data" not in text
 
 
 # --- under act -------------------------------------------------------------------------
@@ -216,7 +232,7 @@ def test_drift_opens_one_retraining_pr_and_a_second_run_updates_it(fresh: Site) 
     assert clean.gh_calls == [] and not on_origin(forge)
     assert "Open or update the retraining PR" not in step_outcomes(clean)
 
-    # Drifted traffic: one PR from retrain/data, with the new snapshot and the monitor report.
+    # Drifted traffic: one PR from retrain/credit, with the new snapshot and the monitor report.
     first = forge.run_workflow(
         MONITOR, "schedule", {}, variables=site.variables(site.drifted_logs), timeout=420
     ).check()
@@ -225,7 +241,7 @@ def test_drift_opens_one_retraining_pr_and_a_second_run_updates_it(fresh: Site) 
     [pr] = forge.gh_state["prs"]
     new_md5 = file_md5(site.snapshot)  # ingest copies the export byte for byte
     assert (pr["headRefName"], pr["baseRefName"], pr["state"]) == (BRANCH, "main", "OPEN")
-    assert pr["title"] == f"retrain({MODEL}): new data snapshot {new_md5[:8]}"
+    assert pr["title"] == f"retrain({MODEL}): new {DATASET} snapshot {new_md5[:8]}"
     body = pr["body"]
     assert f"## ⚠️ {MODEL} in production: drift detected" in body
     assert re.search(r"\| income \| .* \| \*\*yes\*\* \|", body), body
@@ -234,25 +250,32 @@ def test_drift_opens_one_retraining_pr_and_a_second_run_updates_it(fresh: Site) 
     [create] = [c for c in first.gh_calls if c["argv"][:2] == ["pr", "create"]]
     assert create["tokens"]["GH_TOKEN"]
 
-    # The branch is one commit on main: the snapshot (DVC-tracked), params pointing at it, and a
-    # dvc.lock reproduced on it; the outputs it names are in the DVC remote for model-pr.yml.
+    # The branch is one commit on main: the snapshot (DVC-tracked), the dataset's declaration naming
+    # it as its source, and a dvc.lock reproduced on it; the outputs it names are in the DVC remote
+    # for model-pr.yml. The other datasets' models are untouched.
     head = forge.origin_sha(BRANCH)
     assert forge.git("rev-parse", f"{head}^", cwd=forge.origin) == main
     lock = forge.git("show", f"{head}:dvc.lock", cwd=forge.origin)
     assert lock_md5(lock) == new_md5 != site.main_md5
-    params = yaml.safe_load(forge.git("show", f"{head}:params.yaml", cwd=forge.origin))
-    assert params["data"] | {"source": "file", "path": "data/sources/snapshot.csv"} == params["data"]
-    tracked = yaml.safe_load(forge.git("show", f"{head}:data/sources/snapshot.csv.dvc", cwd=forge.origin))
+    declared = yaml.safe_load(forge.git("show", f"{head}:data/{DATASET}/dataset.yaml", cwd=forge.origin))
+    assert declared["source"] == {"kind": "file", "path": f"data/sources/{DATASET}.csv"}
+    tracked = yaml.safe_load(forge.git("show", f"{head}:data/sources/{DATASET}.csv.dvc", cwd=forge.origin))
     assert tracked["outs"][0]["md5"] == new_md5
     changed = forge.git("diff", "--name-only", main, head, cwd=forge.origin).splitlines()
     assert {
         "dvc.lock",
-        "params.yaml",
-        "data/sources/snapshot.csv.dvc",
+        f"data/{DATASET}/dataset.yaml",
+        f"data/sources/{DATASET}.csv.dvc",
         f"models/{MODEL}/metrics.json",
     } <= set(changed)
+    assert "params.yaml" not in changed
+    assert not [p for p in changed if p.startswith(tuple(f"models/{m}/" for m in OTHERS))]
+    old_lock = yaml.safe_load(forge.git("show", f"{main}:dvc.lock", cwd=forge.origin))["stages"]
+    for other in OTHERS:
+        assert yaml.safe_load(lock)["stages"][f"package@{other}"] == old_lock[f"package@{other}"]
     message = forge.git("log", "-1", "--format=%B", head, cwd=forge.origin)
-    assert f"Data-Md5: {new_md5}" in message and "\nModel: " not in message  # promote.yml must run on merge
+    assert f"Dataset: {DATASET}\nData-Md5: {new_md5}" in message
+    assert "\nModel: " not in message  # promote.yml must run on merge
     [model_dir] = [
         o for o in yaml.safe_load(lock)["stages"][f"package@{MODEL}"]["outs"] if o["path"].endswith("/model")
     ]
@@ -278,14 +301,20 @@ def test_retrain_proposes_a_new_snapshot_and_nothing_when_the_data_is_unchanged(
     site, forge = fresh, fresh.forge
     branch = on_origin(forge)
 
-    # No snapshot configured: the shipped source is re-ingested, it is what main has: no PR, green.
+    # No snapshot configured: every dataset's declared source is re-ingested, it is what main has:
+    # no PR, green.
     same = forge.run_workflow(RETRAIN, "schedule", {}, variables=site.variables(snapshot=False)).check()
-    assert "no new data" in same.log
+    for name in ("credit", "hpc", "concrete"):
+        assert f"{name}: no new data: data/{name}/raw.csv" in same.log
     assert same.gh_calls == [] and on_origin(forge) == branch
 
-    # The export changed: one PR, whose reason is the schedule.
+    # The credit export changed: one PR for that dataset, whose reason is the schedule.
     new = forge.run_workflow(
-        RETRAIN, "workflow_dispatch", dispatch(forge), variables=site.variables(), timeout=420
+        RETRAIN,
+        "workflow_dispatch",
+        dispatch(forge, {"dataset": DATASET}),
+        variables=site.variables(),
+        timeout=420,
     ).check()
     assert pr_commands(new) == [["pr", "list"], ["pr", "create"]]
     [pr] = forge.gh_state["prs"]

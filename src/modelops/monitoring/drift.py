@@ -3,7 +3,7 @@
 Every check has a test (a p-value) and an effect size. A check flags drift only when both hold:
 
 - the difference is **significant**: p < alpha / m, where m is the number of checks in the run
-  (Bonferroni). Thirteen features, their missing rates and two prediction checks are ~28 tests per
+  (Bonferroni). A dozen features, their missing rates and the prediction checks are ~28 tests per
   window; without the correction a 5% test per check would alarm on most healthy windows. With it,
   the chance that a window of in-distribution traffic raises any alarm is at most alpha.
 - the difference is **material**: the effect is at least its threshold (PSI, class shift, missing
@@ -12,6 +12,11 @@ Every check has a test (a p-value) and an effect size. A check flags drift only 
 
 Two-sample tests (KS against the reference's sample, chi-square on a 2-row contingency table of
 reference and current counts, Fisher's exact test) account for the reference being a sample too.
+
+The prediction is checked per task, from the model's reference: classification compares the
+predicted-class shares and the distribution of one score (the positive class's probability, or
+the top probability of a multiclass model); regression compares the predicted value's
+distribution like a numeric feature's.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ MIN_EXPECTED = 5  # chi-square cells expected to hold fewer current rows are poo
 class Check:
     """One comparison: which distribution, the test, its effect, and (after `decide`) the verdict."""
 
-    name: str  # what is compared: a feature, "income (missing)", "prediction", "predicted class"
+    name: str  # what is compared: a feature, "<feature> (missing)", "prediction", "predicted class"
     test: str  # ks | chi2 | fisher
     effect_name: str  # psi | class shift | missing increase
     threshold: float
@@ -44,6 +49,7 @@ class Check:
     effect: float | None = None
     note: str = ""
     drift: bool = False
+    subject: str = "feature"  # feature | prediction: the drift score is the features' largest PSI
 
     def as_dict(self) -> dict[str, Any]:
         """For monitor.json: rounded so the file stays readable."""
@@ -142,7 +148,14 @@ def classes(ref: dict[str, Any], labels: pd.Series, policy: MonitorParams) -> Ch
     """Chi-square of predicted-class counts; effect: total variation distance of the proportions."""
     known = list(ref["classes"])
     present = labels[labels.notna()].astype(str)
-    check = Check("predicted class", "chi2", "class shift", policy.max_class_shift, rows=len(present))
+    check = Check(
+        "predicted class",
+        "chi2",
+        "class shift",
+        policy.max_class_shift,
+        rows=len(present),
+        subject="prediction",
+    )
     if len(present) == 0:
         return replace(check, note="no predictions in the window")
     observed = present.value_counts()
@@ -158,20 +171,51 @@ def classes(ref: dict[str, Any], labels: pd.Series, policy: MonitorParams) -> Ch
     return replace(check, statistic=statistic, p_value=p, effect=tvd, note=shares)
 
 
-def compare(
-    ref: dict[str, Any], inputs: pd.DataFrame, labels: pd.Series, positive: pd.Series, policy: MonitorParams
+def task_of(ref: dict[str, Any]) -> str:
+    """The task a reference describes (references packaged before tasks existed were binary)."""
+    pred = ref["prediction"]
+    return str(pred.get("task") or ("regression" if "value" in pred else "binary"))
+
+
+def score_stats(ref: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The reference distribution of the prediction's one number per row, and what it is."""
+    pred = ref["prediction"]
+    task = task_of(ref)
+    if task == "regression":
+        return pred["value"], "predicted value"
+    if task == "binary":
+        return pred["probability"], f"P({pred.get('positive_class')})"
+    return pred["probability"], str(pred.get("score") or "top probability")
+
+
+def prediction(
+    ref: dict[str, Any], labels: pd.Series, score: pd.Series, policy: MonitorParams
 ) -> list[Check]:
-    """Every check of one window against one reference, not yet decided (see `decide`)."""
+    """The prediction's checks for the reference's task: the score (or value) distribution, and
+    for classification the predicted-class shares."""
+    stats_, what = score_stats(ref)
+    value = numeric("prediction", stats_, score, policy)
+    checks = [replace(value, note=f"{what}: {value.note}" if value.note else what, subject="prediction")]
+    if task_of(ref) != "regression":
+        checks.append(classes(ref["prediction"], labels, policy))
+    return checks
+
+
+def compare(
+    ref: dict[str, Any], inputs: pd.DataFrame, labels: pd.Series, score: pd.Series, policy: MonitorParams
+) -> list[Check]:
+    """Every check of one window against one reference, not yet decided (see `decide`).
+
+    `labels` are the predicted classes (unused for regression); `score` is one number per row:
+    P(positive) for binary, the top probability for multiclass, the predicted value for regression.
+    """
     checks: list[Check] = []
     for name, stats_ in ref["features"].items():
         column = inputs[name] if name in inputs else pd.Series([None] * len(inputs), dtype=object)
         judge = numeric if stats_["kind"] == "numeric" else categorical
         checks.append(judge(name, stats_, column, policy))
         checks.append(missing(name, stats_, column, policy))
-    pred = ref["prediction"]
-    checks.append(numeric("prediction", pred["probability"], positive, policy))
-    checks.append(classes(pred, labels, policy))
-    return checks
+    return checks + prediction(ref, labels, score, policy)
 
 
 def tested(checks: list[Check]) -> int:
