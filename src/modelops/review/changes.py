@@ -96,8 +96,8 @@ def gate_changed(params: Params, diff: dict[str, Any]) -> list[str]:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys (`models.m.hyperparams.max_iter`); lists stay values."""
-    if not isinstance(value, dict):
+    """Nested mappings as dotted keys (`models.m.hyperparams.max_iter`); lists and {} stay values."""
+    if not isinstance(value, dict) or (not value and prefix):
         return {prefix: value} if prefix else {}
     out: dict[str, Any] = {}
     for key, sub in value.items():

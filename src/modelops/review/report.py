@@ -61,12 +61,19 @@ class Report:
 
 
 def champion_release(env: str, model: str) -> Any:
-    """The release the env deploys now, or None before the first deployment (or without a patch)."""
+    """The release the env deploys now, or None before the first deployment.
+
+    A model the env has no manifest for yet counts as not deployed (the deploy preview then says
+    what is missing); an unknown env is an error.
+    """
     from modelops.delivery import promote
 
-    path = promote.patch_file(env, model)
-    if not path.exists():
-        return None
+    try:
+        path = promote.patch_file(env, model)
+    except promote.PromoteError:
+        if (promote.GITOPS / "envs" / env).is_dir():
+            return None
+        raise
     release, _ = promote.read_state(path)
     return None if release.version == "unpromoted" else release
 
