@@ -103,6 +103,10 @@ def test_summary_has_a_verdict_line_per_changed_model_and_lists_the_unchanged() 
 def test_summary_when_every_model_passes_and_when_none_changed() -> None:
     one = render.summary_section([_section("a", PASS)], [], "main")
     assert one.startswith("## ✅ The changed model passes the quality gate")
+    failing = render.summary_section([_section("a", FAIL)], [], "main")
+    assert failing.startswith("## ❌ The changed model fails the quality gate")
+    three = render.summary_section([_section(m, FAIL) for m in "abc"], [], "main")
+    assert three.startswith("## ❌ 3 of 3 changed models fail the quality gate")
     assert "Unchanged models: none." in one
     two = render.summary_section([_section("a", PASS), _section("b", PASS)], [], "main")
     assert two.startswith("## ✅ All 2 changed models pass the quality gate")
@@ -453,3 +457,21 @@ def test_champion_release_is_none_before_the_first_deployment_and_for_a_new_mode
     assert report.champion_release("production", "not-in-gitops-yet") is None
     with pytest.raises(ModelopsError, match="unknown env 'nowhere'"):
         report.champion_release("nowhere", "credit-hgb")
+
+
+def test_load_side_unpickles_only_content_whose_hash_matches(tmp_path: Path) -> None:
+    import cloudpickle
+    from modelops_serving.integrity import tree_hash
+    from modelops_serving.storage import ModelLoadError
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors:\n  sklearn:\n    pickled_model: model.pkl\n")
+    (model / "model.pkl").write_bytes(cloudpickle.dumps({"a": "pipeline"}))
+    digest = tree_hash(model)
+    assert report.load_side(str(model), digest) == ({"a": "pipeline"}, model)
+    with pytest.raises(ModelLoadError, match="content hash mismatch"):
+        report.load_side(str(model), "0" * 64)
+    (model / "model.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ModelLoadError, match="cannot load the model"):
+        report.load_side(str(model), tree_hash(model))

@@ -128,7 +128,8 @@ def summary_section(sections: list[ModelSection], unchanged: list[str], base: st
     else:
         n = len(sections)
         if failed:
-            head = f"## ❌ {len(failed)} of {_plural(n, 'changed model')} fails the quality gate"
+            who = "The changed model fails" if n == 1 else f"{len(failed)} of {n} changed models fail"
+            head = f"## ❌ {who}{'s' if n > 1 and len(failed) == 1 else ''} the quality gate"
         else:
             who = "The changed model passes" if n == 1 else f"All {n} changed models pass"
             head = f"## ✅ {who} the quality gate"

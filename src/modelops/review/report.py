@@ -78,12 +78,34 @@ def champion_release(env: str, model: str) -> Any:
     return None if release.version == "unpromoted" else release
 
 
-def load_side(uri: str, content_hash: str, version: str, model: str) -> tuple[Any, Path]:
-    """Fetch and hash-verify a model the way the server does; (pipeline, local directory)."""
-    from modelops_serving.model import load_model
+def load_side(uri: str, content_hash: str) -> tuple[Any, Path]:
+    """Fetch a model the way the server does and unpickle it only once its content hash matches.
 
-    served = load_model(uri, expected_hash=content_hash, name=model, version=version)
-    return served.pipeline, served.path
+    The server's own loader also builds and checks its fast predict path, which the report does
+    not use; the trust step, hash before unpickling, is the same.
+    """
+    import cloudpickle
+    import yaml
+    from modelops_serving.integrity import tree_hash
+    from modelops_serving.storage import ModelLoadError, resolve
+
+    path = resolve(uri)
+    try:
+        found = tree_hash(path)
+    except OSError as exc:
+        raise ModelLoadError(f"{uri}: {exc}") from None
+    if found != content_hash:
+        raise ModelLoadError(
+            f"{uri}: content hash mismatch: expected {content_hash}, found {found}; "
+            "refusing to load a model that is not the one the manifest names"
+        )
+    try:
+        mlmodel = yaml.safe_load((path / "MLmodel").read_text()) or {}
+        rel = ((mlmodel.get("flavors") or {}).get("sklearn") or {}).get("pickled_model", "model.pkl")
+        with (path / rel).open("rb") as fh:
+            return cloudpickle.load(fh), path
+    except Exception as exc:  # a pickle can raise anything; all mean the model is unusable here
+        raise ModelLoadError(f"{uri}: cannot load the model: {type(exc).__name__}: {exc}") from None
 
 
 def _dir_size(path: Path) -> int:
@@ -217,7 +239,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
     digest = tree_hash(package_dir(name))
     recorded = json.loads(metrics_file(name).read_text())
     challenger = Side("challenger", "this branch", digest, package_dir(name).as_posix(), {})
-    pipeline, path = load_side(package_dir(name).as_posix(), digest, "candidate", name)
+    pipeline, path = load_side(package_dir(name).as_posix(), digest)
     challenger.size_bytes = _dir_size(path)
     score(challenger, pipeline, task, x, y, threads)
     timed = [(challenger, pipeline)]
@@ -240,7 +262,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
     if release is not None:
         champion = Side(f"champion {release.version}", release.version, release.content_hash, release.uri, {})
         try:
-            pipeline, path = load_side(release.uri, release.content_hash, release.version, name)
+            pipeline, path = load_side(release.uri, release.content_hash)
             champion.size_bytes = _dir_size(path)
             score(champion, pipeline, task, x, y, threads)
             timed.append((champion, pipeline))
