@@ -372,10 +372,21 @@ def report(
         list[str] | None,
         typer.Option(help="also report this model even if its outputs did not change (repeatable)"),
     ] = None,
+    validation_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="validation failed: write the note naming each rejected dataset's suite, with this "
+            "log's last lines, instead of the report"
+        ),
+    ] = None,
 ) -> None:
     """Write the pull-request report of the models whose outputs changed against the base."""
-    from modelops.review.report import build
+    from modelops.review.report import build, data_failure
 
+    if validation_log is not None:
+        failing = data_failure(out, validation_log)
+        print(f"{out / 'report.md'}: data validation failed for {', '.join(failing) or 'a data stage'}")
+        return
     with progress.step(f"report vs {env} and {base}"):
         result = build(base=base, env=env, out=out, models=model or [])
     # The gate is its own step (`modelops gate`): a failing candidate still gets its report.

@@ -475,3 +475,52 @@ def test_load_side_unpickles_only_content_whose_hash_matches(tmp_path: Path) -> 
     (model / "model.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ModelLoadError, match="cannot load the model"):
         report.load_side(str(model), tree_hash(model))
+
+
+# --------------------------------------------------------------------------- data validation failed
+
+
+def test_data_failure_names_each_rejected_datasets_suite_and_its_failures() -> None:
+    item = {
+        "dataset": "credit",
+        "suite": "data/credit/expectations.json",
+        "data": "data/credit/raw.csv",
+        "models": ["credit-hgb", "credit-forest"],
+        "summary": VALIDATION_FAILED,
+    }
+    unreadable = item | {"dataset": "hpc", "suite": "data/hpc/expectations.json", "data": "data/hpc/raw.csv"}
+    unreadable |= {"models": [], "summary": {"error": "data/hpc/raw.csv: the file is empty"}}
+    text = render.data_failure_section([item, unreadable], "line 1\nline 2\n")
+    assert text.startswith("## ❌ Data validation failed: no model was trained")
+    assert (
+        "- ❌ dataset `credit`: the suite `data/credit/expectations.json` rejected `data/credit/raw.csv` "
+        "(2 of 37 expectations failed); its models: `credit-hgb`, `credit-forest`." in text
+    )
+    assert "(could not read it: data/hpc/raw.csv: the file is empty); its models: none." in text
+    assert "### `credit`" in text and "- age (expect_column_values_to_be_between): 3 values below 18" in text
+    assert "Failing columns: `age`" in text and "### `hpc`" not in text
+    assert "```text\nline 1\nline 2\n```" in text
+    before = render.data_failure_section([], "")
+    assert "failed before any Great Expectations suite could run" in before and "(empty)" in before
+
+
+def test_data_failure_reads_the_summaries_the_failed_stages_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    for name in ("credit", "hpc", "concrete"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        shutil.copy(ROOT / "data" / name / "dataset.yaml", tmp_path / "data" / name / "dataset.yaml")
+    monkeypatch.chdir(tmp_path)
+    Path("data/credit/validation.json").write_text(json.dumps(VALIDATION_OK))
+    Path("data/hpc/validation.json").write_text(
+        json.dumps(VALIDATION_FAILED | {"suite": "data/hpc/expectations.json"})
+    )
+    Path("validate.log").write_text("\n".join(f"line {i}" for i in range(100)) + "\n\n\n")
+
+    assert report.data_failure(Path("out"), Path("validate.log")) == ["hpc"]
+
+    text = Path("out/report.md").read_text()
+    assert "- ❌ dataset `hpc`: the suite `data/hpc/expectations.json` rejected `data/hpc/raw.csv`" in text
+    assert "its models: `hpc-forest`." in text and "`credit`" not in text
+    assert "line 60\n" in text and "line 59\n" not in text  # the last 40 non-blank lines

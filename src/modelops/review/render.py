@@ -406,3 +406,43 @@ def document(
         parts += [model_heading(s, env), *s.body]
     parts.append(code_section(code, base))
     return "\n".join(parts)
+
+
+def data_failure_section(failing: list[dict[str, Any]], log_tail: str) -> str:
+    """The comment when validation stops the pipeline: each rejected dataset, its suite, its failures.
+
+    `failing`: one entry per dataset whose validation failed ({dataset, suite, data, models,
+    summary}); empty when a data stage failed before any suite ran (then only the log says why).
+    """
+    lines = ["## ❌ Data validation failed: no model was trained", ""]
+    if not failing:
+        lines.append(
+            "A data stage failed before any Great Expectations suite could run; the log below says why."
+        )
+    for item in failing:
+        summary = item.get("summary") or {}
+        counts = summary.get("counts") or {}
+        models = ", ".join(f"`{m}`" for m in item.get("models") or []) or "none"
+        what = (
+            f"could not read it: {summary['error']}"
+            if summary.get("error")
+            else f"{counts.get('failed', '?')} of {counts.get('evaluated', '?')} expectations failed"
+        )
+        lines.append(
+            f"- ❌ dataset `{item['dataset']}`: the suite `{item['suite']}` rejected `{item['data']}` "
+            f"({what}); its models: {models}."
+        )
+    if failing:
+        lines += ["", "Fix the data (or, if the change is intended, the suite) and push again."]
+    for item in failing:
+        failures = (item.get("summary") or {}).get("failures") or []
+        if failures:
+            lines += [
+                "",
+                f"### `{item['dataset']}`",
+                "",
+                *_validation_lines(item.get("summary"), item["dataset"])[1:],
+            ]
+    lines += ["", "<details><summary>The validation log (last lines)</summary>", "", "```text"]
+    lines += [log_tail.rstrip("\n") or "(empty)", "```", "", "</details>"]
+    return "\n".join(lines) + "\n"

@@ -386,6 +386,34 @@ def build(
     return Report(verdicts, unchanged, markdown, data, [out / REPORT_MD, out / REPORT_JSON, *files])
 
 
+def data_failure(out: Path, log: Path, tail: int = 40) -> list[str]:
+    """Write the data-validation failure note to out/report.md; the datasets whose suite failed.
+
+    Each validate stage writes its summary before it fails, so the failing datasets are the ones
+    whose validation.json says so; the log's last lines say the rest (an ingest error, say).
+    """
+    params = load_params()
+    failing = []
+    for name in params.datasets:
+        ds = params.dataset(name)
+        summary = changes.read_validation(ds.validation_file)
+        if summary is not None and not summary.get("success", True):
+            failing.append(
+                {
+                    "dataset": name,
+                    "suite": ds.suite_file.as_posix(),
+                    "data": ds.raw_file.as_posix(),
+                    "models": params.models_of(name),
+                    "summary": summary,
+                }
+            )
+    text = changes.read_text(log) or ""
+    lines = [ln for ln in text.splitlines() if ln.strip()][-tail:]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_MD).write_text(render.data_failure_section(failing, "\n".join(lines)))
+    return [item["dataset"] for item in failing]
+
+
 def gate_from_report(path: Path, params: Params) -> dict[str, Verdict]:
     """Re-evaluate each changed model's gate on the inputs the report recorded, under its policy now."""
     try:
