@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from modelops.config import GatePolicy
+from modelops.delivery import preview
 from modelops.errors import ModelopsError
 from modelops.review import figures, gate, render, report
 from modelops.review.render import ModelSection, Side
@@ -396,7 +398,7 @@ def test_deploy_preview_catches_a_promote_error(monkeypatch: pytest.MonkeyPatch)
         raise promote.PromoteError("gitops/ not found")
 
     monkeypatch.setattr(promote, "promote", fail)
-    assert report.deploy_preview("m") == (None, "No preview: gitops/ not found")
+    assert preview.deploy_preview("m") == (None, "No preview: gitops/ not found")
 
 
 def test_links_section() -> None:
@@ -411,8 +413,6 @@ LINK_PARAMS = make_params({"m": {"dataset": "credit", "estimator": "random_fores
 def test_gather_links_uses_the_run_of_this_content_the_lock_and_the_workflow_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelops.delivery import registry
-
     monkeypatch.chdir(tmp_path)
     Path("dvc.lock").write_text(
         "stages:\n  package@m:\n    outs:\n    - path: models/m/model\n      md5: 0123456789abcdef.dir\n"
@@ -422,8 +422,8 @@ def test_gather_links_uses_the_run_of_this_content_the_lock_and_the_workflow_env
     monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
     monkeypatch.setenv("GITHUB_REPOSITORY", "org/repo")
     monkeypatch.setenv("GITHUB_RUN_ID", "42")
-    monkeypatch.setattr(registry, "find_run", lambda model, digest: "run123")
-    links = report.gather_links("m", "h" * 64, LINK_PARAMS)
+    deployments = SimpleNamespace(find_run=lambda model, digest: "run123")
+    links = report.gather_links("m", "h" * 64, LINK_PARAMS, deployments)
     assert links["MLflow run"] == "[run123](http://mlflow.example:5000/#/runs/run123)"
     assert links["Workflow run"] == "https://github.com/org/repo/actions/runs/42"
     assert links["DVC outputs (dvc.lock md5)"] == (
@@ -434,16 +434,13 @@ def test_gather_links_uses_the_run_of_this_content_the_lock_and_the_workflow_env
 def test_gather_links_when_the_tracking_server_is_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelops.delivery import registry
-
     def down(*a):
         raise ConnectionError("refused")
 
     monkeypatch.chdir(tmp_path)
     for key in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(registry, "find_run", down)
-    assert report.gather_links("m", "h" * 64, LINK_PARAMS) == {
+    assert report.gather_links("m", "h" * 64, LINK_PARAMS, SimpleNamespace(find_run=down)) == {
         "MLflow": "not reachable (ConnectionError: refused)"
     }
 
@@ -453,10 +450,10 @@ def test_champion_release_is_none_before_the_first_deployment_and_for_a_new_mode
 ) -> None:
     shutil.copytree(ROOT / "gitops", tmp_path / "gitops")
     monkeypatch.chdir(tmp_path)
-    assert report.champion_release("production", "credit-hgb") is None
-    assert report.champion_release("production", "not-in-gitops-yet") is None
+    assert preview.champion_release("production", "credit-hgb") is None
+    assert preview.champion_release("production", "not-in-gitops-yet") is None
     with pytest.raises(ModelopsError, match="unknown env 'nowhere'"):
-        report.champion_release("nowhere", "credit-hgb")
+        preview.champion_release("nowhere", "credit-hgb")
 
 
 def test_load_side_unpickles_only_content_whose_hash_matches(tmp_path: Path) -> None:

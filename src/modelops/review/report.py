@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,20 @@ from modelops.review.gate import Verdict
 from modelops.review.render import DEPLOY_ENV, ModelSection, Side
 
 REPORT_MD, REPORT_JSON = "report.md", "report.json"
+
+
+class Deployments(Protocol):
+    """What the report needs from delivery (`modelops.delivery.preview` is one), handed in by the
+    caller: delivery is a higher floor than review, so review never imports it."""
+
+    def champion_release(self, env: str, model: str) -> Any:
+        """The release (version, content_hash, uri) the env deploys now, or None."""
+
+    def deploy_preview(self, model: str) -> tuple[str | None, str]:
+        """(diff, message) of what merging would commit to gitops/ for this model."""
+
+    def find_run(self, model: str, content_hash: str) -> str | None:
+        """The MLflow run that logged this content."""
 
 
 class ReportError(ModelopsError):
@@ -58,24 +72,6 @@ class Report:
 
 
 # --------------------------------------------------------------------------- one side
-
-
-def champion_release(env: str, model: str) -> Any:
-    """The release the env deploys now, or None before the first deployment.
-
-    A model the env has no manifest for yet counts as not deployed (the deploy preview then says
-    what is missing); an unknown env is an error.
-    """
-    from modelops.delivery import promote
-
-    try:
-        path = promote.patch_file(env, model)
-    except promote.PromoteError:
-        if (promote.GITOPS / "envs" / env).is_dir():
-            return None
-        raise
-    release, _ = promote.read_state(path)
-    return None if release.version == "unpromoted" else release
 
 
 def load_side(uri: str, content_hash: str) -> tuple[Any, Path]:
@@ -144,16 +140,15 @@ def time_sides(sides: list[tuple[Side, Any]], x: Any, params: Params, task: str)
 # --------------------------------------------------------------------------- links and preview
 
 
-def gather_links(model: str, content_hash: str, params: Params) -> dict[str, str]:
+def gather_links(model: str, content_hash: str, params: Params, deployments: Deployments) -> dict[str, str]:
     """The MLflow run that logged this content, the DVC lock hashes, the workflow run."""
-    from modelops.delivery import registry
     from modelops.pipeline import lock, tracking
 
     links: dict[str, str] = {}
     uri = tracking.tracking_uri()
     run_id, note = None, ""
     try:
-        run_id = registry.find_run(model, content_hash)
+        run_id = deployments.find_run(model, content_hash)
         if run_id is None:
             latest = tracking.latest_runs(params).get(model)
             run_id, note = (latest or {}).get("run_id"), " (latest run; none logged with this content hash)"
@@ -186,19 +181,6 @@ def gather_links(model: str, content_hash: str, params: Params) -> dict[str, str
     return links
 
 
-def deploy_preview(model: str) -> tuple[str | None, str]:
-    """(diff, message) of promoting the packaged model to staging, dry run: nothing is written."""
-    from modelops.delivery import promote
-
-    try:
-        result = promote.promote(model, DEPLOY_ENV, dry_run=True)
-    except ModelopsError as exc:
-        return None, f"No preview: {exc}"
-    if not result.diff:
-        return None, f"Merging changes nothing in gitops/: {result.message}."
-    return result.diff, result.message
-
-
 # --------------------------------------------------------------------------- one model
 
 
@@ -207,6 +189,7 @@ class Context:
     """What every model's part shares: params, the base, both locks, the params diff."""
 
     params: Params
+    deployments: Deployments
     base: str
     rev: str | None
     env: str
@@ -256,7 +239,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
         )
     challenger.metrics = recorded  # the numbers of record are the metrics file's
 
-    release = champion_release(ctx.env, name)
+    release = ctx.deployments.champion_release(ctx.env, name)
     champion: Side | None = None
     champion_error = None
     if release is not None:
@@ -280,7 +263,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
     validation = changes.read_validation(ds.validation_file)
     importance = plots_dir(name) / "importance.json"
     files = figures.render_plots(ctx.out / name, challenger, champion, y, ds, importance, f"{name}/")
-    diff, message = deploy_preview(name)
+    diff, message = ctx.deployments.deploy_preview(name)
     data = changes.data_diff(ds, ctx.rev, ctx.new_lock, ctx.old_lock, validation)
     body = [
         render.metrics_section(task, recorded, champion_metrics, label, main, ctx.base, policy, notes),
@@ -288,7 +271,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
         render.plots_section(files),
         render.cost_section(challenger, champion, ratio, policy.max_latency_ratio),
         render.deploy_section(diff, message),
-        render.links_section(gather_links(name, digest, params)),
+        render.links_section(gather_links(name, digest, params, ctx.deployments)),
     ]
     section = ModelSection(name, task, ds.name, why, verdict, label, body)
     metrics = tasks.METRICS[task]
@@ -335,7 +318,11 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
 
 
 def build(
-    base: str = "main", env: str = "production", out: Path = Path("report"), models: list[str] | None = None
+    deployments: Deployments,
+    base: str = "main",
+    env: str = "production",
+    out: Path = Path("report"),
+    models: list[str] | None = None,
 ) -> Report:
     """Write out/report.md, report.json and PNGs for the changed models (plus any asked for).
 
@@ -358,7 +345,7 @@ def build(
     chosen = [m for m in params.models if m in why]
     unchanged = [m for m in params.models if m not in why]
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(params, base, rev, env, out, old_lock, new_lock, diff)
+    ctx = Context(params, deployments, base, rev, env, out, old_lock, new_lock, diff)
     sections, entries, files = [], {}, []
     for name in chosen:
         section, entry, written = build_model(ctx, name, why[name])
