@@ -501,13 +501,32 @@ def test_data_failure_names_each_rejected_datasets_suite_and_its_failures() -> N
     assert "failed before any Great Expectations suite could run" in before and "(empty)" in before
 
 
+def shipped_declarations(root: Path) -> None:
+    """params.yaml and the shipped dataset declarations under `root`."""
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    for name in ("credit", "hpc", "concrete"):
+        (root / "data" / name).mkdir(parents=True)
+        shutil.copy(ROOT / "data" / name / "dataset.yaml", root / "data" / name / "dataset.yaml")
+
+
+def test_build_refuses_an_unknown_model_and_a_tree_never_reproduced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelops.errors import ParamsError, PipelineError
+
+    shipped_declarations(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match="no model 'nope'"):
+        report.build(preview, models=["nope"])
+    with pytest.raises(PipelineError, match=r"dvc\.lock: not found \(run `dvc repro` first\)"):
+        report.build(preview)
+    assert not Path("report").exists()
+
+
 def test_data_failure_reads_the_summaries_the_failed_stages_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    for name in ("credit", "hpc", "concrete"):
-        (tmp_path / "data" / name).mkdir(parents=True)
-        shutil.copy(ROOT / "data" / name / "dataset.yaml", tmp_path / "data" / name / "dataset.yaml")
+    shipped_declarations(tmp_path)
     monkeypatch.chdir(tmp_path)
     Path("data/credit/validation.json").write_text(json.dumps(VALIDATION_OK))
     Path("data/hpc/validation.json").write_text(
