@@ -372,16 +372,33 @@ def report(
     env: Annotated[str, typer.Option(help="env whose deployed model is the champion")] = "production",
     out: Annotated[Path, typer.Option(help="directory for report.md, report.json and PNGs")] = Path("report"),
     model: Annotated[
-        str | None, typer.Option(help="model name (default: the only one in params.yaml)")
+        list[str] | None,
+        typer.Option(help="also report this model even if its outputs did not change (repeatable)"),
+    ] = None,
+    validation_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="validation failed: write the note naming each rejected dataset's suite, with this "
+            "log's last lines, instead of the report"
+        ),
     ] = None,
 ) -> None:
-    """Write the pull-request report (champion vs challenger, changes, plots, cost, deploy preview)."""
-    from modelops.review.report import build
+    """Write the pull-request report of the models whose outputs changed against the base."""
+    from modelops.delivery import preview
+    from modelops.review.report import build, data_failure
 
+    if validation_log is not None:
+        failing = data_failure(out, validation_log)
+        print(f"{out / 'report.md'}: data validation failed for {', '.join(failing) or 'a data stage'}")
+        return
     with progress.step(f"report vs {env} and {base}"):
-        result = build(base=base, env=env, out=out, model=model)
+        result = build(preview, base=base, env=env, out=out, models=model or [])
     # The gate is its own step (`modelops gate`): a failing candidate still gets its report.
-    print(f"{out / 'report.md'}: {result.verdict.line()}")
+    print(f"{out / 'report.md'}:")
+    for line in result.lines():
+        print(f"  {line}")
+    if result.unchanged:
+        print(f"  unchanged: {', '.join(result.unchanged)}")
 
 
 @command
@@ -391,13 +408,17 @@ def gate(
     ),
     params_file: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Enforce the quality gate on a report: exit 0 on pass, 10 with every reason on fail."""
-    from modelops.review.gate import enforce
+    """Enforce the quality gate on a report: exit 0 if every changed model passes, 10 with each
+    failing model's reasons otherwise."""
+    from modelops.review.gate import enforce_all
     from modelops.review.report import gate_from_report
 
-    verdict = gate_from_report(report_file, load_params(params_file).gate)
-    enforce(verdict)
-    print(verdict.line())
+    verdicts = gate_from_report(report_file, load_params(params_file))
+    enforce_all(verdicts)
+    if not verdicts:
+        print("PASS: no model changed, nothing to gate")
+    for name, verdict in verdicts.items():
+        print(f"{name}: {verdict.line()}")
 
 
 @command

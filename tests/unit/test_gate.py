@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,14 @@ import yaml
 from typer.testing import CliRunner
 
 from modelops import cli
-from modelops.config import GateParams
+from modelops.config import GatePolicy
+from modelops.errors import ParamsError
 from modelops.review import gate
-from modelops.review.report import gate_from_report
+from modelops.review.report import ReportError, gate_from_report
+from tests.conftest import declaration, make_params
 
-POLICY = GateParams(
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = GatePolicy(
     minimum={"roc_auc": 0.80, "f1": 0.45, "log_loss": 0.50},
     max_regression={"roc_auc": 0.01, "f1": 0.03, "log_loss": 0.02},
     max_latency_ratio=2.0,
@@ -109,8 +113,33 @@ def test_every_failure_is_reported_not_only_the_first() -> None:
 
 
 def test_an_empty_policy_passes_with_only_the_latency_check() -> None:
-    verdict = gate.evaluate(GOOD, GOOD, 1.0, GateParams())
+    verdict = gate.evaluate(GOOD, GOOD, 1.0, GatePolicy(max_latency_ratio=2.0))
     assert verdict.passed and [c.kind for c in verdict.checks] == ["latency"]
+    unbounded = gate.evaluate(GOOD, GOOD, 9.0, GatePolicy())
+    assert unbounded.passed and unbounded.checks[0].outcome == "skipped"
+
+
+def test_regression_metrics_use_their_direction() -> None:
+    policy = GatePolicy(minimum={"r2": 0.5, "rmse": 8.0}, max_regression={"r2": 0.02, "mae": 0.5})
+    good = {"rmse": 6.0, "mae": 4.0, "r2": 0.8}
+    assert gate.evaluate(good, good | {"mae": 3.6}, None, policy, "v1").passed
+    verdict = gate.evaluate(good | {"rmse": 9.0, "mae": 4.7}, good, None, policy, "v1")
+    assert verdict.reasons == [
+        "rmse 9.000 > maximum 8.000",
+        "mae rose 0.700 vs champion v1 (4.000 -> 4.700; allowed 0.500)",
+    ]
+
+
+def test_enforce_all_names_each_failing_model_with_its_reasons() -> None:
+    ok = gate.evaluate(GOOD, None, None, POLICY)
+    bad = gate.evaluate(GOOD | {"roc_auc": 0.70}, GOOD, 1.0, POLICY, "v2")
+    gate.enforce_all({"a": ok})
+    gate.enforce_all({})  # no changed model: nothing to fail
+    with pytest.raises(gate.GateFailed) as info:
+        gate.enforce_all({"a": ok, "b": bad})
+    text = str(info.value)
+    assert "failed for 1 of 2 changed models" in text
+    assert "  b:\n    - roc_auc 0.700 < minimum 0.800" in text and "  a:" not in text
 
 
 def test_enforce_raises_gate_failed_with_every_reason_and_exit_code_10() -> None:
@@ -130,41 +159,94 @@ def test_verdict_to_dict_is_json_ready() -> None:
 
 # --------------------------------------------------------------------------- `modelops gate`
 
+# Two models on two tasks, each with its own gate: credit's task default plus an override.
+DATASETS = {"credit": declaration("credit"), "concrete": declaration("concrete")}
+GATE = {
+    "binary": POLICY.model_dump(),
+    "regression": {"minimum": {"r2": 0.5}, "max_regression": {"r2": 0.02}},
+}
+MODELS = {
+    "tiny": {"dataset": "credit", "estimator": "hist_gradient_boosting", "gate": {"minimum": {"f1": 0.5}}},
+    "reg": {"dataset": "concrete", "estimator": "ridge"},
+}
+REG = {"rmse": 6.0, "mae": 4.0, "r2": 0.8}
 
-def _report(tmp_path: Path, candidate: dict, champion: dict | None, ratio: float | None) -> Path:
+
+def _report(tmp_path: Path, models: dict[str, tuple[dict, dict | None, float | None]]) -> Path:
     path = tmp_path / "report" / "report.json"
-    path.parent.mkdir()
-    inputs = {"candidate": candidate, "champion": champion, "champion_version": "v3", "latency_ratio": ratio}
-    path.write_text(json.dumps({"gate_inputs": inputs}))
+    path.parent.mkdir(exist_ok=True)
+    entries = {
+        name: {
+            "gate_inputs": {
+                "candidate": candidate,
+                "champion": champion,
+                "champion_version": "v3",
+                "latency_ratio": ratio,
+            }
+        }
+        for name, (candidate, champion, ratio) in models.items()
+    }
+    path.write_text(json.dumps({"models": entries}))
     return path
 
 
 @pytest.fixture
 def params_file(tmp_path: Path) -> Path:
-    model = {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": {"max_iter": 10}}
-    raw = {"gate": POLICY.model_dump(), "models": {"tiny": model}}
+    for name in DATASETS:
+        (tmp_path / "data" / name).mkdir(parents=True)
+        shutil.copy(ROOT / "data" / name / "dataset.yaml", tmp_path / "data" / name / "dataset.yaml")
+    raw = {"datasets": {name: {} for name in DATASETS}, "gate": GATE, "models": MODELS}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
-def test_gate_from_report_re_evaluates_the_recorded_inputs(tmp_path: Path) -> None:
-    path = _report(tmp_path, GOOD, GOOD | {"f1": 0.7}, 1.0)
-    verdict = gate_from_report(path, POLICY)
-    assert verdict.reasons == ["f1 fell 0.100 vs champion v3 (0.700 -> 0.600; allowed 0.030)"]
+def test_gate_from_report_re_evaluates_each_model_under_its_own_policy(tmp_path: Path) -> None:
+    params = make_params(MODELS, DATASETS, gate=GATE)
+    path = _report(
+        tmp_path, {"tiny": (GOOD, GOOD | {"f1": 0.7}, 1.0), "reg": (REG | {"r2": 0.4}, None, None)}
+    )
+    verdicts = gate_from_report(path, params)
+    assert list(verdicts) == ["tiny", "reg"]
+    # tiny: the binary default's regression rule and the model's own f1 floor (0.5 over 0.45)
+    assert verdicts["tiny"].reasons == ["f1 fell 0.100 vs champion v3 (0.700 -> 0.600; allowed 0.030)"]
+    assert ("minimum", "f1") in outcomes(verdicts["tiny"])
+    assert next(c.bound for c in verdicts["tiny"].checks if c.metric == "f1" and c.kind == "minimum") == 0.5
+    # reg: the regression default
+    assert verdicts["reg"].reasons == ["r2 0.400 < minimum 0.500"]
 
 
-def test_gate_command_exits_0_on_pass_and_10_with_reasons_on_fail(tmp_path: Path, params_file: Path) -> None:
+def test_gate_from_report_refuses_an_old_report_and_an_unknown_model(tmp_path: Path) -> None:
+    params = make_params(MODELS, DATASETS, gate=GATE)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"gate_inputs": {"candidate": GOOD}}))
+    with pytest.raises(ReportError, match="no per-model gate inputs"):
+        gate_from_report(old, params)
+    with pytest.raises(ParamsError, match="no model 'gone'"):
+        gate_from_report(_report(tmp_path, {"gone": (GOOD, None, None)}), params)
+
+
+def test_gate_command_exits_0_on_pass_and_10_naming_each_failing_model(
+    tmp_path: Path, params_file: Path
+) -> None:
     runner = CliRunner()
-    ok = _report(tmp_path, GOOD, GOOD, 1.0)
+    ok = _report(tmp_path, {"tiny": (GOOD, GOOD, 1.0), "reg": (REG, REG, 1.0)})
     result = runner.invoke(cli.app, ["gate", "--report", str(ok), "--params", str(params_file)])
     assert result.exit_code == 0, result.output
-    assert "PASS" in result.stdout
+    assert "tiny: PASS: all" in result.stdout and "reg: PASS: all" in result.stdout
     bad = tmp_path / "bad.json"
     bad.write_text(ok.read_text().replace('"roc_auc": 0.85', '"roc_auc": 0.7'))
     result = runner.invoke(cli.app, ["gate", "--report", str(bad), "--params", str(params_file)])
     assert result.exit_code == 10
-    assert "roc_auc 0.700 < minimum 0.800" in result.stderr
+    assert "tiny:\n    - roc_auc 0.700 < minimum 0.800" in result.stderr
+    assert "reg:" not in result.stderr
+
+
+def test_gate_command_passes_when_no_model_changed(tmp_path: Path, params_file: Path) -> None:
+    empty = _report(tmp_path, {})
+    result = CliRunner().invoke(cli.app, ["gate", "--report", str(empty), "--params", str(params_file)])
+    assert result.exit_code == 0, result.output
+    assert "no model changed" in result.stdout
 
 
 def test_gate_command_without_a_report_says_to_run_report_first(tmp_path: Path, params_file: Path) -> None:

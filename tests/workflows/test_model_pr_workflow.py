@@ -1,12 +1,14 @@
-"""model-pr.yml under act: a pull request gets a reproduced model, one report comment, a gate.
+"""model-pr.yml under act: a pull request gets its changed models reproduced, one report comment, a gate.
 
-One forge per module: main trains once for real (`dvc repro` on the shipped credit data, fewer
-boosting rounds than params.yaml so it is quick), pushes its DVC outputs to a tmp remote that the
-forge's committed `.dvc/config` names, and is promoted to production with `modelops promote`, so
-the report has a champion to fetch from the tmp artifact store and re-evaluate. Each test then
-opens its own pull request from main; the job pulls what the PR does not change and trains the
-rest. The recording `cml` stand-in is on PATH (a runner with CML), so the workflow's npm install
-is skipped and each comment lands in the forge's cml.json.
+One forge per module: main holds the three shipped models (credit-hgb, hpc-forest, concrete-hgb).
+Their outputs come from the shared `trained_repo` (trained once per session); credit-hgb is then
+retrained with fewer boosting rounds than params.yaml so the PRs below are quick. main's outputs
+are pushed to a tmp remote that the forge's committed `.dvc/config` names, and credit-hgb is
+promoted to production with `modelops promote`, so the report has a champion to fetch from the
+tmp artifact store and re-evaluate. Each test then opens its own pull request from main; the job
+pulls what the PR does not change and trains the rest, and the report covers only the models whose
+outputs changed, listing the other two as unchanged. The recording `cml` stand-in is on PATH (a
+runner with CML), so the workflow's npm install is skipped and each comment lands in cml.json.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -27,6 +30,7 @@ from modelops.runtime.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, t
 pytestmark = pytest.mark.slow
 
 MODEL = "credit-hgb"
+UNCHANGED = ("hpc-forest", "concrete-hgb")
 WORKFLOW = ".github/workflows/model-pr.yml"
 ARTIFACT = "model-pr-report"
 METRICS = f"models/{MODEL}/metrics.json"
@@ -67,26 +71,55 @@ def _run(*args: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def with_hyperparams(params: str, **values: float) -> str:
-    """params.yaml with some of credit-hgb's hyper-parameters replaced (comments kept)."""
+    """params.yaml with some of credit-hgb's hyper-parameters replaced (comments and other models kept)."""
+    start = params.index(f"\n  {MODEL}:\n") + 1
+    end = re.search(r"^  \S", params[start + 1 :], re.MULTILINE)
+    stop = start + 1 + end.start() if end else len(params)
+    block = params[start:stop]
     for key, value in values.items():
-        params, n = re.subn(rf"^(\s+{key}: )\S+", rf"\g<1>{value}", params, flags=re.MULTILINE)
-        assert n == 1, f"params.yaml: expected one `{key}:` line"
-    return params
+        block, n = re.subn(rf"^(\s+{key}: )\S+", rf"\g<1>{value}", block, flags=re.MULTILINE)
+        assert n == 1, f"params.yaml: expected one `{key}:` line under models.{MODEL}"
+    return params[:start] + block + params[stop:]
+
+
+def copy_outputs(trained: Path, work: Path) -> None:
+    """A trained repo's dvc.lock, its outputs git tracks (metrics, plots, summaries) and its cache."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "dvc.lock", "models", "data"],
+        cwd=trained,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for rel in tracked:
+        if (
+            rel == "dvc.lock"
+            or rel.endswith(("metrics.json", "validation.json", "MODEL_CARD.md"))
+            or "/plots/" in rel
+        ):
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(trained / rel, work / rel)
+    shutil.copytree(trained / ".dvc/cache", work / ".dvc/cache", dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
-    """Train main once, push its outputs to the DVC remote, promote it to production."""
+def site(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Site:
+    """main's outputs from the trained repo, credit-hgb retrained quicker, pushed, promoted."""
     root = tmp_path_factory.mktemp("model-pr")
     forge = Forge.from_project(root / "forge")
     store, tracking_uri = root / "artifacts", f"sqlite:///{root}/mlflow.db"
     env = tool_env(tracking_uri, store)
     forge.write(".dvc/config", DVC_CONFIG.format(remote=root / "dvc-remote"))
+    copy_outputs(trained_repo, forge.work)
+    _run("dvc", "checkout", "--quiet", cwd=forge.work, env=env)
     params = with_hyperparams((forge.work / "params.yaml").read_text(), **MAIN)
     params, n = re.subn(r"^(  max_latency_ratio: )\S+", rf"\g<1>{LATENCY_RATIO}", params, flags=re.MULTILINE)
     assert n == 1, "params.yaml: expected one `gate.max_latency_ratio:` line"
     forge.write("params.yaml", params)
-    _run("dvc", "repro", cwd=forge.work, env=env)
+    repro = subprocess.run(["dvc", "repro"], cwd=forge.work, env=env, capture_output=True, text=True)
+    assert repro.returncode == 0, repro.stdout + repro.stderr
+    ran = re.findall(r"Running stage '([^']+)'", repro.stdout)
+    assert all(stage.endswith(f"@{MODEL}") for stage in ran), f"more than {MODEL} retrained: {ran}"
     _run("dvc", "push", cwd=forge.work, env=env)
     forge.commit(f"Train {MODEL}: {MAIN}")
     _run("modelops", "promote", MODEL, "--env", "production", cwd=forge.work, env=env)
@@ -161,7 +194,7 @@ def test_docs_only_changes_do_not_trigger_the_workflow() -> None:
     docs += ["gitops/envs/production/credit-hgb.yaml", "serving/README.md", ".github/workflows/ci.yml"]
     assert [path for path in docs if triggers(path, paths)] == []
     changes = ["params.yaml", "dvc.yaml", "dvc.lock", "data/sources/new.csv"]
-    changes += ["data/expectations/credit.json", "src/modelops/pipeline/train.py"]
+    changes += ["data/credit/expectations.json", "data/hpc/dataset.yaml", "src/modelops/pipeline/train.py"]
     assert [path for path in changes if not triggers(path, paths)] == []
     assert workflow["concurrency"]["cancel-in-progress"] is True
     assert "github.event.pull_request.number" in workflow["concurrency"]["group"]
@@ -191,7 +224,11 @@ def test_improving_pr_passes_and_a_second_push_updates_the_same_comment(site: Si
     body = the_comment(first, number)
     metrics = json.loads(artifact(first, METRICS).read_text())
     assert metrics["roc_auc"] > site.main_metrics["roc_auc"], "BETTER no longer improves ROC AUC"
-    assert body.startswith(f"## ✅ {MODEL}: passes the quality gate")
+    # One verdict line for the one changed model at the top; the other two are only listed.
+    assert body.startswith("## ✅ The changed model passes the quality gate")
+    assert f"- ✅ {MODEL}: passes the quality gate" in body
+    assert "`hpc-forest`, `concrete-hgb`." in body
+    assert all(f"## ✅ {m}" not in body and f"## ❌ {m}" not in body for m in UNCHANGED)
     assert "champion v1 in production" in body
     # The numbers are the PR's metrics.json and the champion's (main's model, re-scored on the same
     # test rows, which this PR did not change), and the deltas are their differences.
@@ -209,7 +246,7 @@ def test_improving_pr_passes_and_a_second_push_updates_the_same_comment(site: Si
     assert post["argv"] == ["comment", "update", "--target=pr", "report.md"]
     assert post["tokens"]["REPO_TOKEN"] and all(post["images"].values()), post
     assert "cml already on PATH" in first.log
-    assert "PASS: all" in first.log
+    assert f"{MODEL}: PASS: all" in first.log
     outcomes = step_outcomes(first)
     assert outcomes["Quality gate"] == "Success" and "Explain the data failure in the report" not in outcomes
 
@@ -234,7 +271,7 @@ def test_improving_pr_passes_and_a_second_push_updates_the_same_comment(site: Si
     metrics2 = json.loads(artifact(second, METRICS).read_text())
     assert metrics2 != metrics
     assert metric_row(body2, "roc_auc")[1] == f"{metrics2['roc_auc']:.4f}"
-    assert body2 != body and body2.startswith(f"## ✅ {MODEL}: passes")
+    assert body2 != body and f"- ✅ {MODEL}: passes" in body2
     cml_state = json.loads((forge.state / "cml.json").read_text())
     assert [c["updates"] for c in cml_state[f"pr/{number}"]] == [2]
     print(f"timings: first push {first.duration:.1f}s, second push {second.duration:.1f}s")
@@ -253,19 +290,21 @@ def test_regressing_pr_fails_at_the_gate_and_the_comment_says_why(site: Site) ->
     assert outcomes["Post or update the PR comment"] == "Success"
     assert outcomes["Quality gate"] == "Failure"
     body = the_comment(result, event["number"])
-    assert body.startswith(f"## ❌ {MODEL}: fails the quality gate")
-    reasons = body.split("<details>")[0]
+    assert body.startswith("## ❌ The changed model fails the quality gate")
+    assert f"- ❌ {MODEL}: fails the quality gate (" in body and "`hpc-forest`, `concrete-hgb`." in body
+    reasons = body.split(f"## ❌ {MODEL}: fails the quality gate")[1].split("<details>")[0]
     assert "f1" in reasons and "roc_auc" in reasons, reasons
-    # The gate's log names the same reasons.
+    # The gate's log names the model and the same reasons, and no other model.
     gate_log = result.log.split("Quality gate", 1)[1]
-    assert "f1" in gate_log and "roc_auc" in gate_log
+    assert f"{MODEL}:" in gate_log and "f1" in gate_log and "roc_auc" in gate_log
+    assert not any(m in gate_log for m in UNCHANGED)
     print(f"timings: regressing PR {result.duration:.1f}s")
 
 
 def test_broken_data_fails_at_validation_and_the_comment_names_the_column(site: Site) -> None:
     forge = site.forge
     forge.checkout("main")
-    with (forge.work / "data/raw/credit.csv").open(newline="") as fh:  # main's data, from the fixture
+    with (forge.work / "data/credit/raw.csv").open(newline="") as fh:  # main's data, from the fixture
         rows = list(csv.reader(fh))
     job = rows[0].index("job")
     for row in BAD_ROWS:
@@ -273,9 +312,16 @@ def test_broken_data_fails_at_validation_and_the_comment_names_the_column(site: 
     bad = forge.work / "data/sources/bad.csv"
     with bad.open("w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
-    file_source = "  source: file\n  path: data/sources/bad.csv"
-    params = re.sub(r"^  source: credit.*$", file_source, params_text(site), count=1, flags=re.MULTILINE)
-    event = open_pr(site, "data/new-export", {"params.yaml": params}, "New data export")
+    # The credit declaration now reads a file of our own instead of its packaged source.
+    declaration = (forge.work / "data/credit/dataset.yaml").read_text()
+    declaration, n = re.subn(
+        r"^source:\n(?:  .*\n)+",
+        "source:\n  kind: file\n  path: data/sources/bad.csv\n",
+        declaration,
+        flags=re.MULTILINE,
+    )
+    assert n == 1, "data/credit/dataset.yaml: expected one `source:` block"
+    event = open_pr(site, "data/new-export", {"data/credit/dataset.yaml": declaration}, "New data export")
 
     result = run(site, event)
 
@@ -292,6 +338,13 @@ def test_broken_data_fails_at_validation_and_the_comment_names_the_column(site: 
     assert where in result.log and rows_text in result.log
     body = the_comment(result, event["number"])
     assert body.startswith("## ❌ Data validation failed")
+    # It names the dataset, its suite and its models (no dataset is hard-coded in the workflow),
+    # and only the dataset that failed.
+    assert (
+        "dataset `credit`: the suite `data/credit/expectations.json` rejected `data/credit/raw.csv`" in body
+    )
+    assert "its models: `credit-hgb`." in body
+    assert "dataset `hpc`" not in body and "dataset `concrete`" not in body
     assert where in body and rows_text in body
     assert artifact(result, "report/report.md").read_text() == body
     print(f"timings: broken-data PR {result.duration:.1f}s")
@@ -300,8 +353,9 @@ def test_broken_data_fails_at_validation_and_the_comment_names_the_column(site: 
 def test_fork_pr_builds_and_uploads_the_report_but_posts_nothing(site: Site) -> None:
     """A fork's token cannot comment: the report goes to the artifact and the job summary instead.
 
-    The PR only tightens the gate's policy, which no stage reads, so nothing retrains: the job
-    pulls main's outputs and the challenger is the champion's own model.
+    The PR only tightens the binary gate's policy, which no stage reads, so nothing retrains: the
+    job pulls main's outputs, credit-hgb (the binary model) is re-gated under the new policy, and
+    its challenger is the champion's own model.
     """
     forge = site.forge
     forge.checkout("main")
@@ -319,7 +373,10 @@ def test_fork_pr_builds_and_uploads_the_report_but_posts_nothing(site: Site) -> 
     assert outcomes["Fork PR, comment skipped"] == "Success"
     assert "Report not posted::This PR comes from a fork" in result.log
     report = artifact(result, "report/report.md").read_text()
-    assert report.startswith(f"## ✅ {MODEL}: passes the quality gate")
+    assert report.startswith("## ✅ The changed model passes the quality gate")
+    assert f"## ✅ {MODEL}: passes the quality gate" in report
+    assert "in this report because: gate policy changed." in report
     assert "roc_auc 0.826 within minimum 0.800" in report
+    assert "`hpc-forest`, `concrete-hgb`." in report
     assert outcomes["Quality gate"] == "Success"
     print(f"timings: fork PR {result.duration:.1f}s")

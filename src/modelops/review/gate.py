@@ -1,9 +1,11 @@
 """The quality gate: may this candidate replace the model deployed now? Pure functions, no I/O.
 
-The policy is `gate:` in params.yaml (`GateParams`): floors every candidate must reach (for
-log_loss a ceiling), the most a metric may get worse than the champion (absolute; for log_loss an
-increase), and how much slower than the champion it may predict. `modelops report` evaluates it
-and records the inputs in report.json; `modelops gate` re-evaluates them and fails the check.
+The policy of a model is `Params.gate_policy(model)` (its task's default under `gate:` in
+params.yaml, with the model's own `gate:` on top): floors every candidate must reach (for
+lower-is-better metrics such as log_loss or rmse a ceiling), the most a metric may get worse than
+the champion (absolute; for lower-is-better metrics an increase), and how much slower than the
+champion it may predict. `modelops report` evaluates it per changed model and records the inputs in
+report.json; `modelops gate` re-evaluates them and fails the check if any model fails.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from modelops.config import LOWER_IS_BETTER, QUALITY, GateParams
+from modelops.config import GatePolicy
 from modelops.errors import ModelopsError
+from modelops.tasks import ALL_METRICS, LOWER_IS_BETTER
 
 Kind = Literal["minimum", "regression", "latency"]
 Outcome = Literal["pass", "fail", "skipped"]
@@ -143,7 +146,9 @@ def _regression(
     )
 
 
-def _latency(ratio: float | None, allowed: float, has_champion: bool) -> Check:
+def _latency(ratio: float | None, allowed: float | None, has_champion: bool) -> Check:
+    if allowed is None:
+        return Check("latency", "latency", "skipped", "latency: the policy sets no ratio, not checked")
     if ratio is None:
         why = "no champion deployed yet" if not has_champion else "no latency measured"
         return Check("latency", "latency", "skipped", f"latency: {why}, ratio not checked", None, allowed)
@@ -170,7 +175,7 @@ def evaluate(
     candidate: dict[str, Any],
     champion: dict[str, Any] | None,
     latency_ratio: float | None,
-    policy: GateParams,
+    policy: GatePolicy,
     champion_name: str = "the champion",
     champion_error: str | None = None,
 ) -> Verdict:
@@ -200,10 +205,23 @@ def evaluate(
 
 def _ordered(bounds: dict[str, float]) -> list[tuple[str, float]]:
     """The policy's metrics in the project's metric order, so reports read the same every time."""
-    return sorted(bounds.items(), key=lambda kv: QUALITY.index(kv[0]) if kv[0] in QUALITY else len(QUALITY))
+    order = {m: i for i, m in enumerate(ALL_METRICS)}
+    return sorted(bounds.items(), key=lambda kv: order.get(kv[0], len(order)))
 
 
 def enforce(verdict: Verdict) -> None:
     """Raise GateFailed listing every reason when the verdict is a fail."""
     if not verdict.passed:
         raise GateFailed("the quality gate failed:\n" + "\n".join(f"  - {r}" for r in verdict.reasons))
+
+
+def enforce_all(verdicts: dict[str, Verdict]) -> None:
+    """Raise GateFailed naming every failing model with each of its reasons (none: a pass)."""
+    failed = {model: v for model, v in verdicts.items() if not v.passed}
+    if not failed:
+        return
+    lines = [f"the quality gate failed for {len(failed)} of {len(verdicts)} changed models:"]
+    for model, verdict in failed.items():
+        lines.append(f"  {model}:")
+        lines += [f"    - {r}" for r in verdict.reasons]
+    raise GateFailed("\n".join(lines))
