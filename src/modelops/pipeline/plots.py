@@ -69,8 +69,15 @@ def scatter(series: dict[str, list[dict[str, float]]], title: str, path: Path) -
 def residuals(series: dict[str, list[float]], title: str, path: Path) -> None:
     """Histogram of residuals (predicted - actual), one per model."""
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    every = np.concatenate([np.asarray(v, dtype="float64") for v in series.values()] or [np.zeros(1)])
+    # Shared edges, so models compare bin for bin; one bin when the residuals are (nearly) constant,
+    # where 30 equal bins would be narrower than float precision.
+    spread = float(np.ptp(every)) if every.size else 0.0
+    edges = (
+        np.histogram_bin_edges(every, bins=30) if spread > 1e-9 * max(1.0, float(np.abs(every).max())) else 1
+    )
     for label, values in series.items():
-        ax.hist(values, bins=30, alpha=0.5, label=label)
+        ax.hist(values, bins=edges, alpha=0.5, label=label)
     ax.axvline(0, linestyle=":", color="grey")
     ax.set(xlabel="predicted - actual", ylabel="rows", title=title)
     ax.legend(fontsize=7)
