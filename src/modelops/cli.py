@@ -154,6 +154,21 @@ def show(params_file: ParamsOpt = Path("params.yaml")) -> None:
     print(summary.render(load_params(params_file)))
 
 
+@command
+def changed(
+    base: Annotated[str, typer.Option(help="the commit to compare with (e.g. a push's `before`)")],
+    params_file: ParamsOpt = Path("params.yaml"),
+    lock: Annotated[Path, typer.Option(help="the current dvc.lock")] = Path("dvc.lock"),
+) -> None:
+    """The models whose packaged model or metrics differ from --base's dvc.lock, one per line."""
+    from modelops.pipeline.lock import changed_models, lock_at
+
+    models = list(load_params(params_file).models)
+    current = lock.read_text() if lock.exists() else None
+    for model in changed_models(lock_at(base, str(lock)), current, models):
+        print(model)
+
+
 EnvOpt = Annotated[str, typer.Option("--env", help="environment under gitops/envs/ (staging, production)")]
 
 
