@@ -159,14 +159,25 @@ def changed(
     base: Annotated[str, typer.Option(help="the commit to compare with (e.g. a push's `before`)")],
     params_file: ParamsOpt = Path("params.yaml"),
     lock: Annotated[Path, typer.Option(help="the current dvc.lock")] = Path("dvc.lock"),
+    env: Annotated[
+        str | None, typer.Option(help="only models with manifests in this env (the others on stderr)")
+    ] = None,
 ) -> None:
-    """The models whose packaged model or metrics differ from --base's dvc.lock, one per line."""
+    """The models whose packaged model or metrics differ from --base's dvc.lock, one per line.
+
+    An empty --base (a manual run) or git's all-zero one (a new branch) lists every built model."""
     from modelops.pipeline.lock import changed_models, lock_at
 
     models = list(load_params(params_file).models)
     current = lock.read_text() if lock.exists() else None
     for model in changed_models(lock_at(base, str(lock)), current, models):
-        print(model)
+        if env is None or (Path("gitops/envs") / env / f"{model}.yaml").exists():
+            print(model)
+        else:  # e.g. a model whose manifests are still under review: nothing to promote it into
+            print(
+                f"{model}: changed, but gitops/envs/{env}/{model}.yaml does not exist: skipped",
+                file=sys.stderr,
+            )
 
 
 EnvOpt = Annotated[str, typer.Option("--env", help="environment under gitops/envs/ (staging, production)")]
