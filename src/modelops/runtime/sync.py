@@ -8,6 +8,7 @@ endpoint, `/seldon/<namespace>/<deployment>/...`, by the predictors' traffic and
 (`runtime.controller`, `runtime.router`). This module runs it: a daemon per env, its state file,
 and the one-shot `sync`, `stop` and `status` views.
 """
+
 from __future__ import annotations
 
 import asyncio
