@@ -377,11 +377,18 @@ def demo(
     workspace: Annotated[Path, typer.Option(help="scratch dir for origin, clone, stores (recreated)")] = Path(
         ".scratch/demo"
     ),
+    model: Annotated[
+        str | None, typer.Option(help="the model the PR changes (default: the first with manifests)")
+    ] = None,
+    other: Annotated[
+        str | None, typer.Option(help="a model the PR leaves unchanged (default: the next with manifests)")
+    ] = None,
 ) -> None:
-    """The whole loop on this machine: baseline, PR report, merge deploys, revert rolls back."""
+    """The whole loop on this machine, two models served: the PR changes one; merge deploys it,
+    revert rolls it back, and the other keeps answering from the same server throughout."""
     from modelops.runtime.demo import Demo
 
-    Demo(workspace).run()
+    Demo(workspace, model, other).run()
 
 
 def main() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from modelops_serving.integrity import tree_hash
 
-from modelops.config import Params, parse_params
+from modelops.config import Params
 from modelops.delivery import publish, registry
 from modelops.delivery.registry import RegistryError
 from modelops.pipeline import package, tracking
-from tests.conftest import train_and_package
+from tests.conftest import make_params, train_and_package
 
 NAME = "tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -21,13 +21,10 @@ METRICS = {"accuracy": 0.8125, "roc_auc": 0.734567, "log_loss": 0.51, "test_rows
 
 def params() -> Params:
     hyper = {"max_iter": 10, "max_depth": 2}
-    return parse_params(
-        {
-            "data": {"source": "synthetic", "rows": 300, "seed": 0},
-            "evaluate": {"latency_repeats": 1, "importance_rows": 100, "importance_repeats": 1},
-            "mlflow": {"experiment": "registry-test"},
-            "models": {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
-        }
+    return make_params(
+        {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
+        evaluate={"latency_repeats": 1, "importance_rows": 100, "importance_repeats": 1},
+        mlflow={"experiment": "registry-test"},
     )
 
 
