@@ -256,6 +256,7 @@ def promote(
 def rollback(
     env: EnvOpt,
     to: Annotated[str | None, typer.Option(help="restore the manifests that deployed this version")] = None,
+    model: Annotated[str | None, typer.Option(help="only this model's promotions")] = None,
     push: Annotated[bool, typer.Option("--push", help="push to origin, rebasing on a race")] = False,
     branch: Annotated[str | None, typer.Option(help="commit on this branch instead (with --open-pr)")] = None,
     open_pr: Annotated[bool, typer.Option("--open-pr", help="open or update one PR for --branch")] = False,
@@ -267,7 +268,9 @@ def rollback(
     if branch:
         promotion.git("checkout", "--quiet", "-B", branch)
     try:
-        sha = promotion.rollback(env, to)
+        if model is not None:
+            load_params().model(model)  # an unknown model fails here, naming the known ones
+        sha = promotion.rollback(env, to, model)
         print(promotion.git("show", "--stat", "--format=%s%n%n%b", sha))
         if branch and open_pr:
             title = promotion.git("log", "-1", "--format=%s")

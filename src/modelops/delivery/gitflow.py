@@ -142,16 +142,20 @@ def history(env: str) -> list[Entry]:
     return entries
 
 
-def rollback(env: str, to: str | None = None) -> str:
-    """Revert the latest promotion of `env` (or restore the manifests that deployed version `to`)."""
+def rollback(env: str, to: str | None = None, model: str | None = None) -> str:
+    """Revert the latest promotion of `env` (of `model` when given), or restore the patch file of
+    the one model whose promotion deployed version `to`: other models of the env are not touched."""
     preflight()
     entries = history(env)
     reverted = {e.rollback_of for e in entries if e.rollback_of}
     promotions = [e for e in entries if not e.rollback_of and not e.subject.startswith("rollback(")]
+    if model is not None:
+        promotions = [e for e in promotions if e.model == model]
+    scope = f"{model} in {env}" if model else env
     if to is None:
         live = [e for e in promotions if e.commit not in reverted]
         if not live:
-            raise PromoteError(f"no promotion of {env} left to roll back in git history")
+            raise PromoteError(f"no promotion of {scope} left to roll back in git history")
         target = live[0]
         git("revert", "--no-edit", target.commit)
         subject = git("log", "-1", "--format=%s")
@@ -169,14 +173,19 @@ def rollback(env: str, to: str | None = None) -> str:
         )
         return git("rev-parse", "HEAD")
     if not promotions:
-        raise PromoteError(f"no promotion of {env} found in git history: nothing to roll back")
-    chosen = next((e for e in promotions if e.version == to), None)
-    if chosen is None:
-        known = ", ".join(dict.fromkeys(e.version for e in promotions))
-        raise PromoteError(f"no promotion of version {to!r} in {env} (promoted: {known})")
-    git("checkout", chosen.commit, "--", str(GITOPS / "envs" / env))
+        raise PromoteError(f"no promotion of {scope} found in git history: nothing to roll back")
+    to = to if to.startswith("v") else f"v{to}"  # the workflow passes the registry's number
+    chosen = [e for e in promotions if e.version == to]
+    if not chosen:
+        known = ", ".join(dict.fromkeys(f"{e.model} {e.version}" for e in promotions))
+        raise PromoteError(f"no promotion of version {to!r} in {scope} (promoted: {known})")
+    if len({e.model for e in chosen}) > 1:
+        names = ", ".join(sorted({e.model for e in chosen}))
+        raise PromoteError(f"version {to} of several models was promoted to {env} ({names}): name one")
+    target = chosen[0]
+    git("checkout", target.commit, "--", str(GITOPS / "envs" / env / f"{target.model}.yaml"))
     if not git("status", "--porcelain", "--untracked-files=no"):
-        raise PromoteError(f"{env} already serves what {to} deployed: no commit")
-    body = f"Env: {env}\nModel: {chosen.model}\nVersion: {to}\nRollback-To: {chosen.commit}"
-    git("commit", "--quiet", "-m", f"rollback({env}): restore {chosen.model} {to}", "-m", body)
+        raise PromoteError(f"{env} already serves what {target.model} {to} deployed: no commit")
+    body = f"Env: {env}\nModel: {target.model}\nVersion: {to}\nRollback-To: {target.commit}"
+    git("commit", "--quiet", "-m", f"rollback({env}): restore {target.model} {to}", "-m", body)
     return git("rev-parse", "HEAD")
