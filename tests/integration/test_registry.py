@@ -136,6 +136,11 @@ def test_aliases_follow_set_alias_one_env_at_a_time(env: dict) -> None:
         ("2", ("staging",)),
     ]
     assert registry.set_alias(NAME, "staging", v2) == v2  # already there: nothing moves
+    # git rolled staging back to unpromoted: the alias goes, production's stays
+    assert registry.remove_alias(NAME, "staging") == v2
+    assert registry.alias_version(NAME, "staging") is None
+    assert registry.remove_alias(NAME, "staging") is None  # nothing left to remove
+    assert registry.alias_version(NAME, "production") == v1
 
 
 def test_bad_requests_are_clear_errors(env: dict) -> None:
@@ -157,4 +162,5 @@ def test_bad_requests_are_clear_errors(env: dict) -> None:
 def test_an_unknown_model_has_no_versions_and_no_alias(env: dict) -> None:
     assert registry.versions("ghost") == []
     assert registry.alias_version("ghost", "production") is None
+    assert registry.remove_alias("ghost", "production") is None
     assert registry.find_run("ghost", "0" * 64) is None

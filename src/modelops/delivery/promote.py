@@ -169,7 +169,8 @@ def sync_alias(model: str, env: str) -> str | None:
     from modelops.delivery import registry
 
     main, _ = read_state(patch_file(env, model))
-    if not main.version.startswith("v"):
+    if not main.version.startswith("v"):  # e.g. rolled back to unpromoted: no version is served
+        registry.remove_alias(model, env)
         return None
     registry.set_alias(model, env, main.version.removeprefix("v"))
     return main.version
