@@ -279,12 +279,14 @@ class Demo:
             d["name"]: sorted(pid for p in d["predictors"] for pid in p["pids"])
             for d in served["deployments"]
         }
-        key = f"{env}/{self.other}"
-        if self.pids.setdefault(key, pids[self.other]) != pids[self.other]:
-            raise DemoError(f"{self.other} in {env} was restarted ({self.pids[key]} -> {pids[self.other]})")
-        self.say(
-            f"   {self.other} in {env}: still {expect[self.other]}, same server (pid {pids[self.other]})"
-        )
+        key, now = f"{env}/{self.other}", pids[self.other]
+        if key not in self.pids:
+            self.pids[key] = now
+            self.say(f"   {self.other} in {env}: serves {expect[self.other]} (pids {now})")
+        elif self.pids[key] != now:
+            raise DemoError(f"{self.other} in {env} was restarted (pids {self.pids[key]} -> {now})")
+        else:
+            self.say(f"   {self.other} in {env}: still {expect[self.other]}, same server (pids {now})")
 
     def predict(self, env: str, model: str, expect: str, endpoint: str) -> None:
         """Score three held-out rows of the model's dataset through the env's endpoint."""
