@@ -215,7 +215,7 @@ class Demo:
         )
         if not result.ok:
             raise DemoError(f"promote.yml failed:\n{result}")
-        promoted = forge.git("log", "--format=%s", f"{merged}..origin/main").splitlines()
+        promoted = forge.git("log", "--format=%s", f"{merged}..main", cwd=forge.origin).splitlines()
         self.say(f"   promote.yml passed in {result.duration:.0f} s: {'; '.join(promoted) or 'no commit'}")
         if any(other in line for line in promoted) or not any(changed in line for line in promoted):
             raise DemoError(f"promote.yml should promote {changed} only, it committed: {promoted}")
