@@ -157,6 +157,32 @@ def show(params_file: ParamsOpt = Path("params.yaml")) -> None:
     print(summary.render(load_params(params_file)))
 
 
+@command
+def changed(
+    base: Annotated[str, typer.Option(help="the commit to compare with (e.g. a push's `before`)")],
+    params_file: ParamsOpt = Path("params.yaml"),
+    lock: Annotated[Path, typer.Option(help="the current dvc.lock")] = Path("dvc.lock"),
+    env: Annotated[
+        str | None, typer.Option(help="only models with manifests in this env (the others on stderr)")
+    ] = None,
+) -> None:
+    """The models whose packaged model or metrics differ from --base's dvc.lock, one per line.
+
+    An empty --base (a manual run) or git's all-zero one (a new branch) lists every built model."""
+    from modelops.pipeline.lock import changed_models, lock_at
+
+    models = list(load_params(params_file).models)
+    current = lock.read_text() if lock.exists() else None
+    for model in changed_models(lock_at(base, str(lock)), current, models):
+        if env is None or (Path("gitops/envs") / env / f"{model}.yaml").exists():
+            print(model)
+        else:  # e.g. a model whose manifests are still under review: nothing to promote it into
+            print(
+                f"{model}: changed, but gitops/envs/{env}/{model}.yaml does not exist: skipped",
+                file=sys.stderr,
+            )
+
+
 EnvOpt = Annotated[str, typer.Option("--env", help="environment under gitops/envs/ (staging, production)")]
 
 
@@ -233,6 +259,7 @@ def promote(
 def rollback(
     env: EnvOpt,
     to: Annotated[str | None, typer.Option(help="restore the manifests that deployed this version")] = None,
+    model: Annotated[str | None, typer.Option(help="only this model's promotions")] = None,
     push: Annotated[bool, typer.Option("--push", help="push to origin, rebasing on a race")] = False,
     branch: Annotated[str | None, typer.Option(help="commit on this branch instead (with --open-pr)")] = None,
     open_pr: Annotated[bool, typer.Option("--open-pr", help="open or update one PR for --branch")] = False,
@@ -244,7 +271,9 @@ def rollback(
     if branch:
         promotion.git("checkout", "--quiet", "-B", branch)
     try:
-        sha = promotion.rollback(env, to)
+        if model is not None:
+            load_params().model(model)  # an unknown model fails here, naming the known ones
+        sha = promotion.rollback(env, to, model)
         print(promotion.git("show", "--stat", "--format=%s%n%n%b", sha))
         if branch and open_pr:
             title = promotion.git("log", "-1", "--format=%s")
@@ -354,11 +383,18 @@ def demo(
     workspace: Annotated[Path, typer.Option(help="scratch dir for origin, clone, stores (recreated)")] = Path(
         ".scratch/demo"
     ),
+    model: Annotated[
+        str | None, typer.Option(help="the model the PR changes (default: the first with manifests)")
+    ] = None,
+    other: Annotated[
+        str | None, typer.Option(help="a model the PR leaves unchanged (default: the next with manifests)")
+    ] = None,
 ) -> None:
-    """The whole loop on this machine: baseline, PR report, merge deploys, revert rolls back."""
+    """The whole loop on this machine, two models served: the PR changes one; merge deploys it,
+    revert rolls it back, and the other keeps answering from the same server throughout."""
     from modelops.runtime.demo import Demo
 
-    Demo(workspace).run()
+    Demo(workspace, model, other).run()
 
 
 def main() -> None:

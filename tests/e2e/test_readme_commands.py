@@ -12,8 +12,11 @@ from pathlib import Path
 
 from modelops.workspace import PROJECT_ROOT
 from tests.conftest import free_port, run
+from tests.gitops_models import add_manifests
 
 UV = Path.home() / ".local/bin/uv"
+MODEL = "credit-hgb"  # the demo's default: the first model with manifests, changed by its PR
+OTHER = "hpc-forest"  # the next one, left unchanged
 
 
 def committed_clone(dest: Path) -> Path:
@@ -23,24 +26,40 @@ def committed_clone(dest: Path) -> Path:
 
 
 def test_make_demo_runs_the_whole_loop(tmp_path: Path) -> None:
-    """README's first command: merge deploys, revert rolls back, on this machine, from a fresh clone."""
+    """README's first command: merge deploys, revert rolls back, on this machine, from a fresh clone,
+    with two models served: the PR changes one, the other answers at v1 from the same server."""
     clone = committed_clone(tmp_path / "modelops")
-    proc = run(["make", "demo", f"UV={UV}"], clone, env={"VIRTUAL_ENV": ""}, timeout=1200)
+    # The demo serves the first two models of params.yaml that have manifests; until the second
+    # ships its own, it gets credit-hgb's renamed (untracked files reach the demo's forge too).
+    add_manifests(clone, OTHER)
+    proc = run(["make", "demo", f"UV={UV}"], clone, env={"VIRTUAL_ENV": ""}, timeout=1800)
     out = proc.stdout
-    # 1. main's committed dvc.lock is reproduced exactly, and promoted to both envs as v1.
-    assert "reproduced the committed dvc.lock exactly" in out
-    assert "promote(staging): credit-hgb v1" in out and "promote(production): credit-hgb v1" in out
-    # 2-5. the versions production and staging answered with, in order, from the response headers.
-    answers = re.findall(r"/seldon/modelops-(\w+)/credit-hgb/api/v1.0/predictions\n\s+-> (v\d+) \(hash", out)
-    expected = [("production", "v1"), ("staging", "v2"), ("production", "v2"), ("production", "v1")]
-    assert answers == expected, out
-    # 3. the report CI posted on the PR: the verdict first, against the model deployed now.
-    assert "| ## ✅ credit-hgb: passes the quality gate" in out
+    # 1. main's dvc.lock is trained (or reproduced exactly), both models promoted to both envs as v1.
+    for model in (MODEL, OTHER):
+        for env in ("staging", "production"):
+            assert f"promote({env}): {model} v1" in out, out[-3000:]
+
+    # 2-5. the versions each model answered with, in order, from the response headers.
+    def answers(model: str) -> list[tuple[str, str]]:
+        pattern = rf"/seldon/modelops-(\w+)/{model}/api/v1.0/predictions\n\s+-> (v\d+) \(hash"
+        return re.findall(pattern, out)
+
+    steps = ["production", "staging", "production", "production"]
+    assert answers(MODEL) == list(zip(steps, ["v1", "v2", "v2", "v1"], strict=True)), out
+    assert answers(OTHER) == [(env, "v1") for env in steps], out
+    # ... and from the same server processes after each of the changed model's deploys
+    assert out.count(f"{OTHER} in production: still v1, same server") == 2
+    # 3. the report CI posted on the PR: a verdict for the changed model, against the one deployed now.
+    report = "\n".join(line for line in out.splitlines() if line.lstrip().startswith("|"))
+    assert MODEL in report and "passes the quality gate" in report
     assert "champion v1 in production" in out
-    # 4. promote.yml committed staging and opened the production PR; its merge and revert are commits.
-    assert "promote(staging): credit-hgb v2" in out and "it opened PR #2" in out
-    assert 'Revert "promote(production): credit-hgb v2"' in out
-    # 6. a timeline, and the runtimes are stopped (no server outlives the demo).
+    # 4. promote.yml committed staging for the changed model only and opened its production PR;
+    # the merge and the revert are commits.
+    assert f"promote(staging): {MODEL} v2" in out and "it opened PR #2" in out
+    assert f"promote(staging): {OTHER} v2" not in out and "PR #3" not in out
+    assert f'Revert "promote(production): {MODEL} v2"' in out
+    # 6. a timeline that names the changed model, and the runtimes are stopped.
+    assert f"== timeline (changed by the PR: {MODEL}; unchanged, served at v1 throughout: {OTHER}) ==" in out
     timeline = re.findall(r"^\s*([0-9.]+) s  (.+)$", out, re.MULTILINE)
     assert [name for _, name in timeline][-1] == "total" and len(timeline) == 6, out[-2000:]
     work = clone / ".scratch/demo/work"

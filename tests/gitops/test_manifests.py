@@ -12,8 +12,12 @@ import pytest
 
 from modelops.delivery import manifests
 from modelops.delivery.manifests import ManifestError
+from tests.gitops_models import add_manifests
 
 GITOPS = Path(__file__).resolve().parents[2] / "gitops"
+# Every model that has manifests (one base file each, beside kustomization.yaml).
+MODELS = sorted(p.stem for p in (GITOPS / "base").glob("*.yaml") if p.name != "kustomization.yaml")
+MODEL = "credit-hgb"
 HASH = "649299d1899bb175104ed6d0b61346699238b0df0748f28b08f667f48b818aaa"
 OTHER = "1" * 64
 URI = f"file:///srv/modelops-store/credit-hgb/{HASH}/"
@@ -42,15 +46,9 @@ def promote_text(text: str, uri: str = URI, digest: str = HASH, version: str = "
     )
 
 
-def named(objects: list[Obj], name: str = "credit-hgb") -> Obj:
-    """The one SeldonDeployment of a model among rendered objects."""
-    (obj,) = [o for o in objects if o["kind"] == "SeldonDeployment" and o["metadata"]["name"] == name]
-    return obj
-
-
 def seldon(rendered: dict[str, list[Obj]], env: str = "staging") -> Obj:
-    """A deep copy of the env's rendered, promoted-looking credit-hgb SeldonDeployment."""
-    obj = named(rendered[f"envs/{env}"])
+    """A deep copy of the env's rendered, promoted-looking SeldonDeployment."""
+    (obj,) = [o for o in rendered[f"envs/{env}"] if o["metadata"]["name"] == MODEL]
     obj = copy.deepcopy(obj)
     obj["metadata"]["annotations"].update({"modelops.dev/version": "v7", "modelops.dev/content-hash": HASH})
     main = obj["spec"]["predictors"][0]
@@ -106,17 +104,47 @@ def canary(obj: Obj, share: int = 10, shadow: bool = False) -> Obj:
 def test_every_env_renders_and_validates(rendered: dict[str, list[Obj]], env: str) -> None:
     objects = rendered[f"envs/{env}"]
     manifests.validate(objects, GITOPS)
-    # One SeldonDeployment per shipped model, each in the explicit, valid "not deployed yet" state.
-    assert sorted(o["metadata"]["name"] for o in objects) == ["concrete-hgb", "credit-hgb", "hpc-forest"]
+    assert MODEL in MODELS
+    assert sorted(o["metadata"]["name"] for o in objects) == MODELS  # one deployment per model
     for obj in objects:
-        name = obj["metadata"]["name"]
+        model = obj["metadata"]["name"]
         assert obj["kind"] == "SeldonDeployment"
         assert obj["metadata"]["namespace"] == f"modelops-{env}"
         main = obj["spec"]["predictors"][0]
         assert container(main)["image"] == "ghcr.io/your-org/modelops-serving:0.1.0"
-        assert container(main)["name"] == main["graph"]["name"] == name
+        assert (container(main)["name"], main["graph"]["name"]) == (model, model)
+        assert env_of(main)["MODELOPS_MODEL_NAME"] == model
+        # Not deployed yet: the explicit, valid placeholder state.
         assert obj["metadata"]["annotations"]["modelops.dev/version"] == manifests.UNPROMOTED_VERSION
-        assert main["graph"]["modelUri"] == f"unpromoted://{name}/"
+        assert obj["metadata"]["annotations"]["modelops.dev/model"] == model
+        assert main["graph"]["modelUri"] == f"unpromoted://{model}/"
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_every_env_patches_every_model_of_the_base(env: str) -> None:
+    import yaml
+
+    kustomization = yaml.safe_load((GITOPS / "envs" / env / "kustomization.yaml").read_text())
+    patched = sorted(p["target"]["name"] for p in kustomization["patches"])
+    assert patched == MODELS
+    assert all(p["path"] == f"{p['target']['name']}.yaml" for p in kustomization["patches"])
+
+
+def test_a_second_model_renders_beside_the_first_and_edits_stay_apart(gitops: Path) -> None:
+    """Two models in one env: each its own SeldonDeployment; promoting one leaves the other's bytes."""
+    other = next(m for m in ("concrete-hgb", "hpc-forest", "second-model") if m != MODEL)
+    add_manifests(gitops.parent, other)
+    before = {env: manifests.render(env, gitops) for env in manifests.envs(gitops)}
+    for env, objects in before.items():
+        manifests.validate(objects, gitops, where=env)
+        assert {MODEL, other} <= {o["metadata"]["name"] for o in objects}
+    overlay = gitops / "envs" / "staging" / f"{MODEL}.yaml"
+    overlay.write_text(promote_text(overlay.read_text()))
+    after = manifests.render("staging", gitops)
+    manifests.validate(after, gitops)
+    by_name = lambda objs: {o["metadata"]["name"]: o for o in objs}  # noqa: E731
+    assert by_name(after)[other] == by_name(before["staging"])[other]
+    assert by_name(after)[MODEL]["spec"]["predictors"][0]["graph"]["modelUri"] == URI
 
 
 def test_envs_differ_only_in_what_differs_per_env(rendered: dict[str, list[Obj]]) -> None:
@@ -171,8 +199,8 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
 
 def test_main_checks_everything(capsys: pytest.CaptureFixture[str]) -> None:
     assert manifests.main([str(GITOPS)]) == 0
-    # 3 models x 2 envs, plus the 8 objects of argocd and monitoring
-    assert "14 object(s) valid" in capsys.readouterr().out
+    # each env has a SeldonDeployment per model; argocd and monitoring add 8
+    assert f"{2 * len(MODELS) + 8} object(s) valid" in capsys.readouterr().out
 
 
 def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) -> None:
@@ -212,7 +240,7 @@ def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) 
         + "- op: add\n  path: /spec/predictors/2/shadow\n  value: true\n"
     )
     overlay.write_text(text)
-    obj = named(manifests.render("staging", gitops))
+    (obj,) = [o for o in manifests.render("staging", gitops) if o["metadata"]["name"] == MODEL]
     manifests.validate([obj], gitops)
     shares = {p["name"]: (p["traffic"], p.get("shadow", False)) for p in obj["spec"]["predictors"]}
     assert shares == {"main": (90, False), "canary": (10, False), "shadow": (0, True)}

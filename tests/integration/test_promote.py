@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import clone_with_outputs, run
+from tests.gitops_models import add_manifests
 
 STAGING = "gitops/envs/staging/credit-hgb.yaml"
 
@@ -185,3 +186,40 @@ def test_status_sync_moves_the_alias_to_what_a_merged_pr_deployed(deploy: dict) 
     run(["git", "merge", "-q", "--ff-only", "promote/prod"], work)
     assert "| production | credit-hgb | v1 | none | NO |" in modelops(deploy, "status").stdout
     assert "| production | credit-hgb | v1 | v1 | yes |" in modelops(deploy, "status", "--sync").stdout
+
+
+def test_every_model_promotes_and_one_rolls_back_alone(deploy: dict) -> None:
+    """Each shipped model (manifests copied from credit-hgb's where it has none yet) promotes as its
+    own one-file commit; `rollback --model` reverts that model's patch and no other."""
+    work = deploy["work"]
+    models = list(yaml.safe_load((work / "params.yaml").read_text())["models"])
+    assert len(models) >= 3
+    if any([add_manifests(work, m) for m in models]):
+        run(["git", "add", "-A"], work)
+        run(["git", "commit", "-qm", "gitops: manifests for every model"], work)
+    before = gitops_bytes(work)
+    for model in models:
+        start = head(work)
+        out = modelops(deploy, "promote", model, "--env", "staging").stdout
+        assert f"promote(staging): {model} v1" in out
+        changed = run(["git", "diff", "--name-only", start, "HEAD"], work).stdout.split()
+        assert changed == [f"gitops/envs/staging/{model}.yaml"]
+    status = modelops(deploy, "status").stdout
+    for model in models:
+        assert f"| staging | {model} | v1 | v1 | yes |" in status
+    promoted = gitops_bytes(work)
+    first, last = models[0], models[-1]
+    # the latest promotion is the last model's; --model picks the first model's instead
+    out = modelops(deploy, "rollback", "--env", "staging", "--model", first).stdout
+    assert f'Revert "promote(staging): {first} v1"' in out
+    after = gitops_bytes(work)
+    patch = f"gitops/envs/staging/{first}.yaml"
+    assert after[patch] == before[patch]
+    assert {k for k in after if after[k] != promoted[k]} == {patch}
+    assert f"| staging | {first} | unpromoted | none | yes |" in modelops(deploy, "status").stdout
+    # --to names a version; several models have a v1, so it needs --model
+    ambiguous = modelops(deploy, "rollback", "--env", "staging", "--to", "1", check=False)
+    assert ambiguous.returncode == 9 and "name one" in ambiguous.stderr
+    unknown = modelops(deploy, "rollback", "--env", "staging", "--model", "nope", check=False)
+    assert unknown.returncode != 0 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert f"| staging | {last} | v1 | v1 | yes |" in modelops(deploy, "status").stdout

@@ -12,7 +12,7 @@ from modelops.config import Params
 from modelops.delivery import publish, registry
 from modelops.delivery.registry import RegistryError
 from modelops.pipeline import package, tracking
-from tests.conftest import credit_params, train_and_package
+from tests.conftest import make_params, train_and_package
 
 NAME = "tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -21,13 +21,10 @@ METRICS = {"accuracy": 0.8125, "roc_auc": 0.734567, "log_loss": 0.51, "test_rows
 
 def params() -> Params:
     hyper = {"max_iter": 10, "max_depth": 2}
-    return credit_params(
-        {
-            "data": {"source": "synthetic", "rows": 300, "seed": 0},
-            "evaluate": {"latency_repeats": 1, "importance_rows": 100, "importance_repeats": 1},
-            "mlflow": {"experiment": "registry-test"},
-            "models": {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
-        }
+    return make_params(
+        {NAME: {"estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": hyper}},
+        evaluate={"latency_repeats": 1, "importance_rows": 100, "importance_repeats": 1},
+        mlflow={"experiment": "registry-test"},
     )
 
 
@@ -139,6 +136,11 @@ def test_aliases_follow_set_alias_one_env_at_a_time(env: dict) -> None:
         ("2", ("staging",)),
     ]
     assert registry.set_alias(NAME, "staging", v2) == v2  # already there: nothing moves
+    # git rolled staging back to unpromoted: the alias goes, production's stays
+    assert registry.remove_alias(NAME, "staging") == v2
+    assert registry.alias_version(NAME, "staging") is None
+    assert registry.remove_alias(NAME, "staging") is None  # nothing left to remove
+    assert registry.alias_version(NAME, "production") == v1
 
 
 def test_bad_requests_are_clear_errors(env: dict) -> None:
@@ -160,4 +162,5 @@ def test_bad_requests_are_clear_errors(env: dict) -> None:
 def test_an_unknown_model_has_no_versions_and_no_alias(env: dict) -> None:
     assert registry.versions("ghost") == []
     assert registry.alias_version("ghost", "production") is None
+    assert registry.remove_alias("ghost", "production") is None
     assert registry.find_run("ghost", "0" * 64) is None

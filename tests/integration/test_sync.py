@@ -1,6 +1,8 @@
 """`modelops sync`: the local runtime serves what the manifests at origin/main say (DESIGN: cluster).
 
-One module-wide site: two small models trained for real and published to a tmp artifact store,
+One module-wide site: two small versions of credit-hgb and one of a second model (another dataset
+and task, with credit-hgb's manifests renamed for it unless it ships its own) trained for real
+and published to a tmp artifact store,
 a bare `origin` holding the project's `gitops/`, a `dev` clone where "merges" are committed and
 pushed, and a `cluster` clone where the runtime runs and fetches, as Argo CD would. Each test
 starts its own `modelops sync --watch` process and stops it (and so its servers) by PID.
@@ -27,10 +29,13 @@ from modelops.config import load_params
 from modelops.delivery import publish
 from modelops.delivery.promote import Extra, Release, render_state
 from tests.conftest import free_port, run, train_and_package
+from tests.gitops_models import add_manifests
 
 pytestmark = pytest.mark.slow
 
 MODEL = "credit-hgb"
+# A second served model of another dataset and task (multiclass: the server needs predict_proba).
+OTHER = "hpc-forest"
 PATCH = f"gitops/envs/production/{MODEL}.yaml"
 PROJECT = Path(__file__).resolve().parents[2]
 MODELOPS = str(Path(sys.executable).with_name("modelops"))
@@ -58,48 +63,82 @@ class Site:
     a: Release
     b: Release
     store: Path
+    other: Release
+    other_row: dict
 
 
-def _release(root: Path, version: str, max_iter: int, store: Path) -> Release:
+def _project_files(dest: Path) -> None:
+    """params.yaml and the dataset declarations it validates against."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT / "params.yaml", dest / "params.yaml")
+    for declaration in PROJECT.glob("data/*/dataset.yaml"):
+        (dest / declaration.parent.relative_to(PROJECT)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(declaration, dest / declaration.relative_to(PROJECT))
+
+
+def _release(root: Path, version: str, hyper: dict, store: Path, model: str = MODEL) -> Release:
     """Train and package a small model for real, publish it, and describe it as a promotion would."""
-    root.mkdir()
-    shutil.copy(PROJECT / "params.yaml", root / "params.yaml")
+    _project_files(root)
     params = load_params(root / "params.yaml")
-    hyper = params.models[MODEL].hyperparams | {"max_iter": max_iter}
-    params.models[MODEL] = params.models[MODEL].model_copy(update={"hyperparams": hyper})
-    train_and_package(root, MODEL, params, rows=1500, metrics={"roc_auc": 0.8, "f1": 0.5, "log_loss": 0.5})
-    published = publish.publish(root / "models" / MODEL / "model", MODEL, str(store))
+    hyper = params.models[model].hyperparams | hyper
+    params.models[model] = params.models[model].model_copy(update={"hyperparams": hyper})
+    metrics = {"roc_auc": 0.8, "f1": 0.5, "log_loss": 0.5, "accuracy": 0.5, "macro_f1": 0.5}
+    train_and_package(root, model, params, rows=1500, metrics=metrics)
+    published = publish.publish(root / "models" / model / "model", model, str(store))
     return Release(version, published.content_hash, published.uri, "abc1234", "run", "1")
+
+
+def _row(root: Path, model: str) -> dict:
+    """One held-out row of the model's dataset, as JSON (a missing value is null)."""
+    import pandas as pd
+
+    from modelops.pipeline.prepare import read_split
+
+    ds = load_params(root / "params.yaml").dataset_of(model)
+    row = read_split(root / ds.test_file)[list(ds.features)].head(1).astype(object)
+    return {k: (None if pd.isna(v) else v) for k, v in row.iloc[0].items()}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     root = tmp_path_factory.mktemp("sync")
     store = root / "store"
-    a = _release(root / "train-a", "v1", 20, store)
-    b = _release(root / "train-b", "v2", 40, store)
+    a = _release(root / "train-a", "v1", {"max_iter": 20}, store)
+    b = _release(root / "train-b", "v2", {"max_iter": 40}, store)
     assert a.content_hash != b.content_hash
+    other = _release(root / "train-other", "v1", {"n_estimators": 10}, store, OTHER)
     seed = root / "seed"
     shutil.copytree(PROJECT / "gitops", seed / "gitops")
-    shutil.copy(PROJECT / "params.yaml", seed / "params.yaml")
+    _project_files(seed)
+    add_manifests(seed, OTHER)
     run(["git", "init", "-q", "-b", "main"], seed)
     run(["git", "add", "-A"], seed)
     run(["git", "commit", "-q", "-m", "gitops, unpromoted"], seed)
     run(["git", "clone", "-q", "--bare", str(seed), str(root / "origin.git")], root)
     run(["git", "clone", "-q", str(root / "origin.git"), str(root / "dev")], root)
     run(["git", "clone", "-q", str(root / "origin.git"), str(root / "cluster")], root)
-    return Site(root / "dev", root / "cluster", a, b, store)
+    return Site(root / "dev", root / "cluster", a, b, store, other, _row(root / "train-other", OTHER))
 
 
-def deploy(site: Site, main: Release | None, extras: list[Extra] = (), text: str | None = None) -> str:
-    """Commit production's patch (a release, or raw text) in `dev` and push it, as a merge would."""
-    path = site.dev / PATCH
+def deploy(
+    site: Site,
+    main: Release | None,
+    extras: list[Extra] = (),
+    text: str | None = None,
+    model: str = MODEL,
+    push: bool = True,
+) -> str:
+    """Commit production's patch of `model` (a release, or raw text) in `dev` and push it, as a merge
+    would (`push=False`: commit only, to land two models' changes in one push)."""
+    patch = f"gitops/envs/production/{model}.yaml"
+    path = site.dev / patch
     if text is None:
-        run(["git", "checkout", "-q", "origin/main", "--", PATCH], site.dev)
-        text = render_state(path, MODEL, main, list(extras)) if main else path.read_text()
+        run(["git", "checkout", "-q", "origin/main", "--", patch], site.dev)
+        text = render_state(path, model, main, list(extras)) if main else path.read_text()
     path.write_text(text)
-    run(["git", "commit", "-q", "--allow-empty", "-am", "deploy"], site.dev)
-    run(["git", "push", "-q", "origin", "HEAD:main"], site.dev)
+    run(["git", "commit", "-q", "--allow-empty", "-am", f"deploy {model}"], site.dev)
+    if push:
+        run(["git", "push", "-q", "origin", "HEAD:main"], site.dev)
     return run(["git", "rev-parse", "HEAD"], site.dev).stdout.strip()
 
 
@@ -141,11 +180,13 @@ class Runtime:
     def wait_rev(self, rev: str) -> dict:
         return self.wait_for(lambda s: rev in (s["applied_rev"], s["failed_rev"]), rev)
 
-    def predict(self, client: httpx.Client | None = None) -> httpx.Response:
-        body = {"data": {"names": list(ROW), "ndarray": [list(ROW.values())]}}
+    def predict(
+        self, client: httpx.Client | None = None, model: str = MODEL, row: dict = ROW
+    ) -> httpx.Response:
+        body = {"data": {"names": list(row), "ndarray": [list(row.values())]}}
         post = (client or httpx).post
         return post(
-            f"{self.url}/seldon/modelops-production/{MODEL}/api/v1.0/predictions", json=body, timeout=10
+            f"{self.url}/seldon/modelops-production/{model}/api/v1.0/predictions", json=body, timeout=10
         )
 
     def stop(self) -> None:
@@ -175,8 +216,8 @@ def runtime_for(site: Site, tmp_path: Path):
         rt.stop()
 
 
-def predictor_of(state: dict) -> dict[str, dict]:
-    (deployment,) = state["deployments"]
+def predictor_of(state: dict, model: str = MODEL) -> dict[str, dict]:
+    (deployment,) = [d for d in state["deployments"] if d["name"] == model]
     return {p["name"]: p for p in deployment["predictors"]}
 
 
@@ -339,7 +380,7 @@ def test_background_sync_status_and_stop(site: Site, tmp_path: Path) -> None:
         shown = run(
             [MODELOPS, "status", "--env", "production", "--state-dir", str(state_dir)], site.cluster, env=env
         )
-        (row,) = [line for line in shown.stdout.splitlines() if line.startswith("| production")]
+        (row,) = [line for line in shown.stdout.splitlines() if line.startswith(f"| production | {MODEL} ")]
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[:3] == ["production", MODEL, "v1"]
         assert cells[5] == f"v1 (in sync, {record['endpoint']})"
@@ -350,6 +391,41 @@ def test_background_sync_status_and_stop(site: Site, tmp_path: Path) -> None:
     assert "stopped" in stopped.stdout
     with pytest.raises(ProcessLookupError):
         os.kill(record["pid"], 0)
+
+
+def test_two_models_answer_on_their_own_paths_and_promoting_one_leaves_the_other(
+    site: Site, runtime_for
+) -> None:
+    """Every SeldonDeployment of the env is served; a promotion restarts only its own model's servers."""
+    deploy(site, site.other, model=OTHER, push=False)
+    deploy(site, site.a)
+    rt = runtime_for()
+    state = rt.status()
+    assert {MODEL, OTHER} <= {d["name"] for d in state["deployments"]}
+    urls = {d["name"]: d["url"] for d in state["deployments"]}
+    assert urls[OTHER] == f"{rt.url}/seldon/modelops-production/{OTHER}"
+    mine, other = rt.predict(), rt.predict(model=OTHER, row=site.other_row)
+    assert mine.status_code == 200 and other.status_code == 200, (mine.text, other.text)
+    assert (mine.headers["x-model-version"], mine.headers["x-model-hash"]) == ("v1", site.a.content_hash)
+    assert other.headers["x-model-hash"] == site.other.content_hash
+    classes = load_params(site.cluster / "params.yaml").dataset_of(OTHER).classes
+    assert other.json()["data"]["names"] == [str(c) for c in classes]  # its own classes, not credit's
+    # A path naming no deployment of the env is a 404 listing the served ones.
+    missing = httpx.post(
+        f"{rt.url}/seldon/modelops-production/no-such-model/api/v1.0/predictions", json={}, timeout=10
+    )
+    assert missing.status_code == 404 and OTHER in missing.text and MODEL in missing.text
+    other_pids = predictor_of(state, OTHER)["main"]["pids"]
+
+    rev = deploy(site, site.b)
+    state = rt.wait_rev(rev)
+    assert state["last_error"] is None
+    assert rt.predict().headers["x-model-version"] == "v2"
+    assert predictor_of(state, OTHER)["main"]["pids"] == other_pids  # not restarted
+    for pid in other_pids:
+        os.kill(pid, 0)  # still alive
+    again = rt.predict(model=OTHER, row=site.other_row)
+    assert again.status_code == 200 and again.headers["x-model-hash"] == site.other.content_hash
 
 
 def test_an_unknown_env_is_refused_naming_the_known_ones(site: Site, tmp_path: Path) -> None:

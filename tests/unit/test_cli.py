@@ -17,8 +17,25 @@ from modelops.pipeline import ingest
 from tests.conftest import declaration, shipped_dataset, synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("params", "ingest", "validate", "suite", "prepare", "train", "evaluate", "package", "run", "show", "new")
-TINY = {"dataset": "credit", "estimator": "hist_gradient_boosting", "threads": 1, "hyperparams": {"max_iter": 10}}
+STAGES = (
+    "params",
+    "ingest",
+    "validate",
+    "suite",
+    "prepare",
+    "train",
+    "evaluate",
+    "package",
+    "run",
+    "show",
+    "new",
+)
+TINY = {
+    "dataset": "credit",
+    "estimator": "hist_gradient_boosting",
+    "threads": 1,
+    "hyperparams": {"max_iter": 10},
+}
 PARAMS = {"datasets": {"credit": {}}, "models": {"tiny": TINY}}
 DS = shipped_dataset(source=synthetic(600))
 

@@ -1,4 +1,5 @@
-"""The pure parts of promotion: planning a mode, reading and writing the patch file's state."""
+"""The pure parts of promotion: planning a mode, reading and writing the patch file's state
+(`modelops.delivery.patches`, re-exported by `promote`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.delivery import promote
+from modelops.delivery import patches, promote
 from modelops.delivery.promote import Extra, PromoteError, Release
 from modelops.workspace import PROJECT_ROOT
 
@@ -45,7 +46,7 @@ def test_promoting_running_content_keeps_its_record() -> None:
 
 @pytest.mark.parametrize("value", ["v1", "123", "true", "null", "1e3", " padded", "abc123"])
 def test_plain_scalars_read_back_as_the_same_string(value: str) -> None:
-    assert yaml.safe_load(f"k: {promote._plain(value)}")["k"] == value
+    assert yaml.safe_load(f"k: {patches._plain(value)}")["k"] == value
 
 
 def test_state_round_trips_through_the_patch_file(tmp_path: Path) -> None:

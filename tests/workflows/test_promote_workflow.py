@@ -1,12 +1,12 @@
-"""promote.yml under act: merge deploys (DESIGN invariants 2, 3, 4, 5).
+"""promote.yml under act: merge deploys what changed (DESIGN invariants 2, 3, 4, 5, 9).
 
-The real pipeline trains once per module (`dvc repro` on the shipped credit data, two param
-variants of credit-hgb) into a DVC remote that is a tmp dir; every test then builds its own forge
-whose committed `.dvc/config` points at that remote (a gitignored `config.local` would not reach
-the job: act copies the work tree minus ignored files) and "merges" a training commit by writing
-the variant's params.yaml, dvc.lock and git-tracked outputs. The job pulls the rest, as on GitHub.
-The artifact store and the MLflow SQLite file are per-test tmp paths, handed to the job as the
-repository variables the workflow maps into its env.
+The real pipeline trains once per module (`dvc repro` of every shipped model, then a second
+param variant of credit-hgb, which retrains credit-hgb only) into a DVC remote that is a tmp
+dir; every test then builds its own forge whose committed `.dvc/config` points at that remote (a
+gitignored `config.local` would not reach the job: act copies the work tree minus ignored files)
+and "merges" a training commit by writing the variant's params.yaml, dvc.lock and git-tracked
+outputs. The job pulls the rest, as on GitHub. The artifact store and the MLflow SQLite file are
+per-test tmp paths, handed to the job as the repository variables the workflow maps into its env.
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ import pytest
 import yaml
 
 from modelops.runtime.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, copy_files, tool_env
+from tests.gitops_models import add_manifests
 
 pytestmark = pytest.mark.slow
 
 MODEL = "credit-hgb"
+# A second model with manifests (credit-hgb's, renamed, unless it ships its own) and a third without.
+OTHER = "hpc-forest"
+UNSERVED = "concrete-hgb"
 WORKFLOW = ".github/workflows/promote.yml"
 STAGING = f"gitops/envs/staging/{MODEL}.yaml"
 PRODUCTION = f"gitops/envs/production/{MODEL}.yaml"
@@ -101,10 +105,16 @@ class Site:
         return {"MODELOPS_ARTIFACT_STORE": str(self.store), "MLFLOW_TRACKING_URI": self.tracking_uri}
 
 
-def make_site(tmp_path: Path, trained: Trained) -> Site:
-    """A forge whose committed DVC remote is the trained one (pushed to origin main)."""
+def make_site(tmp_path: Path, trained: Trained, *served: str) -> Site:
+    """A forge whose committed DVC remote is the trained one (pushed to origin main), with
+    manifests for the `served` models beside credit-hgb's, and none for any other."""
     forge = Forge.from_project(tmp_path / "forge")
     forge.write(".dvc/config", DVC_CONFIG.format(remote=trained.remote))
+    for model in served:
+        add_manifests(forge.work, model)
+    for path in forge.work.glob("gitops/base/*.yaml"):
+        if path.stem not in (MODEL, *served, "kustomization"):
+            raise AssertionError(f"{path.stem} ships manifests now: update UNSERVED and the tests")
     forge.commit("DVC remote: a local directory")
     forge.push("main")
     return Site(forge, tmp_path / "artifacts", f"sqlite:///{tmp_path}/mlflow.db")
@@ -177,25 +187,33 @@ def test_promotion_commits_never_retrigger_the_workflow() -> None:
     assert "Model: " in staging["if"]
 
 
-def test_merge_promotes_to_staging_and_opens_one_production_pr(tmp_path: Path, trained: Trained) -> None:
-    site = make_site(tmp_path, trained)
+def test_merge_promotes_each_changed_model_and_opens_one_production_pr_each(
+    tmp_path: Path, trained: Trained
+) -> None:
+    site = make_site(tmp_path, trained, OTHER)
     forge, variant = site.forge, trained.variants["a"]
     before = forge.origin_sha()
     train_sha = merge_training(forge, variant)
 
     first = forge.run_workflow(
-        WORKFLOW, "push", forge.push_event(before=before), variables=site.variables, timeout=300
+        WORKFLOW, "push", forge.push_event(before=before), variables=site.variables, timeout=400
     ).check()
 
-    # One promotion commit on main, on top of the training commit, touching one file's values only.
-    promo = forge.origin_sha()
-    assert forge.git("rev-parse", f"{promo}^", cwd=forge.origin) == train_sha
-    assert forge.origin_log()[0] == f"promote(staging): {MODEL} v1"
-    files = forge.git("show", "--format=", "--name-only", promo, cwd=forge.origin).splitlines()
-    assert files == [STAGING]
-    lines = changed_lines(forge, promo)
-    assert lines and all(re.match(r"^[+-]\s+(value: |modelops\.dev/[\w-]+: )", ln) for ln in lines), lines
-    assert sum(ln.startswith("+") for ln in lines) == sum(ln.startswith("-") for ln in lines)
+    # The first training changed every model: one promotion commit per model that has manifests,
+    # in params order, each touching its own patch file's values only; the third is named, skipped.
+    assert forge.origin_log()[:2] == [f"promote(staging): {OTHER} v1", f"promote(staging): {MODEL} v1"]
+    assert forge.git("rev-parse", "main~2", cwd=forge.origin) == train_sha
+    assert (
+        f"{UNSERVED}: changed, but gitops/envs/staging/{UNSERVED}.yaml does not exist: skipped" in first.log
+    )
+    promo, other_promo = forge.origin_sha("main~1"), forge.origin_sha()
+    for sha, model in ((promo, MODEL), (other_promo, OTHER)):
+        files = forge.git("show", "--format=", "--name-only", sha, cwd=forge.origin).splitlines()
+        assert files == [f"gitops/envs/staging/{model}.yaml"]
+        lines = changed_lines(forge, sha)
+        assert lines and all(re.match(r"^[+-]\s+(value: |modelops\.dev/[\w-]+: )", ln) for ln in lines), lines
+        assert sum(ln.startswith("+") for ln in lines) == sum(ln.startswith("-") for ln in lines)
+        assert trailers(forge, sha)["Model"] == model
 
     # The manifest names exactly the new release: URI, hash, version (server env and annotations).
     store_dir = site.store / MODEL / variant.content_hash
@@ -218,10 +236,14 @@ def test_merge_promotes_to_staging_and_opens_one_production_pr(tmp_path: Path, t
     # The alias followed git (invariant 3).
     assert alias_version(site, "staging") == "1"
 
-    # One production PR, from a branch whose only change is the production patch.
-    assert gh_pr_commands(first)[-2:] == [["pr", "list"], ["pr", "create"]]
-    [pr] = forge.gh_state["prs"]
-    assert (pr["headRefName"], pr["baseRefName"], pr["state"]) == (PR_BRANCH, "main", "OPEN")
+    # One production PR per promoted model, each from a branch whose only change is its patch.
+    assert gh_pr_commands(first)[-4:] == [["pr", "list"], ["pr", "create"]] * 2
+    assert sorted(p["headRefName"] for p in forge.gh_state["prs"]) == [
+        PR_BRANCH,
+        f"promote/production/{OTHER}",
+    ]
+    pr = next(p for p in forge.gh_state["prs"] if p["headRefName"] == PR_BRANCH)
+    assert (pr["baseRefName"], pr["state"]) == ("main", "OPEN")
     branch_files = forge.git("diff", "--name-only", f"main...{PR_BRANCH}", cwd=forge.origin).splitlines()
     assert branch_files == [PRODUCTION]
     assert release(show(forge, PR_BRANCH, PRODUCTION))["hash"] == variant.content_hash
@@ -236,20 +258,48 @@ def test_merge_promotes_to_staging_and_opens_one_production_pr(tmp_path: Path, t
         WORKFLOW, "push", guard_event, variables=site.variables, extra_args=["-v"]
     ).check()
     assert "Skipping job 'promote to staging'" in guarded.log
-    assert forge.origin_sha() == promo and not guarded.calls
+    assert forge.origin_sha() == other_promo and not guarded.calls
 
-    # A re-run on main (workflow_dispatch; the PR job and what it needs): the PR is updated, not doubled.
+    # A re-run on main (workflow_dispatch; the PR job and what it needs): the PRs are updated, not doubled.
     dispatch = {"ref": "refs/heads/main", "inputs": {}, "repository": forge.push_event()["repository"]}
     second = forge.run_workflow(
-        WORKFLOW, "workflow_dispatch", dispatch, job="production-pr", variables=site.variables, timeout=300
+        WORKFLOW, "workflow_dispatch", dispatch, job="production-pr", variables=site.variables, timeout=400
     ).check()
-    # act runs the job's `needs:` too: staging finds nothing new (no commit), the PR is edited.
+    # act runs the job's `needs:` too: staging finds nothing new (no commit), the PRs are edited.
     assert "is already deployed to staging" in second.log
-    assert forge.origin_sha() == promo
-    assert gh_pr_commands(second) == [["pr", "list"], ["pr", "edit"]]
-    assert len(forge.gh_state["prs"]) == 1
-    runs = (first, guarded, second)
-    print("timings: push run {:.1f}s, guarded {:.1f}s, re-run {:.1f}s".format(*(r.duration for r in runs)))
+    assert forge.origin_sha() == other_promo
+    assert gh_pr_commands(second) == [["pr", "list"], ["pr", "edit"]] * 2
+    assert len(forge.gh_state["prs"]) == 2
+
+    # A merge that retrains credit-hgb only promotes credit-hgb only: one commit, its PR updated.
+    top = forge.origin_sha()
+    retrain = merge_training(forge, trained.variants["b"], pr=SOURCE_PR + 1)
+    only = forge.run_workflow(
+        WORKFLOW, "push", forge.push_event(before=top), variables=site.variables, timeout=400
+    ).check()
+    assert forge.git("rev-parse", "main~1", cwd=forge.origin) == retrain
+    assert forge.origin_log()[0] == f"promote(staging): {MODEL} v2"
+    assert trailers(forge, "main")["Hash"] == trained.variants["b"].content_hash
+    assert gh_pr_commands(only) == [["pr", "list"], ["pr", "edit"]]  # credit-hgb's PR, nobody else's
+    assert OTHER not in " ".join(" ".join(c["argv"]) for c in only.gh_calls)
+
+    # A merge that changes no model's outputs promotes nothing.
+    top = forge.origin_sha()
+    forge.git("pull", "-q", "--ff-only", "origin", "main")
+    forge.write("docs/NOTE.md", "A merge that touches no model.\n")
+    forge.commit("docs: a note")
+    forge.push("main")
+    nothing = forge.run_workflow(
+        WORKFLOW, "push", forge.push_event(before=top), variables=site.variables, timeout=400
+    ).check()
+    assert forge.origin_log()[0] == "docs: a note"
+    assert gh_pr_commands(nothing) == []
+    runs = (first, guarded, second, only, nothing)
+    print(
+        "timings: push {:.1f}s, guarded {:.1f}s, re-run {:.1f}s, one model {:.1f}s, none {:.1f}s".format(
+            *(r.duration for r in runs)
+        )
+    )
 
 
 def test_racing_promotions_both_land_in_order(tmp_path: Path, trained: Trained) -> None:

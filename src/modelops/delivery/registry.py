@@ -112,6 +112,17 @@ def set_alias(model: str, env: str, version: str) -> str | None:
     return previous
 
 
+def remove_alias(model: str, env: str) -> str | None:
+    """Drop alias `env` (git serves no version of `model` there any more); return where it pointed."""
+    _check_model(model)
+    _check_env(env)
+    previous = alias_version(model, env)
+    if previous is not None:
+        with _mlflow_errors(f"removing alias {env!r} of {model}"):
+            _client().delete_registered_model_alias(model, env)
+    return previous
+
+
 def alias_version(model: str, env: str) -> str | None:
     """The version alias `env` points at, or None (no alias, or no such registered model)."""
     from mlflow.exceptions import MlflowException

@@ -67,3 +67,19 @@ def changed_models(old_lock_text: str | None, new_lock_text: str | None, models:
         if new != fingerprint(old_lock_text, model):
             changed.append(model)
     return changed
+
+
+def lock_at(rev: str, path: str = LOCK_FILE) -> str | None:
+    """dvc.lock as committed at `rev` (None when that commit has none, or `rev` is git's all-zero
+    "no commit", as a push event's `before` is for a new branch)."""
+    import subprocess
+
+    if not rev.strip("0"):
+        return None
+    known = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True
+    )
+    if known.returncode != 0:
+        raise PipelineError(f"--base {rev}: no such commit in this repository (is the clone shallow?)")
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None

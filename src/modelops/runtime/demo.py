@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -22,17 +21,13 @@ from typing import Any
 
 import httpx
 
+from modelops.config import Params, load_params
 from modelops.errors import ModelopsError
-from modelops.pipeline import dataset
 from modelops.runtime.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError, tool_env
 
-MODEL = "credit-hgb"
-# The proposal: a slower learning rate with more rounds (measured on the shipped credit data:
-# ROC AUC 0.832 -> 0.834, log loss 0.438 -> 0.436, F1 0.590 -> 0.598; the gate passes it).
-PROPOSAL = {"learning_rate": 0.03, "max_iter": 300}
 PR_BRANCH = "propose/slower-learning-rate"
-PRODUCTION_PR_BRANCH = f"promote/production/{MODEL}"
-ENDPOINT = "/seldon/modelops-{env}/" + MODEL + "/api/v1.0/predictions"
+ENDPOINT = "/seldon/modelops-{env}/{model}/api/v1.0/predictions"
+ENVS = ("staging", "production")
 
 
 class DemoError(ModelopsError):
@@ -41,11 +36,36 @@ class DemoError(ModelopsError):
     exit_code = 16
 
 
+def proposal(params: Params, model: str) -> dict[str, float | int]:
+    """The PR's change: a slower learning rate with more rounds (for the first shipped model,
+    0.05 x 200 -> 0.03 x 300: ROC AUC 0.832 -> 0.834, log loss 0.438 -> 0.436, F1 0.590 -> 0.598;
+    the gate passes it)."""
+    hyper = params.model(model).hyperparams
+    if not {"learning_rate", "max_iter"} <= hyper.keys():
+        raise DemoError(
+            f"params.yaml: models.{model}.hyperparams needs learning_rate and max_iter for the demo's "
+            f"proposal (it has {sorted(hyper)}); choose another with --model"
+        )
+    return {"learning_rate": round(hyper["learning_rate"] * 0.6, 6), "max_iter": int(hyper["max_iter"] * 1.5)}
+
+
+def served_models(params: Params, root: Path) -> list[str]:
+    """The models of params.yaml that have manifests in every env, in params order."""
+    envs = [p.parent for p in (root / "gitops" / "envs").glob("*/kustomization.yaml")]
+    return [m for m in params.models if envs and all((e / f"{m}.yaml").exists() for e in envs)]
+
+
 @dataclass
 class Demo:
-    """One run of the loop in `workspace` (recreated), printing as it goes."""
+    """One run of the loop in `workspace` (recreated), printing as it goes.
+
+    Two models are served throughout: the pull request changes `model`'s params; `other` is left
+    alone and must answer with the same version, from the same server, at every step.
+    """
 
     workspace: Path
+    model: str | None = None
+    other: str | None = None
     say: Callable[[str], None] = print
     timeline: list[tuple[str, float]] = field(default_factory=list)
 
@@ -59,32 +79,62 @@ class Demo:
                 self.env.setdefault(f"GIT_{who}_{key}", value)
                 os.environ.setdefault(f"GIT_{who}_{key}", value)  # the forge's own git calls
         self.variables = {k: self.env[k] for k in ("MODELOPS_ARTIFACT_STORE", "MLFLOW_TRACKING_URI")}
+        self.pids: dict[str, list[int]] = {}
+
+    def choose(self, root: Path) -> None:
+        """The changed model (default: the first served one) and the unchanged one (the next)."""
+        params = load_params(root / "params.yaml")
+        served = served_models(params, root)
+        for name in (self.model, self.other):
+            if name is not None and name not in params.models:
+                raise DemoError(f"unknown model {name!r} (params.yaml has {', '.join(params.models)})")
+            if name is not None and name not in served:
+                raise DemoError(f"{name} has no manifests under gitops/envs/: nothing would serve it")
+        self.model = self.model or served[0] if served else self.model
+        rest = [m for m in served if m != self.model]
+        self.other = self.other or (rest[0] if rest else None)
+        if self.model is None or self.other is None or self.model == self.other:
+            raise DemoError(
+                "the demo needs two models with manifests in every env "
+                f"(served: {', '.join(served) or 'none'}); add one with `modelops new model` "
+                "or name them with --model and --other"
+            )
+        self.proposal = proposal(params, self.model)
+        self.production_pr_branch = f"promote/production/{self.model}"
 
     # --- the loop ------------------------------------------------------------------------
 
     def run(self) -> list[tuple[str, float]]:
-        """All six steps; the runtimes are stopped at the end, the workspace is kept."""
+        """All five steps; the runtimes are stopped at the end, the workspace is kept."""
+        from modelops.runtime.forge import PROJECT_ROOT
+
+        self.choose(PROJECT_ROOT)
+        changed, other = self.model, self.other
         start = time.monotonic()
         try:
-            with self.step("1. train the baseline on main, promote it to staging and production"):
+            with self.step(f"1. train {changed} and {other} on main, promote both to staging and production"):
                 self.baseline()
-            with self.step("2. sync production, send real predictions"):
+            with self.step("2. sync production, send real held-out rows to both models"):
                 self.sync("production")
-                self.predict("production", expect="v1")
-            with self.step("3. propose a better model in a pull request (model-pr.yml under act)"):
+                self.predict_all("production", {changed: "v1", other: "v1"})
+            with self.step(f"3. propose a change to {changed} in a pull request ({other} unchanged)"):
                 self.propose()
-            with self.step("4. merge: promote.yml under act, sync staging, merge the production PR, sync"):
+            with self.step(
+                f"4. merge: promote.yml promotes {changed} only; sync staging, merge its PR, sync"
+            ):
                 self.merge_and_deploy()
-            with self.step("5. revert the production promotion, sync: the previous model answers"):
+            with self.step(f"5. revert {changed}'s production promotion, sync: its previous version answers"):
                 self.revert()
         except HarnessError as exc:
             raise DemoError(f"the local forge failed: {exc}") from None
         finally:
             if hasattr(self, "forge"):
-                for env in ("staging", "production"):
+                for env in ENVS:
                     self.cli("sync", "--env", env, "--stop", check=False)
         self.timeline.append(("total", time.monotonic() - start))
-        self.say("\n== timeline ==")
+        self.say(
+            f"\n== timeline (changed by the PR: {changed}; unchanged, served at v1 throughout: {other}) =="
+        )
         for name, seconds in self.timeline:
             self.say(f"{seconds:7.1f} s  {name}")
         self.say(f"\nworkspace: {self.workspace}  (work/ is the clone, origin.git the bare origin)")
@@ -103,29 +153,36 @@ class Demo:
         self.shell("dvc", "repro")
         self.shell("dvc", "push", "-q")
         if self.forge.git("status", "--porcelain"):
-            self.forge.commit(f"Train {MODEL}: the baseline")
+            self.forge.commit("Train every model: the baseline")
         else:  # invariant 1: a fresh clone reproduces the committed dvc.lock byte for byte
             self.say("   dvc repro reproduced the committed dvc.lock exactly: nothing to commit")
-        self.say(f"   baseline metrics: {self.metrics()}")
-        for env in ("staging", "production"):
-            out = self.cli("promote", MODEL, "--env", env)
-            self.say(f"   {out.splitlines()[-1] if out else env}")
+        for model in (self.model, self.other):
+            self.say(f"   {model} baseline metrics: {self.metrics(model)}")
+        for model in (self.model, self.other):
+            for env in ENVS:
+                out = self.cli("promote", model, "--env", env)
+                self.say(f"   {out.splitlines()[-1] if out else env}")
         self.forge.push("main")
 
     def propose(self) -> None:
+        from ruamel.yaml import YAML
+
         forge = self.forge
         forge.checkout(PR_BRANCH, create=True)
-        params = (forge.work / "params.yaml").read_text()
-        for key, value in PROPOSAL.items():
-            params, n = re.subn(rf"^(\s+{key}: )\S+", rf"\g<1>{value}", params, count=1, flags=re.MULTILINE)
-            if n != 1:
-                raise DemoError(f"params.yaml: expected a `{key}:` line under models.{MODEL}.hyperparams")
-        forge.write("params.yaml", params)
+        # Round-trip YAML: the diff is the changed values only, comments and order kept.
+        rt = YAML()
+        rt.width = 4096
+        rt.indent(mapping=2, sequence=4, offset=2)
+        path = forge.work / "params.yaml"
+        doc = rt.load(path.read_text())
+        doc["models"][self.model]["hyperparams"].update(self.proposal)
+        with path.open("w") as out:
+            rt.dump(doc, out)
         # The author's side of DVC: reproduce, push the outputs, commit the lock with the params.
         self.shell("dvc", "repro")
         self.shell("dvc", "push", "-q")
-        self.say(f"   proposed metrics: {self.metrics()}")
-        event = forge.open_pr(PR_BRANCH, title=f"Tune {MODEL}: {PROPOSAL}")
+        self.say(f"   {self.model} proposed metrics: {self.metrics(self.model)}")
+        event = forge.open_pr(PR_BRANCH, title=f"Tune {self.model}: {self.proposal}")
         result = forge.run_workflow(
             ".github/workflows/model-pr.yml",
             "pull_request",
@@ -142,7 +199,7 @@ class Demo:
         self.say("\n".join(f"   | {line}" for line in self.report.splitlines()))
 
     def merge_and_deploy(self) -> None:
-        forge = self.forge
+        forge, changed, other = self.forge, self.model, self.other
         forge.checkout("main")
         before = forge.head()
         forge.git("merge", "-q", "--no-ff", PR_BRANCH, "-m", f"Merge pull request #1 from {PR_BRANCH}")
@@ -158,22 +215,26 @@ class Demo:
         )
         if not result.ok:
             raise DemoError(f"promote.yml failed:\n{result}")
-        self.say(f"   promote.yml passed in {result.duration:.0f} s: {forge.origin_log()[0]}")
-        prs = [p for p in forge.gh_state["prs"] if p["headRefName"] == PRODUCTION_PR_BRANCH]
-        self.say(
-            f"   it opened PR #{prs[-1]['number']}: {prs[-1]['title']}" if prs else "   (no production PR)"
-        )
+        promoted = forge.git("log", "--format=%s", f"{merged}..main", cwd=forge.origin).splitlines()
+        self.say(f"   promote.yml passed in {result.duration:.0f} s: {'; '.join(promoted) or 'no commit'}")
+        if any(other in line for line in promoted) or not any(changed in line for line in promoted):
+            raise DemoError(f"promote.yml should promote {changed} only, it committed: {promoted}")
+        prs = [p for p in forge.gh_state["prs"] if p["number"] > 1]
+        for pr in prs:
+            self.say(f"   it opened PR #{pr['number']}: {pr['title']}")
+        if [p["headRefName"] for p in prs] != [self.production_pr_branch]:
+            raise DemoError(f"expected one production PR, for {changed}: {[p['title'] for p in prs]}")
         self.sync("staging")
-        self.predict("staging", expect="v2")
+        self.predict_all("staging", {changed: "v2", other: "v1"})
         # "Rebase and merge" of the one-commit production PR: main gets the promotion commit itself.
         forge.git("fetch", "-q", "origin")
         forge.git("merge", "-q", "--ff-only", "origin/main")
-        forge.git("cherry-pick", f"origin/{PRODUCTION_PR_BRANCH}")
+        forge.git("cherry-pick", f"origin/{self.production_pr_branch}")
         forge.push("main")
         self.promotion = forge.head()
         self.say(f"   merged the production PR: {forge.git('log', '-1', '--format=%s')}")
         self.sync("production")
-        self.predict("production", expect="v2")
+        self.predict_all("production", {changed: "v2", other: "v1"})
 
     def revert(self) -> None:
         forge = self.forge
@@ -181,7 +242,7 @@ class Demo:
         forge.push("main")
         self.say(f"   {forge.git('log', '-1', '--format=%s')}")
         self.sync("production")
-        self.predict("production", expect="v1")
+        self.predict_all("production", {self.model: "v1", self.other: "v1"})
         status = self.cli("status")
         self.say("\n".join(f"   {line}" for line in status.splitlines()))
 
@@ -208,41 +269,68 @@ class Demo:
         out = self.cli("sync", "--env", env, "--interval", "1")
         self.say("\n".join(f"   {line}" for line in out.splitlines()))
 
-    def predict(self, env: str, expect: str) -> None:
-        """Score three held-out rows through the env's endpoint; the answer must be `expect`'s."""
+    def predict_all(self, env: str, expect: dict[str, str]) -> None:
+        """Each model answers with its expected version; the unchanged one from the same servers."""
+        status = json.loads((self.forge.work / ".modelops/runtime" / f"{env}.json").read_text())
+        served = httpx.get(status["endpoint"] + "/_modelops/status", timeout=10).json()
+        for model, version in expect.items():
+            self.predict(env, model, version, status["endpoint"])
+        pids = {
+            d["name"]: sorted(pid for p in d["predictors"] for pid in p["pids"])
+            for d in served["deployments"]
+        }
+        key, now = f"{env}/{self.other}", pids[self.other]
+        if key not in self.pids:
+            self.pids[key] = now
+            self.say(f"   {self.other} in {env}: serves {expect[self.other]} (pids {now})")
+        elif self.pids[key] != now:
+            raise DemoError(f"{self.other} in {env} was restarted (pids {self.pids[key]} -> {now})")
+        else:
+            self.say(f"   {self.other} in {env}: still {expect[self.other]}, same server (pids {now})")
+
+    def predict(self, env: str, model: str, expect: str, endpoint: str) -> None:
+        """Score three held-out rows of the model's dataset through the env's endpoint."""
         import pandas as pd
 
-        status = json.loads((self.forge.work / ".modelops/runtime" / f"{env}.json").read_text())
-        rows = pd.read_parquet(self.forge.work / dataset.TEST_FILE).head(3)
-        features = list(dataset.FEATURES)
+        from modelops.pipeline.prepare import read_split
+
+        ds = load_params(self.forge.work / "params.yaml").dataset_of(model)
+        features = list(ds.features)
+        rows = read_split(self.forge.work / ds.test_file).head(3)
         # JSON has no NaN: a missing value is null, which the server reads as missing.
         values = [
             [None if pd.isna(v) else v for v in row] for row in rows[features].astype(object).to_numpy()
         ]
         body = {"data": {"names": features, "ndarray": values}}
-        url = status["endpoint"] + ENDPOINT.format(env=env)
+        url = endpoint + ENDPOINT.format(env=env, model=model)
         answer = httpx.post(url, json=body, timeout=30)
         if answer.status_code != 200:
             raise DemoError(f"POST {url}: {answer.status_code} {answer.text}")
         version, digest = answer.headers.get("x-model-version"), answer.headers.get("x-model-hash", "")
         data: dict[str, Any] = answer.json()["data"]
-        probs = ", ".join(
-            "/".join(f"{name} {p:.2f}" for name, p in zip(data["names"], row, strict=True))
+        names = data.get("names") or []
+        scores = ", ".join(
+            "/".join(f"{n} {p:.2f}" for n, p in zip(names, row, strict=True))
+            if names
+            else "/".join(f"{v:.2f}" for v in (row if isinstance(row, list) else [row]))
             for row in data["ndarray"]
         )
-        self.say(f"   POST {url}\n   -> {version} (hash {digest[:12]}): {probs}")
+        self.say(f"   POST {url}\n   -> {version} (hash {digest[:12]}): {scores}")
         if version != expect:
-            raise DemoError(f"{env} answered with {version}, expected {expect}")
+            raise DemoError(f"{model} in {env} answered with {version}, expected {expect}")
 
-    def metrics(self) -> str:
-        values = json.loads((self.forge.work / f"models/{MODEL}/metrics.json").read_text())
-        return ", ".join(f"{k} {values[k]:.4f}" for k in ("roc_auc", "f1", "log_loss"))
+    def metrics(self, model: str) -> str:
+        from modelops.tasks import HEADLINE
+
+        params = load_params(self.forge.work / "params.yaml")
+        values = json.loads((self.forge.work / f"models/{model}/metrics.json").read_text())
+        return ", ".join(f"{k} {values[k]:.4f}" for k in HEADLINE[params.dataset_of(model).task])
 
     def stop_leftovers(self) -> None:
         """A previous run's runtimes, if it was interrupted, before its workspace is removed."""
         work = self.workspace / "work"
         if (work / ".modelops").exists():
-            for env in ("staging", "production"):
+            for env in ENVS:
                 subprocess.run(
                     [str(VENV_BIN / "modelops"), "sync", "--env", env, "--stop"],
                     cwd=work,

@@ -1,0 +1,45 @@
+"""Manifests for another model in a scratch repo, copied from credit-hgb's (tests only).
+
+Tests that need two served models use a shipped model's name with credit-hgb's manifests renamed,
+unless the repo already ships manifests for it (then nothing is written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+TEMPLATE = "credit-hgb"
+
+
+def has_manifests(root: Path, model: str) -> bool:
+    """Whether `root/gitops` has a base manifest and a patch in every env for `model`."""
+    gitops = root / "gitops"
+    envs = [p.parent for p in (gitops / "envs").glob("*/kustomization.yaml")]
+    return (gitops / "base" / f"{model}.yaml").exists() and all((e / f"{model}.yaml").exists() for e in envs)
+
+
+def add_manifests(root: Path, model: str, like: str = TEMPLATE) -> bool:
+    """Give `model` the base manifest and env patches of `like`, renamed; False if it had its own."""
+    if has_manifests(root, model):
+        return False
+    gitops = root / "gitops"
+    rename = lambda text: text.replace(like, model)  # noqa: E731
+    (gitops / "base" / f"{model}.yaml").write_text(rename((gitops / "base" / f"{like}.yaml").read_text()))
+    _edit(gitops / "base" / "kustomization.yaml", lambda k: k["resources"].append(f"{model}.yaml"))
+    for env in sorted(p.parent for p in (gitops / "envs").glob("*/kustomization.yaml")):
+        (env / f"{model}.yaml").write_text(rename((env / f"{like}.yaml").read_text()))
+
+        def patch(k: dict) -> None:
+            entry = next(p for p in k["patches"] if p["path"] == f"{like}.yaml")
+            k["patches"].append({"path": f"{model}.yaml", "target": entry["target"] | {"name": model}})
+
+        _edit(env / "kustomization.yaml", patch)
+    return True
+
+
+def _edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
