@@ -88,7 +88,7 @@ def shipped_names() -> tuple[set[str], set[str]]:
     for decl in ROOT.glob("data/*/dataset.yaml"):
         spec = yaml.safe_load(decl.read_text())
         names |= {decl.parent.name, spec["target"], *spec["features"], *(spec.get("classes") or ())}
-        names |= set(spec["source"].get("rename", {})) | {spec["source"].get("name", "").partition("/")[2]}
+        names |= {spec["source"].get("name", "").partition("/")[2]}  # e.g. the R item credit_data
     names -= {"", "rownames", "id"}
     datasets = {p.parent.name for p in ROOT.glob("data/*/dataset.yaml")}
     return names, datasets | {n for n in names if "_" in n}

@@ -7,34 +7,17 @@ declaration), both imported lazily like every verb's module so `modelops --help`
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 
-from modelops.errors import ModelopsError
+from modelops.app import errors_to_exit
 
 app = typer.Typer(
     help="Scaffold a model or a dataset: all files or none, ready to review.", no_args_is_help=True
 )
 Task = Literal["binary", "multiclass", "regression"]
-
-
-def _errors_to_exit(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Typed errors become one readable message on stderr and the error's exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ModelopsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
 
 
 def _report(written: list[Path], then: str) -> None:
@@ -44,7 +27,7 @@ def _report(written: list[Path], then: str) -> None:
 
 
 @app.command("model")
-@_errors_to_exit
+@errors_to_exit
 def model(
     name: Annotated[str, typer.Argument(help="the new model's name (lowercase, digits, '-')")],
     dataset: Annotated[str, typer.Option("--dataset", help="a dataset listed under `datasets:`")],
@@ -61,7 +44,7 @@ def model(
 
 
 @app.command("dataset")
-@_errors_to_exit
+@errors_to_exit
 def dataset(
     name: Annotated[str, typer.Argument(help="the new dataset's name (lowercase, digits, '-')")],
     csv: Annotated[Path, typer.Option("--from", help="the CSV to profile (copied to data/sources/)")],
