@@ -6,7 +6,7 @@ requests at concurrency 1, 16 and 64, and 1,000-row requests at concurrency 1. I
 `predict_proba` on one thread is the floor. Servers, each started, measured and stopped in turn:
 
   modelops          `python -m modelops_serving`, default settings (Seldon v1 and V2 bodies)
-  seldon            seldon-core-microservice 1.19 + modelops_serving.seldon.CreditModel, defaults
+  seldon            seldon-core-microservice 1.19 + modelops_serving.seldon.SeldonModel, defaults
   seldon-2w         the same with --workers 2 (GUNICORN_WORKERS)
   mlserver          MLServer 1.7 + mlserver-sklearn, adaptive batching on, pandas-codec V2 bodies
 
@@ -491,7 +491,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="server names to run (default: all)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not taskset wrk/server")
     parser.add_argument(
-        "--seldon-class", default="modelops_serving.seldon.CreditModel", help="the Seldon wrapper class"
+        "--seldon-class", default="modelops_serving.seldon.SeldonModel", help="the Seldon wrapper class"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

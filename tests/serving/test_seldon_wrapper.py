@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from modelops_serving.seldon import CreditModel, SeldonRequestError
+from modelops_serving.seldon import SeldonModel, SeldonRequestError
 
 from modelops.pipeline import dataset
 from tests.conftest import free_port, shipped_dataset
@@ -87,7 +87,7 @@ def seldon_cmd(http: int) -> list[str]:
     if not binary.exists():
         raise AssertionError("seldon-core not installed: uv sync --frozen --project benchmarks/competitors")
     ports = ["--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
-    return [str(binary), "modelops_serving.seldon.CreditModel", "--service-type", "MODEL", *ports]
+    return [str(binary), "modelops_serving.seldon.SeldonModel", "--service-type", "MODEL", *ports]
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_seldon_refuses_a_model_whose_hash_differs(packaged, tmp_path: Path) -> 
 
 def test_wrapper_in_process_reads_seldons_stringified_arrays(packaged) -> None:
     """numpy turns rows mixing numbers and strings into all-strings; the wrapper reads them back."""
-    model = CreditModel(
+    model = SeldonModel(
         model_uri=str(packaged.path), expected_hash=packaged.content_hash, model_version=VERSION
     )
     model.load()

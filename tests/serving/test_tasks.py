@@ -448,10 +448,10 @@ def test_inference_log_lines_per_task(task_models, kind: str, tmp_path: Path) ->
 @OVERFLOW
 @pytest.mark.parametrize("kind", [*SERVED, "ridge"])
 def test_seldon_wrapper_in_process_per_task(task_models, kind: str) -> None:
-    from modelops_serving.seldon import CreditModel, SeldonRequestError
+    from modelops_serving.seldon import SeldonModel, SeldonRequestError
 
     packaged = task_models(kind)
-    wrapper = CreditModel(
+    wrapper = SeldonModel(
         model_uri=str(packaged.path), expected_hash=packaged.content_hash, model_name=packaged.name
     )
     wrapper.load()

@@ -2,7 +2,7 @@
 
 For clusters that run models with Seldon's own microservice image instead of ours:
 
-    seldon-core-microservice modelops_serving.seldon.CreditModel --service-type MODEL
+    seldon-core-microservice modelops_serving.seldon.SeldonModel --service-type MODEL
 
 Configuration is the server's (`MODELOPS_*` variables, see settings.py); a SeldonDeployment's
 `parameters` (model_uri, expected_hash, ...) override them. Loading, hash verification, input
@@ -45,7 +45,7 @@ class SeldonRequestError(_SeldonError):
         self.message, self.status = message, status
 
 
-class CreditModel:
+class SeldonModel:
     """Seldon's Python-wrapper interface: load, predict, health_status, metrics, tags."""
 
     def __init__(self, **parameters: Any) -> None:
