@@ -43,3 +43,16 @@ def _edit(path: Path, change) -> None:
     data = yaml.safe_load(path.read_text())
     change(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def remove_manifests(root: Path, model: str) -> None:
+    """Take `model` out of gitops/ (a model whose manifests are still under review)."""
+    gitops = root / "gitops"
+    (gitops / "base" / f"{model}.yaml").unlink()
+    _edit(gitops / "base" / "kustomization.yaml", lambda k: k["resources"].remove(f"{model}.yaml"))
+    for env in sorted(p.parent for p in (gitops / "envs").glob("*/kustomization.yaml")):
+        (env / f"{model}.yaml").unlink()
+        _edit(
+            env / "kustomization.yaml",
+            lambda k: k.update(patches=[p for p in k["patches"] if p["path"] != f"{model}.yaml"]),
+        )

@@ -109,7 +109,9 @@ def test_canary_shadow_abort_and_finish_keep_traffic_at_100(deploy: dict) -> Non
     modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--canary", "25")
     modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--shadow")
     rendered = yaml.safe_load_all(run(["kubectl", "kustomize", "gitops/envs/staging"], work).stdout)
-    (sdep,) = [o for o in rendered if o["kind"] == "SeldonDeployment"]
+    (sdep,) = [
+        o for o in rendered if o["kind"] == "SeldonDeployment" and o["metadata"]["name"] == "credit-hgb"
+    ]
     traffic = {p["name"]: (p["traffic"], p.get("shadow", False)) for p in sdep["spec"]["predictors"]}
     assert traffic == {"main": (75, False), "canary": (25, False), "shadow": (0, True)}
     modelops(deploy, "promote", "credit-hgb", "--env", "staging", "--abort")
