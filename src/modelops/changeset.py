@@ -29,12 +29,15 @@ class ScaffoldError(ModelopsError):
     exit_code = 19
 
 
-def round_trip() -> YAML:
-    """ruamel set up like the repository's YAML: comments, quotes and layout survive a rewrite."""
+def round_trip(sequence: int = 4, offset: int = 2) -> YAML:
+    """ruamel set up like the repository's YAML: comments, quotes and layout survive a rewrite.
+
+    params.yaml indents lists under their key (the default); JSON6902 patches and declarations
+    start them at the key's column (`sequence=2, offset=0`)."""
     rt = YAML()
     rt.preserve_quotes = True
     rt.width = 4096
-    rt.indent(mapping=2, sequence=4, offset=2)
+    rt.indent(mapping=2, sequence=sequence, offset=offset)
     return rt
 
 

@@ -18,6 +18,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, PlainScalarString
 
+from modelops.changeset import round_trip
 from modelops.delivery import manifests
 from modelops.errors import ModelopsError
 
@@ -67,11 +68,7 @@ def patch_file(env: str, model: str, root: Path = GITOPS) -> Path:
 
 
 def _yaml() -> YAML:
-    rt = YAML()
-    rt.preserve_quotes = True
-    rt.width = 4096
-    rt.indent(mapping=2, sequence=2, offset=0)
-    return rt
+    return round_trip(sequence=2, offset=0)
 
 
 def _ops(text: str, path: Path) -> list[dict[str, Any]]:

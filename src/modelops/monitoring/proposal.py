@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from ruamel.yaml import YAML
 
+from modelops.changeset import round_trip
 from modelops.declarations import DATA_DIR, Dataset, parse_dataset
 from modelops.errors import ModelopsError
 
@@ -82,10 +82,7 @@ def point_declaration_at(ds: Dataset, path: Path, root: Path = Path()) -> bool:
     The result is validated before it is written, so a declaration this cannot express stays as it
     was and the error names the file and key.
     """
-    rt = YAML()
-    rt.preserve_quotes = True
-    rt.width = 4096
-    rt.indent(mapping=2, sequence=2, offset=0)
+    rt = round_trip(sequence=2, offset=0)
     file = root / ds.declaration_file
     doc = rt.load(file.read_text())
     wanted = {"kind": "file", "path": str(path)}
