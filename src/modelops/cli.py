@@ -150,7 +150,6 @@ def report(
     ] = None,
 ) -> None:
     """Write the pull-request report of the models whose outputs changed against the base."""
-    from modelops.delivery import preview
     from modelops.review.report import build, data_failure
 
     if validation_log is not None:
@@ -158,7 +157,7 @@ def report(
         print(f"{out / 'report.md'}: data validation failed for {', '.join(failing) or 'a data stage'}")
         return
     with progress.step(f"report vs {env} and {base}"):
-        result = build(preview, base=base, env=env, out=out, models=model or [])
+        result = build(base=base, env=env, out=out, models=model or [])
     # The gate is its own step (`modelops gate`): a failing candidate still gets its report.
     print(f"{out / 'report.md'}:")
     for line in result.lines():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -422,8 +421,8 @@ def test_gather_links_uses_the_run_of_this_content_the_lock_and_the_workflow_env
     monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
     monkeypatch.setenv("GITHUB_REPOSITORY", "org/repo")
     monkeypatch.setenv("GITHUB_RUN_ID", "42")
-    deployments = SimpleNamespace(find_run=lambda model, digest: "run123")
-    links = report.gather_links("m", "h" * 64, LINK_PARAMS, deployments)
+    monkeypatch.setattr(preview, "find_run", lambda model, digest: "run123")
+    links = report.gather_links("m", "h" * 64, LINK_PARAMS)
     assert links["MLflow run"] == "[run123](http://mlflow.example:5000/#/runs/run123)"
     assert links["Workflow run"] == "https://github.com/org/repo/actions/runs/42"
     assert links["DVC outputs (dvc.lock md5)"] == (
@@ -440,7 +439,8 @@ def test_gather_links_when_the_tracking_server_is_down(
     monkeypatch.chdir(tmp_path)
     for key in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"):
         monkeypatch.delenv(key, raising=False)
-    assert report.gather_links("m", "h" * 64, LINK_PARAMS, SimpleNamespace(find_run=down)) == {
+    monkeypatch.setattr(preview, "find_run", down)
+    assert report.gather_links("m", "h" * 64, LINK_PARAMS) == {
         "MLflow": "not reachable (ConnectionError: refused)"
     }
 
@@ -517,9 +517,9 @@ def test_build_refuses_an_unknown_model_and_a_tree_never_reproduced(
     shipped_declarations(tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match="no model 'nope'"):
-        report.build(preview, models=["nope"])
+        report.build(models=["nope"])
     with pytest.raises(PipelineError, match=r"dvc\.lock: not found \(run `dvc repro` first\)"):
-        report.build(preview)
+        report.build()
     assert not Path("report").exists()
 
 

@@ -1,8 +1,8 @@
 """What the pull-request report asks of delivery: the release an env deploys now, the exact
 gitops/ change merging would commit (a dry run), and the MLflow run that logged some content.
 
-Review sits on a lower floor than delivery, so `modelops.review.report.build` receives this module
-(as its `Deployments`) from the CLI instead of importing it.
+Review sits on the floor above delivery: the report compares with what is deployed and shows what
+merging deploys, so it imports this module; nothing in delivery imports review.
 """
 
 from __future__ import annotations

@@ -14,12 +14,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from modelops import tasks
 from modelops.config import Params, load_params
+from modelops.delivery import preview
 from modelops.errors import ModelopsError, PipelineError
 from modelops.review import changes, render
 from modelops.review import gate as quality_gate
@@ -27,20 +28,6 @@ from modelops.review.gate import Verdict
 from modelops.review.render import DEPLOY_ENV, ModelSection, Side
 
 REPORT_MD, REPORT_JSON = "report.md", "report.json"
-
-
-class Deployments(Protocol):
-    """What the report needs from delivery (`modelops.delivery.preview` is one), handed in by the
-    caller: delivery is a higher floor than review, so review never imports it."""
-
-    def champion_release(self, env: str, model: str) -> Any:
-        """The release (version, content_hash, uri) the env deploys now, or None."""
-
-    def deploy_preview(self, model: str) -> tuple[str | None, str]:
-        """(diff, message) of what merging would commit to gitops/ for this model."""
-
-    def find_run(self, model: str, content_hash: str) -> str | None:
-        """The MLflow run that logged this content."""
 
 
 class ReportError(ModelopsError):
@@ -140,7 +127,7 @@ def time_sides(sides: list[tuple[Side, Any]], x: Any, params: Params, task: str)
 # --------------------------------------------------------------------------- links and preview
 
 
-def gather_links(model: str, content_hash: str, params: Params, deployments: Deployments) -> dict[str, str]:
+def gather_links(model: str, content_hash: str, params: Params) -> dict[str, str]:
     """The MLflow run that logged this content, the DVC lock hashes, the workflow run."""
     from modelops.pipeline import lock, tracking
 
@@ -148,7 +135,7 @@ def gather_links(model: str, content_hash: str, params: Params, deployments: Dep
     uri = tracking.tracking_uri()
     run_id, note = None, ""
     try:
-        run_id = deployments.find_run(model, content_hash)
+        run_id = preview.find_run(model, content_hash)
         if run_id is None:
             latest = tracking.latest_runs(params).get(model)
             run_id, note = (latest or {}).get("run_id"), " (latest run; none logged with this content hash)"
@@ -189,7 +176,6 @@ class Context:
     """What every model's part shares: params, the base, both locks, the params diff."""
 
     params: Params
-    deployments: Deployments
     base: str
     rev: str | None
     env: str
@@ -239,7 +225,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
         )
     challenger.metrics = recorded  # the numbers of record are the metrics file's
 
-    release = ctx.deployments.champion_release(ctx.env, name)
+    release = preview.champion_release(ctx.env, name)
     champion: Side | None = None
     champion_error = None
     if release is not None:
@@ -263,7 +249,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
     validation = changes.read_validation(ds.validation_file)
     importance = plots_dir(name) / "importance.json"
     files = figures.render_plots(ctx.out / name, challenger, champion, y, ds, importance, f"{name}/")
-    diff, message = ctx.deployments.deploy_preview(name)
+    diff, message = preview.deploy_preview(name)
     data = changes.data_diff(ds, ctx.rev, ctx.new_lock, ctx.old_lock, validation)
     body = [
         render.metrics_section(task, recorded, champion_metrics, label, main, ctx.base, policy, notes),
@@ -271,7 +257,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
         render.plots_section(files),
         render.cost_section(challenger, champion, ratio, policy.max_latency_ratio),
         render.deploy_section(diff, message),
-        render.links_section(gather_links(name, digest, params, ctx.deployments)),
+        render.links_section(gather_links(name, digest, params)),
     ]
     section = ModelSection(name, task, ds.name, why, verdict, label, body)
     metrics = tasks.METRICS[task]
@@ -318,7 +304,6 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
 
 
 def build(
-    deployments: Deployments,
     base: str = "main",
     env: str = "production",
     out: Path = Path("report"),
@@ -345,7 +330,7 @@ def build(
     chosen = [m for m in params.models if m in why]
     unchanged = [m for m in params.models if m not in why]
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(params, deployments, base, rev, env, out, old_lock, new_lock, diff)
+    ctx = Context(params, base, rev, env, out, old_lock, new_lock, diff)
     sections, entries, files = [], {}, []
     for name in chosen:
         section, entry, written = build_model(ctx, name, why[name])
