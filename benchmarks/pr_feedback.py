@@ -15,6 +15,7 @@ one/ten/ten/one and the ratio is ten / one of the medians.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -54,12 +55,14 @@ def models() -> tuple[str, dict[str, Any], dict[str, Any]]:
             ten[f"{raw[name]['dataset']}-{estimator.replace('_', '-')}"] = {
                 "dataset": raw[name]["dataset"],
                 "estimator": estimator,
+                "seed": 0,  # dvc.yaml's evaluate stage reads models.<m>.seed and .threads
                 "threads": 1,
                 "hyperparams": hyper,
             }
     extra = [m for m in ten if m not in raw]
     for i in range(10 - len(ten)):  # top up to ten with seeds of the target's family
-        ten[f"{target}-seed{i + 1}"] = raw[target] | {"seed": i + 1}
+        # a deep copy: a shared dict would be dumped as a YAML alias, and one edit would change both
+        ten[f"{target}-seed{i + 1}"] = copy.deepcopy(raw[target]) | {"seed": i + 1}
     while len(ten) > 10:
         ten.pop(extra.pop())
     return target, {target: raw[target]}, ten
