@@ -14,7 +14,7 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -138,6 +138,18 @@ class MonitorParams(_Strict):
     max_missing_increase: float = Field(default=0.05, gt=0, le=1)  # absolute missing-rate rise
 
 
+class CanaryParams(_Strict):
+    """How `modelops analyze` answers promote, abort or wait for a canary or shadow, and what an abort does.
+
+    The statistical rule itself is written in docs/delivery.md and in `monitoring.rule`.
+    """
+
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # bound on aborting a healthy canary
+    beta: float = Field(default=0.1, gt=0, lt=0.5)  # bound on promoting one worse by a margin
+    min_samples: int = Field(default=200, ge=10)  # per predictor, before any answer but wait
+    on_abort: Literal["commit", "pr"] = "commit"  # canary.yml: commit the abort to main, or open a PR
+
+
 class Params(_Strict):
     """The whole params.yaml, with the declaration of every dataset it lists."""
 
@@ -146,6 +158,7 @@ class Params(_Strict):
     mlflow: MlflowParams = MlflowParams()
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
+    canary: CanaryParams = CanaryParams()
     models: dict[str, ModelParams]
     _declarations: dict[str, Dataset] = PrivateAttr(default_factory=dict)
 
