@@ -313,6 +313,68 @@ def test_canary_splits_traffic_exactly_and_a_shadow_sees_every_request(site: Sit
     assert predictor_of(state)["shadow"]["errors"] == 0
 
 
+def test_feedback_finds_the_replica_that_answered_and_a_shadow_shares_the_request_id(
+    site: Site, runtime_for
+) -> None:
+    """Feedback goes to every replica of every predictor and the one that remembers the request id
+    answers; a mirrored request carries one x-request-id, so outcomes join to main and shadow alike."""
+    deploy(site, site.a, [Extra("canary", site.b, 50)])
+    rt = runtime_for(max_replicas=2)
+    base = f"{rt.url}/seldon/modelops-production/{MODEL}"
+
+    def feedback(client: httpx.Client, answer: dict, truth: list) -> httpx.Response:
+        body = {"response": answer, "truth": {"data": {"ndarray": truth}}, "reward": 1}
+        return client.post(f"{base}/api/v1.0/feedback", json=body, timeout=10)
+
+    with httpx.Client() as client:
+        answers = [rt.predict(client) for _ in range(4)]  # main and canary, each on both replicas
+        assert {a.headers["x-modelops-predictor"] for a in answers} == {"main", "canary"}
+        traffic = {n: p["requests"] for n, p in predictor_of(rt.status()).items()}
+        for answer in answers:
+            sent = feedback(client, answer.json(), ["good"])
+            assert sent.status_code == 200, sent.text
+            assert sent.headers["x-modelops-predictor"] == answer.headers["x-modelops-predictor"]
+            assert sent.json()["meta"]["puid"] == answer.headers["x-request-id"]
+        # the most specific refusal wins over the other replicas' 404s
+        assert feedback(client, answers[0].json(), ["good"]).status_code == 409
+        # feedback is not traffic: the counters a canary analysis reads did not move
+        assert {n: p["requests"] for n, p in predictor_of(rt.status()).items()} == traffic
+        fresh = rt.predict(client).json()
+        wrong = feedback(client, fresh, ["good", "bad"])
+        assert wrong.status_code == 400 and "has 1 row(s)" in wrong.json()["status"]["info"]
+        unknown = feedback(client, {"meta": {"puid": "f" * 32}}, ["good"])
+        assert unknown.status_code == 404 and "no prediction with request id" in unknown.text
+        inputs = [
+            {"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else "FP64", "data": [v]}
+            for k, v in ROW.items()
+        ]
+        v2 = client.post(f"{base}/v2/models/{MODEL}/infer", json={"inputs": inputs, "id": "v2-order-1"})
+        assert v2.status_code == 200 and v2.headers["x-request-id"] == "v2-order-1", v2.text
+        sent = client.post(f"{base}/v2/models/{MODEL}/feedback", json={"id": "v2-order-1", "truth": ["bad"]})
+        assert sent.status_code == 200 and sent.json()["rows"] == 1, sent.text
+        assert sent.headers["x-modelops-predictor"] == v2.headers["x-modelops-predictor"]
+
+    rev = deploy(site, site.a, [Extra("shadow", site.b, 0)])
+    state = rt.wait_rev(rev)
+    before = predictor_of(state)["shadow"]["requests"]
+    with httpx.Client() as client:
+        answer = rt.predict(client)
+        rt.wait_for(lambda s: predictor_of(s)["shadow"]["requests"] == before + 1, "the mirrored copy")
+        sent = feedback(client, answer.json(), ["bad"])
+    assert sent.status_code == 200 and sent.headers["x-modelops-predictor"] == "main", sent.text
+    request_id = answer.headers["x-request-id"]
+    outcomes = rt.state / "production" / "inference-log" / MODEL / "feedback"
+
+    def logged() -> dict[str, str]:
+        lines = [json.loads(x) for f in outcomes.glob("*/*.jsonl") for x in f.read_text().splitlines()]
+        return {r["hash"]: r["truth"] for r in lines if r["request_id"] == request_id}
+
+    deadline = time.monotonic() + 30
+    while len(logged()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logged() == {site.a.content_hash: "bad", site.b.content_hash: "bad"}
+
+
 def test_a_bad_manifest_or_a_bad_hash_is_not_applied(site: Site, runtime_for, tmp_path: Path) -> None:
     deploy(site, site.a)
     rt = runtime_for()

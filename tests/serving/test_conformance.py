@@ -68,10 +68,19 @@ def test_responses_match_seldon_message_schema(served, seldon_spec) -> None:
             c.get("/predict", params={"json": orjson.dumps({"data": {"ndarray": rows}}).decode()}),
             c.get("/health/status"),
         ]
+        model = packaged.model
+        truth = [model.classes[0] if model.is_classifier else 1.5] * 3
+        puid = ok[0].json()["meta"]["puid"]
+        feedback = {"response": {"meta": {"puid": puid}}, "truth": {"data": {"ndarray": truth}}}
+        ok.append(c.post("/api/v1.0/feedback", json=feedback))
         bad = [
             c.post(V1, json={"data": {"ndarray": [rows[0][:3]]}}),
             c.post(V1, content=b"{", headers={"content-type": "application/json"}),
             c.get("/predict"),
+            c.post(
+                "/api/v1.0/feedback",
+                json={"response": ok[1].json(), "truth": {"data": {"ndarray": [True] * 3}}},
+            ),
         ]
     for r in ok:
         assert r.status_code == 200, r.text
@@ -87,11 +96,15 @@ def test_responses_match_seldon_message_schema(served, seldon_spec) -> None:
         assert body["status"]["status"] == "FAILURE" and body["status"]["code"] == 400
 
 
-def fuzz(schema: schemathesis.BaseSchema, base_url: str, examples: int) -> tuple[Counter, list[str]]:
-    """Run every operation with generated valid and invalid cases; return (cases, 5xx failures)."""
+def fuzz(
+    schema: schemathesis.BaseSchema, base_url: str, examples: int
+) -> tuple[Counter, list[str], set[str]]:
+    """Run every operation with generated valid and invalid cases; return (cases by status, 5xx
+    failures, the paths called)."""
     session = requests.Session()
     failures: list[str] = []
     count: Counter = Counter()
+    called: set[str] = set()
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -107,6 +120,7 @@ def fuzz(schema: schemathesis.BaseSchema, base_url: str, examples: int) -> tuple
             def run(case) -> None:
                 response = case.call(base_url=base_url, session=session, timeout=10)
                 count[response.status_code] += 1
+                called.add(case.operation.path)
                 if response.status_code >= 500:
                     where = f"{case.method} {case.formatted_path}"
                     failures.append(f"{where} -> {response.status_code}: {response.text[:200]}")
@@ -116,7 +130,7 @@ def fuzz(schema: schemathesis.BaseSchema, base_url: str, examples: int) -> tuple
             except Exception as exc:  # a strategy that cannot generate for this mode is not a server bug
                 if "Unsatisfiable" not in type(exc).__name__ and "generat" not in str(exc).lower():
                     raise
-    return count, failures
+    return count, failures, called
 
 
 def test_schemathesis_own_openapi_no_5xx(served) -> None:
@@ -136,23 +150,33 @@ def test_schemathesis_own_openapi_no_5xx(served) -> None:
         "/v2/models/{model_name}",
         "/v2/models/{model_name}/ready",
         "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/feedback",
+        "/api/v1.0/feedback",
+        "/send-feedback",
     } <= paths
-    assert doc["paths"][V1]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    for path in (V1, "/api/v1.0/feedback", "/v2/models/{model_name}/feedback"):
+        assert doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
     examples = EXAMPLES[kind]
-    count, failures = fuzz(schemathesis.openapi.from_dict(doc), server.url, examples=examples)
+    count, failures, called = fuzz(schemathesis.openapi.from_dict(doc), server.url, examples=examples)
     assert failures == [], "\n".join(failures[:20])
     assert count.total() > 5 * examples and count[200] > 0, count
+    assert called == set(paths), set(paths) - called  # the feedback routes too
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
 def test_schemathesis_seldon_spec_no_5xx(served, seldon_spec) -> None:
     kind, server, _ = served
     spec = dict(seldon_spec)
-    spec["paths"] = {"/predict": seldon_spec["paths"]["/predict"]}  # the model-server part of the spec
+    # the model-server part of the spec: predict, and feedback as Seldon's executor posts it
+    spec["paths"] = {
+        "/predict": seldon_spec["paths"]["/predict"],
+        "/send-feedback": {"post": seldon_spec["paths"]["/send-feedback"]["post"]},
+    }
     examples = 50 if kind == "binary" else EXAMPLES[kind]
-    count, failures = fuzz(schemathesis.openapi.from_dict(spec), server.url, examples=examples)
+    count, failures, called = fuzz(schemathesis.openapi.from_dict(spec), server.url, examples=examples)
     assert failures == [], "\n".join(failures[:20])
     assert count.total() > 2 * examples and count[200] + count[400] > 0, count
+    assert called == set(spec["paths"]), called
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
 

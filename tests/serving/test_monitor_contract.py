@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modelops.config import MonitorParams
 from modelops.delivery import publish
-from modelops.monitoring import monitor
+from modelops.monitoring import logs, monitor
 from tests.serving.conftest import Packaged
 from tests.serving.test_server import V1, metric
 
@@ -53,3 +53,34 @@ def found_task(rows: list[dict]) -> str:
         assert isinstance(first["prediction"], float)
         return "regression"
     return "binary" if len(first["probabilities"]) == 2 else "multiclass"
+
+
+def test_feedback_files_beside_the_log_are_outcomes_not_inference_rows(
+    launch, packaged: Packaged, tmp_path: Path
+) -> None:
+    """The server writes outcomes under `<model>/feedback/`: the monitor's inference reader skips them
+    (not even as unreadable lines), and `read_feedback` reads exactly them."""
+    root = tmp_path / "inference-log"
+    srv = launch(inference_log_dir=str(root), inference_log_sample_rate="1")
+    srv.wait_ready()
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    with srv.client() as c:
+        answer = c.post(V1, json={"data": {"ndarray": packaged.rows[:5]}})
+        truth = {"data": {"ndarray": ["good", "bad", "good", "good", "bad"]}}
+        feedback = {"response": answer.json(), "truth": truth, "reward": 1}
+        assert c.post("/api/v1.0/feedback", json=feedback).status_code == 200
+        srv.wait(lambda: metric(c.get("/metrics").text, "modelops_feedback_log_records_total") == 5)
+        srv.wait(lambda: metric(c.get("/metrics").text, "modelops_inference_log_records_total") == 5)
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    assert list((root / packaged.name / "feedback").glob("*/*.jsonl"))
+
+    found = logs.read_records(root, packaged.name, since, until)
+    assert (len(found.rows), found.skipped, found.files) == (5, 0, 1)
+    assert all("inputs" in r and "truth" not in r for r in found.rows)
+    outcomes = logs.read_feedback(root, packaged.name, since, until)
+    assert (len(outcomes.rows), outcomes.skipped, outcomes.files) == (5, 0, 1)
+    request_id = answer.headers["x-request-id"]
+    assert [(r["request_id"], r["row"], r["truth"]) for r in outcomes.rows] == [
+        (request_id, k, t) for k, t in enumerate(truth["data"]["ndarray"])
+    ]
+    assert {r["request_id"] for r in found.rows} == {request_id}  # the join key of both logs

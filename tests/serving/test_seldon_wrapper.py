@@ -274,3 +274,50 @@ def test_seldon_core_serves_the_other_tasks(task_models, kind: str, tmp_path: Pa
         assert 400 <= bad.status_code < 500 and "expects 4 features" in bad.text
     finally:
         proc.stop()
+
+
+def test_seldon_feedback_recomputes_the_prediction_and_counts_outcomes(
+    both: tuple[Proc, Proc], packaged
+) -> None:
+    """Seldon's wrapper gives send_feedback the request's features and the truth (no request id):
+    the answer is recomputed, the truth checked as the server checks it, the outcomes counted."""
+    seldon, _ = both
+    rows = packaged.rows[:4]
+    predicted = np.asarray(predict(seldon, NAMES, rows).json()["data"]["ndarray"])
+    truth = ["bad", "good", "good", "bad"]
+    correct = sum(("good", "bad")[int(k)] == t for k, t in zip(predicted.argmax(axis=1), truth, strict=True))
+    body = {
+        "request": {"data": {"names": NAMES, "ndarray": rows}},
+        "response": {"meta": {}, "data": {"names": ["good", "bad"], "ndarray": predicted.tolist()}},
+        "truth": {"data": {"ndarray": truth}},
+        "reward": 1.0,
+    }
+    answer = httpx.post(seldon.url + "/api/v1.0/feedback", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    metrics = {m["key"]: m["value"] for m in answer.json()["meta"]["metrics"]}
+    assert metrics == {
+        "modelops_seldon_feedback_rows_total": 4,
+        "modelops_seldon_feedback_correct_total": correct,
+    }
+    refused = httpx.post(
+        seldon.url + "/api/v1.0/feedback", json=body | {"truth": {"data": {"ndarray": ["bad"]}}}, timeout=30
+    )
+    assert refused.status_code == 400 and "truth has 1 value(s)" in refused.text
+    no_request = {k: v for k, v in body.items() if k != "request"}
+    refused = httpx.post(seldon.url + "/api/v1.0/feedback", json=no_request, timeout=30)
+    assert refused.status_code == 400 and "no request features" in refused.text
+
+
+def test_wrapper_feedback_in_process_for_a_regressor(task_models) -> None:
+    packaged = task_models(REGRESSION)
+    model = SeldonModel(model_uri=str(packaged.path), expected_hash=packaged.content_hash)
+    model.load()
+    rows = [r for r in packaged.rows if None not in r][:3]
+    out = model.predict(rows, None)[:, 0]
+    truth = np.array([[10.0], [20.0], [30.0]])  # Seldon hands a column of the truth's ndarray
+    assert model.send_feedback(np.array(rows, dtype=object), None, 0.0, truth) == []
+    (rows_total, abs_error) = model.metrics()
+    assert rows_total["value"] == 3 and abs_error["key"] == "modelops_seldon_feedback_abs_error_total"
+    assert abs_error["value"] == pytest.approx(float(np.abs(out - [10.0, 20.0, 30.0]).sum()))
+    with pytest.raises(SeldonRequestError, match="row 1: 'x' is not a finite number"):
+        model.send_feedback(np.array(rows, dtype=object), None, 0.0, np.array([1.0, "x", 2.0], dtype=object))

@@ -1,9 +1,8 @@
 """The FastAPI application: Seldon v1 and Open Inference (V2) endpoints over one batched model.
 
-Prediction handlers read the body themselves (size-limited, parsed by orjson) instead of letting
-FastAPI parse it: every failure then maps to a 4xx in the caller's protocol, never FastAPI's 422, and
-the hot path skips FastAPI's JSON and validation layers. The pydantic models still document the
-bodies in /openapi.json.
+Prediction and feedback handlers read the body themselves (bodies.py): every failure maps to a 4xx
+in the caller's protocol, never FastAPI's 422. Every answered prediction carries a request id (ids.py)
+and is remembered for its feedback (memory.py, feedback.py).
 
 A model that fails to load (hash mismatch, missing file, bad pickle) keeps the process up and never
 ready: the readiness probe holds the rollout, the previous ReplicaSet keeps serving, and the reason
@@ -19,110 +18,35 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from modelops_serving import protocol_v1, protocol_v2
+from modelops_serving import ids, protocol_v1, protocol_v2
 from modelops_serving.batching import Batcher
-from modelops_serving.inference_log import FLUSH_TIMEOUT_S, InferenceLog, open_inference_log
-from modelops_serving.metrics import CONTENT_TYPE_LATEST, Metrics
+from modelops_serving.bodies import JSON, install_openapi, openapi_body, read_json
+from modelops_serving.feedback import open_feedback
+from modelops_serving.feedback_routes import add_feedback_routes
+from modelops_serving.inference_log import FLUSH_TIMEOUT_S, open_inference_log
+from modelops_serving.metrics import CONTENT_TYPE_LATEST
 from modelops_serving.model import ModelLoadError, ServedModel, load_model, pin_threads
 from modelops_serving.settings import Settings
+from modelops_serving.state import ServerState
 from modelops_serving.validation import RequestError, check_predictions
 
 log = logging.getLogger("modelops_serving")
 
-JSON = "application/json"
-
-
-class ServerState:
-    """What the handlers share: the model once loaded, the batcher, and the lifecycle flags."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.model: ServedModel | None = None
-        self.batcher: Batcher | None = None
-        self.inference_log: InferenceLog | None = None
-        self.metrics = Metrics()
-        self.load_error: str | None = None
-        self.draining = False
-        self.headers: dict[str, str] = {}
-
-    @property
-    def ready(self) -> bool:
-        return self.model is not None and self.batcher is not None and not self.draining
-
-    def begin_drain(self) -> None:
-        """Readiness goes false; requests still in flight (and arriving) are still answered."""
-        if not self.draining:
-            log.info("draining: readiness is now false; in-flight requests will complete")
-        self.draining = True
-
-    def require_model(self, name: str | None = None) -> tuple[ServedModel, Batcher]:
-        if name is not None and name != self.settings.model_name:
-            raise RequestError(
-                f"model {name!r} not found; this server serves {self.settings.model_name!r}", 404
-            )
-        if self.model is None or self.batcher is None:
-            reason = self.load_error or "the model is still loading"
-            raise RequestError(f"model {self.settings.model_name!r} is not ready: {reason}", 503)
-        return self.model, self.batcher
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past `limit` bytes (by Content-Length and while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError(f"invalid Content-Length {declared!r}")
-        if int(declared) > limit:
-            raise RequestError(
-                f"the body is {declared} bytes; the limit is {limit} (MODELOPS_MAX_BODY_BYTES)", 413
-            )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"the body exceeds the limit of {limit} bytes (MODELOPS_MAX_BODY_BYTES)", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_json(body: bytes, content_type: str | None, *, form_ok: bool) -> Any:
-    """The JSON document in the body (or, for Seldon's form posts, in its `json` field)."""
-    media = (content_type or JSON).split(";", 1)[0].strip().lower()
-    if media == "application/x-www-form-urlencoded" and form_ok:
-        try:
-            fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
-        except UnicodeDecodeError:
-            raise RequestError("the form body is not UTF-8") from None
-        if "json" not in fields:
-            raise RequestError("a form-encoded request needs a json=<SeldonMessage> field")
-        body = fields["json"][0].encode()
-    elif media != JSON and not media.endswith("+json"):
-        raise RequestError(f"unsupported Content-Type {media!r}; send application/json", 415)
-    if not body:
-        raise RequestError("the body is empty; send a JSON document")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(f"the body is not valid JSON: {exc}") from None
-
-
-def _openapi_body(model: type) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        }
-    }
+# The bodies the handlers parse themselves, documented in /openapi.json.
+BODIES = (
+    protocol_v1.SeldonRequest,
+    protocol_v1.SeldonFeedback,
+    protocol_v2.InferenceRequest,
+    protocol_v2.FeedbackRequest,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -160,6 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.inference_log = open_inference_log(settings, model, state.metrics)
         except Exception:  # the log is an observer: without it the model still serves
             log.exception("inference log could not start; serving without it")
+        try:
+            state.feedback = open_feedback(settings, model, state.metrics)
+        except Exception:  # the same: predictions go on, feedback answers 404
+            log.exception("feedback could not start; serving without it")
         state.metrics.set_model(
             model.name, model.version, model.content_hash, model.classes, regression=not model.is_classifier
         )
@@ -189,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await state.batcher.stop()
             if state.inference_log is not None:
                 await asyncio.to_thread(state.inference_log.close, FLUSH_TIMEOUT_S)
+            if state.feedback is not None:
+                await asyncio.to_thread(state.feedback.close, FLUSH_TIMEOUT_S)
 
     app = FastAPI(
         title="modelops model server",
@@ -198,9 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.modelops = state
 
-    def error_response(v2: bool, status: int, message: str) -> Response:
-        body = protocol_v2.error_body(status, message) if v2 else protocol_v1.error_body(status, message)
-        return Response(body, status, media_type=JSON, headers=state.headers)
+    error_response = state.error
 
     async def predict(
         request: Request, endpoint: str, v2: bool, name: str | None, form_ok: bool = False
@@ -208,21 +136,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         started = time.perf_counter()
         try:
             model, batcher = state.require_model(name)
-            body = await read_body(request, settings.max_body_bytes)
-            payload = parse_json(body, request.headers.get("content-type"), form_ok=form_ok)
-            return await _answer(payload, model, batcher, endpoint, v2, started)
+            payload = await read_json(request, settings.max_body_bytes, form_ok=form_ok)
+            header = request.headers.get(ids.HEADER)
+            return await _answer(payload, model, batcher, endpoint, v2, started, header)
         except RequestError as exc:
             state.metrics.observe_request(endpoint, exc.status, time.perf_counter() - started)
             return error_response(v2, exc.status, exc.message)
 
     async def _answer(
-        payload: Any, model: ServedModel, batcher: Batcher, endpoint: str, v2: bool, started: float
+        payload: Any,
+        model: ServedModel,
+        batcher: Batcher,
+        endpoint: str,
+        v2: bool,
+        started: float,
+        header: str | None,
     ) -> Response:
         try:
             if v2:
-                rows, request_id = protocol_v2.decode(payload, model, settings)
+                rows, given = protocol_v2.decode(payload, model, settings)
             else:
                 rows, style = protocol_v1.decode(payload, model, settings)
+                given = protocol_v1.given_id(payload)
         except RecursionError:
             raise RequestError("the JSON document is nested too deeply") from None
         try:
@@ -233,36 +168,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.metrics.observe_request(endpoint, 500, time.perf_counter() - started)
             return error_response(v2, 500, f"prediction failed: {type(exc).__name__}: {exc}")
         check_predictions(out, model)  # NaN/inf: a 400 naming the row, before metrics, log or JSON
+        request_id, source = ids.request_id(given, header)
+        now = time.time()
         state.metrics.observe_predictions(out)
         if state.inference_log is not None:
-            state.inference_log.record(rows, out)
-        content = protocol_v2.encode(out, model, request_id) if v2 else protocol_v1.encode(out, style, model)
+            state.inference_log.record(rows, out, request_id, now)
+        if state.feedback is not None:
+            state.feedback.memory.remember(request_id, now, out, fresh=source == ids.NEW)
+        if v2:
+            content = protocol_v2.encode(out, model, request_id)
+        else:
+            content = protocol_v1.encode(out, style, model, request_id)
         state.metrics.observe_request(endpoint, 200, time.perf_counter() - started)
-        return Response(content, 200, media_type=JSON, headers=state.headers)
+        headers = ids.response_headers(state.headers, request_id, source)
+        return Response(content, 200, media_type=JSON, headers=headers)
 
+    statuses = [(400, "Invalid request"), (404, "Unknown model"), (413, "Too large")]
+    statuses += [(415, "Not JSON"), (503, "Not ready")]
+    answer = "Class probabilities or predicted values"
     v1_responses: dict[int | str, dict[str, Any]] = {
-        200: {"model": protocol_v1.SeldonResponse, "description": "Class probabilities or predicted values"},
-        400: {"model": protocol_v1.SeldonError, "description": "Invalid request"},
-        404: {"model": protocol_v1.SeldonError, "description": "Unknown model"},
-        413: {"model": protocol_v1.SeldonError, "description": "Too large"},
-        415: {"model": protocol_v1.SeldonError, "description": "Not JSON"},
-        503: {"model": protocol_v1.SeldonError, "description": "Not ready"},
+        200: {"model": protocol_v1.SeldonResponse, "description": answer},
+        **{code: {"model": protocol_v1.SeldonError, "description": d} for code, d in statuses},
     }
     v2_responses: dict[int | str, dict[str, Any]] = {
-        200: {
-            "model": protocol_v2.InferenceResponse,
-            "description": "Class probabilities or predicted values",
-        },
-        **{
-            code: {"model": protocol_v2.ErrorResponse, "description": d}
-            for code, d in [
-                (400, "Invalid request"),
-                (404, "Unknown model"),
-                (413, "Too large"),
-                (415, "Not JSON"),
-                (503, "Not ready"),
-            ]
-        },
+        200: {"model": protocol_v2.InferenceResponse, "description": answer},
+        **{code: {"model": protocol_v2.ErrorResponse, "description": d} for code, d in statuses},
     }
 
     # ---- Seldon v1 ----
@@ -281,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tags=["seldon v1"],
             summary=summary,
             responses=v1_responses,
-            openapi_extra=_openapi_body(protocol_v1.SeldonRequest),
+            openapi_extra=openapi_body(protocol_v1.SeldonRequest),
             response_class=Response,
             name=f"v1_predict{path.replace('/', '_').replace('.', '_')}",
         )
@@ -293,7 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=v1_responses,
         response_class=Response,
     )
-    async def v1_predict_get(json: str | None = None) -> Response:
+    async def v1_predict_get(request: Request, json: str | None = None) -> Response:
         started = time.perf_counter()
         try:
             model, batcher = state.require_model()
@@ -305,7 +235,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 payload = orjson.loads(json)
             except orjson.JSONDecodeError as exc:
                 raise RequestError(f"the json query parameter is not valid JSON: {exc}") from None
-            return await _answer(payload, model, batcher, "v1", False, started)
+            header = request.headers.get(ids.HEADER)
+            return await _answer(payload, model, batcher, "v1", False, started, header)
         except RequestError as exc:
             state.metrics.observe_request("v1", exc.status, time.perf_counter() - started)
             return error_response(False, exc.status, exc.message)
@@ -403,7 +334,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags=["v2"],
         summary="Predict class probabilities (classifiers) or values (regression)",
         responses=v2_responses,
-        openapi_extra=_openapi_body(protocol_v2.InferenceRequest),
+        openapi_extra=openapi_body(protocol_v2.InferenceRequest),
         response_class=Response,
     )
     async def v2_infer(model_name: str, request: Request) -> Response:
@@ -414,7 +345,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags=["v2"],
         summary="Predict with an explicit version (must be the served one)",
         responses=v2_responses,
-        openapi_extra=_openapi_body(protocol_v2.InferenceRequest),
+        openapi_extra=openapi_body(protocol_v2.InferenceRequest),
         response_class=Response,
     )
     async def v2_infer_version(model_name: str, model_version: str, request: Request) -> Response:
@@ -423,6 +354,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             msg += f"; serving {settings.model_version!r}"
             return error_response(True, 404, msg)
         return await predict(request, "v2", True, model_name)
+
+    add_feedback_routes(app, state)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
@@ -452,25 +385,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Route("/api/v1.0/predictions", fast_v1, methods=["POST"], include_in_schema=False),
         Route("/v2/models/{model_name}/infer", fast_v2, methods=["POST"], include_in_schema=False),
     ]
-    _install_openapi(app)
+    install_openapi(app, BODIES)
     return app
-
-
-def _install_openapi(app: FastAPI) -> None:
-    """Add the hand-parsed request bodies' schemas to the generated document."""
-    extra = (protocol_v1.SeldonRequest, protocol_v2.InferenceRequest)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in extra:
-                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(schema.pop("$defs", {}))
-                schemas[model.__name__] = schema
-            app.openapi_schema = doc
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,5 +1,5 @@
 """Prometheus metrics of one server: requests, latency, batch sizes, predictions (classes or values),
-inference log, model info."""
+inference log, feedback, model info."""
 
 from __future__ import annotations
 
@@ -110,8 +110,27 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.feedback = Counter(
+            "modelops_feedback", "Outcomes (rows) accepted by the feedback endpoints", registry=r
+        )
+        self.feedback_requests = Counter(
+            "modelops_feedback_requests",
+            "Feedback requests by endpoint and HTTP status (404: an id this server does not remember)",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.feedback_log_records = Counter(
+            "modelops_feedback_log_records", "Outcomes (rows) written to the feedback log", registry=r
+        )
+        self.feedback_dropped = Counter(
+            "modelops_feedback_dropped",
+            "Accepted outcomes not logged: the writer's queue was full, or the write failed",
+            ["reason"],
+            registry=r,
+        )
         for reason in ("queue_full", "write_error"):  # exposed as 0 from the start, for rate() alerts
             self.inference_log_dropped.labels(reason)
+            self.feedback_dropped.labels(reason)
         self.model_info = Info("modelops_model", "The served model", registry=r)
         self._class_counters: list[Counter] = []
         self._regression = False

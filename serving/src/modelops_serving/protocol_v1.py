@@ -7,7 +7,10 @@ Accepted request forms (one of them per request):
 - `{"jsonData": {"instances": [{"feature": value, ...}, ...]}}`: one object per row.
 - `{"jsonData": {"feature": [values...], ...}}`: one list of values per feature (columnar).
 The response mirrors the form: `data.ndarray` or `data.tensor` with `data.names` = the output names,
-or `jsonData.predictions` as one `{name: value}` object per row; `meta` names the model. The outputs
+or `jsonData.predictions` as one `{name: value}` object per row; `meta` names the model, and its
+`puid` is the request id (the request's own `meta.puid` if it has one, see ids.py).
+Feedback (`/api/v1.0/feedback`, `/send-feedback`) takes Seldon's Feedback body: `response.meta.puid`
+names the prediction, `truth.data` holds one outcome per row, `reward` is optional. The outputs
 are a classifier's class names (one probability per class: binary or multiclass) or a regressor's
 target name (one value per row: ndarray `[[v], ...]`, tensor shape [n, 1]).
 """
@@ -78,6 +81,34 @@ class SeldonResponse(BaseModel):
     meta: Meta
 
 
+class FeedbackResponse(BaseModel):
+    """The response a feedback is about: only its `meta.puid` (the request id) is read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    meta: Meta
+
+
+class Truth(BaseModel):
+    """The outcomes: `data.ndarray` (`["bad", ...]` or `[["bad"], ...]`) or `data.tensor` (shape [n]
+    or [n, 1]), one per row of the prediction: class names, or numbers for a regressor."""
+
+    model_config = ConfigDict(extra="allow")
+
+    data: DefaultData
+
+
+class SeldonFeedback(BaseModel):
+    """Seldon's Feedback: the request (optional, not read), the response, the truth and a reward."""
+
+    model_config = ConfigDict(extra="allow")
+
+    request: SeldonRequest | None = None
+    response: FeedbackResponse
+    truth: Truth
+    reward: float | None = None
+
+
 class Status(BaseModel):
     """Seldon's status block."""
 
@@ -106,6 +137,12 @@ def error_body(status: int, message: str) -> bytes:
     """Seldon's FAILURE status body."""
     reason = _REASONS.get(status, "MICROSERVICE_BAD_DATA" if status < 500 else "MICROSERVICE_INTERNAL_ERROR")
     return orjson.dumps({"status": {"code": status, "info": message, "reason": reason, "status": "FAILURE"}})
+
+
+def given_id(payload: Any) -> Any:
+    """The request's own `meta.puid` (Seldon keeps a given one), or None; call after `decode`."""
+    meta = payload.get("meta")
+    return meta.get("puid") if isinstance(meta, dict) else None
 
 
 def decode(payload: Any, model: ServedModel, settings: Settings) -> tuple[FeatureRows, Style]:
@@ -182,9 +219,62 @@ def _name_problem(where: str, given: list[str], expected: list[str]) -> None:
     raise RequestError(f"{where}: {'; '.join(parts)}; the model expects {expected}")
 
 
-def encode(out: np.ndarray, style: Style, model: ServedModel) -> bytes:
-    """The response body for these predictions (n, len(model.outputs)), in the request's style."""
+def decode_feedback(payload: Any) -> tuple[str, list[Any], Any]:
+    """(request id, truth values, reward) from a Seldon Feedback body; the values are checked
+    against the prediction later (feedback.py)."""
+    if not isinstance(payload, dict):
+        raise RequestError(
+            f"the body must be a JSON object (a Seldon Feedback), not {type(payload).__name__}"
+        )
+    response = payload.get("response")
+    meta = response.get("meta") if isinstance(response, dict) else None
+    puid = meta.get("puid") if isinstance(meta, dict) else None
+    if not isinstance(puid, str):
+        raise RequestError(
+            "response.meta.puid is required: the puid (request id) of the prediction's response"
+        )
+    truth = payload.get("truth")
+    data = truth.get("data") if isinstance(truth, dict) else None
+    if not isinstance(data, dict):
+        raise RequestError('truth must be a SeldonMessage with data: {"truth": {"data": {"ndarray": [...]}}}')
+    names = data.get("names")
+    if names is not None and (not isinstance(names, list) or len(names) > 1):
+        raise RequestError("truth.data.names: at most one name (the truth is one value per row)")
+    if "ndarray" in data and "tensor" in data:
+        raise RequestError("truth.data has both ndarray and tensor; send one")
+    if "ndarray" in data:
+        values = data["ndarray"]
+        if not isinstance(values, list):
+            raise RequestError("truth.data.ndarray must be a list of one value per row")
+    elif isinstance(tensor := data.get("tensor"), dict):
+        shape, values = tensor.get("shape"), tensor.get("values")
+        if not (
+            isinstance(shape, list)
+            and len(shape) in (1, 2)
+            and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+            and shape[1:] in ([], [1])
+            and isinstance(values, list)
+            and len(values) == shape[0]
+        ):
+            raise RequestError("truth.data.tensor must have shape [rows] or [rows, 1] and one value per row")
+    else:
+        raise RequestError("truth.data needs an ndarray or a tensor of one value per row")
+    return puid, values, payload.get("reward")
+
+
+def encode_feedback(request_id: str, rows: int, model: ServedModel) -> bytes:
+    """The answer to an accepted feedback: a SeldonMessage naming the id, model and rows recorded."""
     meta = _meta(model)
+    meta["puid"] = request_id
+    meta["tags"]["feedback_rows"] = rows
+    return orjson.dumps({"data": {"names": [], "ndarray": []}, "meta": meta})
+
+
+def encode(out: np.ndarray, style: Style, model: ServedModel, request_id: str) -> bytes:
+    """The response body for these predictions (n, len(model.outputs)), in the request's style;
+    `meta.puid` is the request id."""
+    meta = _meta(model)
+    meta["puid"] = request_id
     names = model.outputs
     out = np.ascontiguousarray(out)  # orjson serialises C-ordered arrays only (a no-op for those)
     if style == "ndarray":

@@ -4,7 +4,9 @@ Accepted inputs: one tensor per feature (shape [n] or [n, 1]; BYTES for string f
 datatype for numbers), or a single 2-D tensor of shape [n, features] in signature order (its
 `parameters.names` may reorder the columns). The output is one FP64 tensor: `probabilities`
 [n, classes] for a classifier (binary or multiclass), `predictions` [n, 1] for a regressor; its
-`parameters.names` are the class names, or the regression target's name.
+`parameters.names` are the class names, or the regression target's name. The response's `id` is
+the request id: the request's own `id` if it has one, see ids.py. Feedback
+(`/v2/models/{name}/feedback`, this server's own extension) is `{"id", "truth": [...], "reward"?}`.
 """
 
 from __future__ import annotations
@@ -116,6 +118,26 @@ class ModelMetadata(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
+class FeedbackRequest(BaseModel):
+    """POST /v2/models/{name}/feedback body: the id of a prediction's response and one truth per row
+    (class names, or numbers for a regressor; `[v, ...]` or `[[v], ...]`), and an optional reward."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    truth: list[Any]
+    reward: float | None = None
+
+
+class FeedbackResponse(BaseModel):
+    """An accepted feedback: the model and the rows whose outcomes were recorded."""
+
+    model_name: str
+    model_version: str
+    id: str
+    rows: int
+
+
 class ErrorResponse(BaseModel):
     """Every V2 error."""
 
@@ -217,12 +239,31 @@ def _per_feature(inputs: list[RequestInput], model: ServedModel, settings: Setti
     return rows_from_columns(columns, model, settings)
 
 
+def decode_feedback(payload: Any) -> tuple[str, Any, Any]:
+    """(request id, truth, reward) from a feedback body; the truth is checked against the prediction
+    later (feedback.py)."""
+    if not isinstance(payload, dict):
+        raise RequestError(f"the body must be a JSON object (a feedback), not {type(payload).__name__}")
+    request_id = payload.get("id")
+    if not isinstance(request_id, str):
+        raise RequestError("id is required: the id of the prediction's response (a string)")
+    if "truth" not in payload:
+        raise RequestError("truth is required: one value per row of the prediction")
+    return request_id, payload["truth"], payload.get("reward")
+
+
+def encode_feedback(request_id: str, rows: int, model: ServedModel) -> bytes:
+    """The answer to an accepted feedback."""
+    body = {"model_name": model.name, "model_version": model.version, "id": request_id, "rows": rows}
+    return orjson.dumps(body)
+
+
 def output_name(model: ServedModel) -> str:
     """The one output tensor's name: class probabilities, or regression predictions."""
     return "probabilities" if model.is_classifier else "predictions"
 
 
-def encode(out: np.ndarray, model: ServedModel, request_id: str | None) -> bytes:
+def encode(out: np.ndarray, model: ServedModel, request_id: str) -> bytes:
     """The inference response body for predictions of shape (n, len(model.outputs))."""
     body = {
         "model_name": model.name,

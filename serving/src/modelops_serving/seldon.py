@@ -11,6 +11,13 @@ runtimes give the same answer for the same rows and refuse the same inputs; what
 adds or loses (gunicorn workers instead of dynamic batching, its own metrics) is its own. Every task
 is served (the class name is historical): a classifier's class probabilities named by its classes,
 or a regressor's (n, 1) values named by its target.
+
+Feedback: Seldon's wrapper hands `send_feedback` the request's features and the truth, but no
+request id and no prediction time, and its gunicorn workers share no memory of predictions. So the
+prediction is recomputed from the features (the same verified model gives the same answer), the
+truth is checked as the server checks it, and the outcomes become Seldon custom metrics (rows, and
+correct rows or the summed absolute error) rather than lines of the feedback log, which could not
+be joined to anything by id.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from modelops_serving import protocol_v1
+from modelops_serving.feedback import check_truth
 from modelops_serving.model import NUMERIC_KINDS, ServedModel, load_model, pin_threads
 from modelops_serving.settings import Settings
 from modelops_serving.validation import RequestError, check_predictions, rows_from_values
@@ -104,6 +112,37 @@ class SeldonModel:
             self._local.last = (len(rows), None, float(out.mean()))
         return out
 
+    def send_feedback(
+        self,
+        features: Any,
+        feature_names: list[str] | None,
+        reward: float,
+        truth: Any,
+        routing: int | None = None,
+    ) -> list[Any]:
+        """Seldon's feedback call: the model's answer for `features` (the Feedback's `request`),
+        checked against `truth` (one class name or number per row); counted in `metrics()`."""
+        model = self._require_model()
+        if isinstance(features, np.ndarray) and features.size == 0:
+            raise SeldonRequestError(
+                "the Feedback has no request features: send the prediction's request in `request` "
+                "(Seldon gives this wrapper no request id to find the prediction by)"
+            )
+        out = self.predict(features, feature_names)
+        values = truth.tolist() if isinstance(truth, np.ndarray) else truth
+        try:
+            values = check_truth(values, model, len(out), "the request's prediction")
+        except RequestError as exc:
+            raise SeldonRequestError(exc.message, exc.status) from None
+        if model.is_classifier:
+            predicted = [model.classes[k] for k in out.argmax(axis=1).tolist()]
+            score = float(sum(p == t for p, t in zip(predicted, values, strict=True)))
+        else:
+            score = float(np.abs(out[:, 0] - np.asarray(values, dtype=np.float64)).sum())
+        self._local.last = (0, None, None)
+        self._local.feedback = (len(values), score)
+        return []
+
     def _values(self, X: Any, names: list[str] | None, model: ServedModel) -> list[list[Any]]:
         """Rows as Python values; numbers that Seldon's np.array turned into strings turned back.
 
@@ -173,13 +212,22 @@ class SeldonModel:
 
     def metrics(self) -> list[dict[str, Any]]:
         """Seldon custom metrics for the request this thread just answered (counters add up): rows,
-        and rows per predicted class, or (regression) the request's mean prediction as a gauge."""
+        and rows per predicted class, or (regression) the request's mean prediction as a gauge; after
+        a feedback, its rows and correct rows (classifiers) or summed absolute error (regression)."""
         model = self.model
         rows, per_class, mean = getattr(self._local, "last", (0, None, None))
         self._local.last = (0, None, None)
         if model is None:
             return []
         labels = {"model_name": model.name, "model_version": model.version}
+        feedback = getattr(self._local, "feedback", None)
+        if feedback is not None:  # the call was send_feedback: its outcomes, not rows predicted
+            self._local.feedback = None
+            key = "modelops_seldon_feedback_correct_total"
+            if not model.is_classifier:
+                key = "modelops_seldon_feedback_abs_error_total"
+            counted = (("modelops_seldon_feedback_rows_total", feedback[0]), (key, feedback[1]))
+            return [{"type": "COUNTER", "key": k, "value": v, "tags": labels} for k, v in counted]
         out: list[dict[str, Any]] = [
             {"type": "COUNTER", "key": "modelops_seldon_rows_total", "value": rows, "tags": labels}
         ]

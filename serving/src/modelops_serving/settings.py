@@ -53,3 +53,15 @@ class Settings(BaseSettings):
     inference_log_max_file_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="A log file is closed and a new one started past this size"
     )
+
+    # Ground-truth feedback (feedback.py): the predictions a feedback can still join, oldest first out.
+    # ~0.4 KB per remembered request plus 8 bytes per output value: the defaults stay under ~70 MB.
+    feedback_memory_requests: int = Field(
+        100_000, ge=0, description="Recent predictions remembered for feedback; 0 turns feedback off"
+    )
+    feedback_memory_rows: int = Field(
+        500_000, ge=0, description="Rows of recent predictions remembered for feedback (a second bound)"
+    )
+    feedback_log_queue_size: int = Field(
+        10_000, ge=1, description="Accepted feedbacks waiting for the log writer; beyond it they are dropped"
+    )

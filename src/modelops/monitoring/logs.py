@@ -10,6 +10,14 @@ The inference log contract (the server writes it, append-only; a torn last line 
     regression: the same head, and the predicted value alone
     {..., "inputs": {...}, "prediction": <float>}
 
+The feedback log (outcomes, ``modelops_serving.feedback``) lives beside it, under
+``<log_dir>/<model>/feedback/<YYYY-MM-DD>/*.jsonl``: ``read_records`` reads only the date folders
+of the model, so never outcomes as inference rows; ``read_feedback`` reads the outcomes::
+
+    {"ts": <feedback time>, "predicted_at": <prediction time>, "model", "version", "hash",
+     "request_id", "row": <index in the request>, "truth": <class | float>,
+     "prediction": <class | float>, "probabilities": {"<class>": float} (classifiers), "reward"}
+
 The time key is ``ts``; ``time`` is read too, so a writer that names it so is not silently empty.
 Which features and which prediction a record carries is the model's business: the frames are
 built from the model's own ``reference.json``, never from a list in code.
@@ -21,6 +29,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +41,7 @@ from modelops.errors import ModelopsError
 from modelops.monitoring.drift import task_of
 
 LOG_DIR_ENV = "MODELOPS_INFERENCE_LOG_DIR"
+FEEDBACK_DIR = "feedback"  # modelops_serving.feedback.FEEDBACK_DIR
 DEFAULT_LAST = timedelta(hours=24)
 HASH = re.compile(r"^[0-9a-f]{64}$")
 DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -118,13 +128,19 @@ class Records:
             self.skip_examples.append(f"{where}: {why}")
 
 
-def _record_problem(rec: Any, model: str) -> str | None:
+def _head_problem(rec: Any, model: str) -> str | None:
     if not isinstance(rec, dict):
         return "not a JSON object"
     if rec.get("model") != model:
         return f"model {rec.get('model')!r}, not {model!r}"
     if not isinstance(rec.get("hash"), str) or not HASH.match(rec["hash"]):
         return "no 64-hex 'hash'"
+    return None
+
+
+def _record_problem(rec: Any, model: str) -> str | None:
+    if problem := _head_problem(rec, model):
+        return problem
     if not isinstance(rec.get("inputs"), dict):
         return "no 'inputs' object"
     return None
@@ -134,9 +150,9 @@ def _stamp(rec: dict[str, Any]) -> Any:
     return next((rec[k] for k in TIME_KEYS if k in rec), None)
 
 
-def read_records(log_dir: Path, model: str, since: datetime, until: datetime) -> Records:
-    """Every well-formed record of `model` with since <= ts < until; unreadable lines are counted."""
-    found = Records(log_dir / model)
+def _read(found: Records, since: datetime, until: datetime, problem: Callable[[Any], str | None]) -> Records:
+    """Add to `found` every record under the date folders of `found.directory` with
+    since <= ts < until that `problem` finds none in; unreadable lines are counted."""
     if not found.directory.is_dir():
         return found
     first, last = since.date(), until.date()
@@ -159,8 +175,8 @@ def read_records(log_dir: Path, model: str, since: datetime, until: datetime) ->
                         # a line cut short by a crash mid-write (the server appends; nothing rewrites it)
                         found.skip(where, "not valid JSON (truncated?)")
                         continue
-                    if problem := _record_problem(rec, model):
-                        found.skip(where, problem)
+                    if why := problem(rec):
+                        found.skip(where, why)
                         continue
                     try:
                         ts = parse_time(str(_stamp(rec)))
@@ -170,6 +186,33 @@ def read_records(log_dir: Path, model: str, since: datetime, until: datetime) ->
                     if since <= ts < until:
                         found.rows.append(rec)
     return found
+
+
+def read_records(log_dir: Path, model: str, since: datetime, until: datetime) -> Records:
+    """Every well-formed record of `model` with since <= ts < until; unreadable lines are counted.
+    Only the model's date folders are read: its `feedback/` folder holds outcomes, not inferences."""
+    return _read(Records(log_dir / model), since, until, lambda rec: _record_problem(rec, model))
+
+
+def _outcome_problem(rec: Any, model: str) -> str | None:
+    if problem := _head_problem(rec, model):
+        return problem
+    if not isinstance(rec.get("request_id"), str):
+        return "no 'request_id'"
+    if not isinstance(rec.get("row"), int) or isinstance(rec.get("row"), bool):
+        return "no integer 'row'"
+    if "truth" not in rec or "prediction" not in rec:
+        return "no 'truth' or 'prediction'"
+    return None
+
+
+def read_feedback(log_dir: Path, model: str, since: datetime, until: datetime) -> Records:
+    """Every well-formed outcome of `model` whose feedback time (``ts``) is in [since, until), from
+    ``<log_dir>/<model>/feedback/``; unreadable lines are counted. Each is one row of a prediction:
+    it carries its own prediction (and probabilities) and version and hash, so no inference log is
+    needed to score it; ``request_id`` and ``row`` join it to the inference log's rows if wanted."""
+    found = Records(log_dir / model / FEEDBACK_DIR)
+    return _read(found, since, until, lambda rec: _outcome_problem(rec, model))
 
 
 # --------------------------------------------------------------------------- the frames

@@ -3,8 +3,13 @@
 `modelops sync` keeps a `Table` of what each SeldonDeployment serves; this module only routes by it.
 Requests to `/seldon/<namespace>/<deployment>/<path>` go to one replica of one live predictor, picked
 by smooth weighted round robin over the `traffic` shares (so 100 requests at 80/20 are exactly 80
-and 20), and are mirrored to shadow predictors whose answers are dropped but counted. A table swap
-is one assignment; every backend counts its in-flight requests so the old one is drained, not cut.
+and 20), and are mirrored to shadow predictors whose answers are dropped but counted. A mirrored
+request and its copy carry one `x-request-id`, so the two servers answer (and log) it under the same
+request id. A feedback (Seldon's `/api/v1.0/feedback`, V2's `/v2/models/<name>/feedback`) goes to
+every replica of every predictor, since only the one that answered the prediction remembers it: the
+first 200 is the answer, else the most specific refusal (see `_rank`). Feedback is not counted as
+traffic. A table swap is one assignment; every backend counts its in-flight requests so the old one
+is drained, not cut.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from modelops_serving import ids
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the upstream client recomputes.
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
 ADMIN = "/_modelops"
+_FEEDBACK = re.compile(r"^/(api/v1\.0/feedback|v2/models/[^/]+/feedback)$")
 
 
 @dataclass(eq=False)
@@ -162,30 +170,58 @@ class Router:
         rest = "/" + (parts[4] if len(parts) > 4 else "")
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        if request.method == "POST" and _FEEDBACK.match(rest):
+            return await self._feedback(deployment, rest, request.url.query, headers, body)
         predictor = deployment.pick()
+        if deployment.shadows and not ids.sane(headers.get(ids.HEADER)):
+            # one id for the request and its copies: outcomes then join to both answers
+            headers = {k: v for k, v in headers.items() if k.lower() != ids.HEADER}
+            headers[ids.HEADER] = ids.new_id()
         for shadow in deployment.shadows:
             self._mirror(shadow, request.method, rest, request.url.query, headers, body)
         response = await self._send(predictor.pick(), request.method, rest, request.url.query, headers, body)
         response.headers["x-modelops-predictor"] = predictor.name
         return response
 
-    async def _send(
-        self, backend: Backend, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    async def _feedback(
+        self, deployment: Deployment, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> Response:
+        """Send a feedback to every replica of every predictor; the best answer (`_rank`)."""
+        sent = [(p, b) for p in deployment.predictors for b in p.backends]
+        answers = await asyncio.gather(
+            *(self._send(b, "POST", path, query, headers, body, traffic=False) for _, b in sent)
+        )
+        best = min(range(len(sent)), key=lambda i: (_rank(answers[i].status_code), i))
+        response = answers[best]
+        response.headers["x-modelops-predictor"] = sent[best][0].name
+        return response
+
+    async def _send(
+        self,
+        backend: Backend,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        traffic: bool = True,
+    ) -> Response:
+        """Forward one request to one replica; `traffic`: count it in the replica's requests/errors."""
         assert self._client is not None, "Router.start() first"
         backend.inflight += 1
-        backend.requests += 1
+        backend.requests += traffic
         try:
             upstream = await self._client.request(
                 method, backend.url + path, params=query or None, headers=headers, content=body
             )
         except httpx.HTTPError as exc:
-            backend.errors += 1
+            backend.errors += traffic
             return _error(502, f"predictor at {backend.url} did not answer: {type(exc).__name__}: {exc}")
         finally:
             backend.inflight -= 1
         if upstream.status_code >= 500:
-            backend.errors += 1
+            backend.errors += traffic
         out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
         return Response(upstream.content, upstream.status_code, headers=out)
 
@@ -203,6 +239,17 @@ class Router:
     async def _discard(call: Awaitable[Response]) -> None:
         with contextlib.suppress(Exception):
             await call
+
+
+def _rank(status: int) -> int:
+    """How good a replica's answer to a feedback is: a 200, then a refusal by the replica that knows
+    the id (400 bad truth, 409 duplicate) or of the body itself (413, 415), then 404 (not this
+    replica's prediction: every other replica says so), then errors."""
+    if status == 200:
+        return 0
+    if 400 <= status < 500:
+        return 2 if status == 404 else 1
+    return 3
 
 
 def _error(status: int, message: str) -> Response:
