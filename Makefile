@@ -21,23 +21,30 @@ setup-competitors: $(UV)  ## seldon-core and MLServer, in their own lock, for co
 $(UV):
 	python3 -m pip install --user --quiet uv
 
-# promtool (tests/gitops/test_monitoring.py) is a Go binary, not on PyPI. If none is on PATH or in
-# TOOLS_BIN, take it out of Debian's `prometheus` package (apt-get download + dpkg-deb -x: no root,
-# and no Prometheus server installed or started). Without apt it says what to install and goes
-# on: the test then fails with the same advice under CI=true (it skips on a laptop).
+# promtool (tests/gitops/test_monitoring.py) and prometheus (tests/integration/test_analyze.py: the
+# canary analysis against a real server) are Go binaries, not on PyPI. Each one missing from PATH
+# and TOOLS_BIN is taken out of Debian's `prometheus` package (apt-get download + dpkg-deb -x: no
+# root, nothing installed system-wide, no service started). Without apt it says what to install and
+# goes on: the tests then fail with the same advice under CI=true (they skip on a laptop).
 PROMTOOL ?= promtool
+PROMETHEUS ?= prometheus
 TOOLS_BIN ?= .venv/bin
-setup-tools: setup  ## promtool for the alert-rule tests, into $(TOOLS_BIN) unless already installed
-	@if command -v $(PROMTOOL) >/dev/null 2>&1 || [ -x $(TOOLS_BIN)/promtool ]; then exit 0; fi; \
+setup-tools: setup  ## promtool and prometheus for the monitoring tests, into $(TOOLS_BIN) unless already installed
+	@need=""; \
+	command -v $(PROMTOOL) >/dev/null 2>&1 || [ -x $(TOOLS_BIN)/promtool ] || need="$$need promtool"; \
+	command -v $(PROMETHEUS) >/dev/null 2>&1 || [ -x $(TOOLS_BIN)/prometheus ] || need="$$need prometheus"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
 	tmp=$$(mktemp -d); \
 	fetch() { (cd "$$tmp" && apt-get download prometheus) >/dev/null 2>&1; }; \
 	refresh() { if [ "$$(id -u)" = 0 ]; then apt-get update -qq; else sudo -n apt-get update -qq; fi; } 2>/dev/null; \
 	if command -v apt-get >/dev/null 2>&1 && { fetch || { refresh && fetch; }; } \
-	   && dpkg-deb -x "$$tmp"/prometheus_*.deb "$$tmp/x" \
-	   && mkdir -p $(TOOLS_BIN) && install -m 0755 "$$tmp/x/usr/bin/promtool" $(TOOLS_BIN)/promtool; then \
-	  echo "setup-tools: promtool installed in $(TOOLS_BIN) (from Debian's prometheus package)"; \
+	   && dpkg-deb -x "$$tmp"/prometheus_*.deb "$$tmp/x" && mkdir -p $(TOOLS_BIN); then \
+	  for tool in $$need; do \
+	    install -m 0755 "$$tmp/x/usr/bin/$$tool" $(TOOLS_BIN)/$$tool \
+	      && echo "setup-tools: $$tool installed in $(TOOLS_BIN) (from Debian's prometheus package)"; \
+	  done; \
 	else \
-	  echo "setup-tools: promtool is missing and could not be installed here: install it (apt-get install prometheus, brew install prometheus, or a release from https://prometheus.io/download/) and put it on PATH" >&2; \
+	  echo "setup-tools:$$need missing and could not be installed here: install them (apt-get install prometheus, brew install prometheus, or a release from https://prometheus.io/download/) and put them on PATH" >&2; \
 	fi; \
 	rm -rf "$$tmp"
 

@@ -225,6 +225,73 @@ def monitor(
 
 
 @command
+def analyze(
+    name: ModelArg,
+    env: EnvOpt,
+    out: Annotated[Path, typer.Option(help="directory for <model>.md and <model>.json")] = Path("analysis"),
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELOPS_PROMETHEUS_URL",
+            help="Prometheus to read request counters from (default: the env's local runtime)",
+        ),
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="the local runtime's endpoint (default: the one `modelops sync` runs)")
+    ] = None,
+    logs: Annotated[
+        Path | None,
+        typer.Option(
+            help="inference and feedback log root (default $MODELOPS_INFERENCE_LOG_DIR, as the server)"
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="window start, ISO 8601 (default: when the canary was committed)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="window end, ISO 8601 (default: now)")] = None,
+    predictor: Annotated[
+        str | None, typer.Option(help="canary or shadow, when the model has both (default: the canary)")
+    ] = None,
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Compare a model's canary (or shadow) with main in an env: exit 0 promote, 20 abort, 21 wait."""
+    from datetime import UTC, datetime
+
+    from modelops.monitoring import analysis_render, canary
+    from modelops.monitoring.logs import parse_time
+
+    if predictor not in (None, "canary", "shadow"):
+        raise canary.AnalysisError(f"--predictor takes canary or shadow, got {predictor!r}")
+    p = load_params(params_file)
+    p.model(name)
+    end = parse_time(until) if until else datetime.now(UTC)
+    start = parse_time(since) if since else None
+    with progress.step(f"analyze {name} in {env}"):
+        result = canary.analyze(
+            name, env, p, end, start, log_dir=logs, prometheus=prometheus, runtime=runtime, which=predictor
+        )
+        md, js = analysis_render.write(result, out)
+    print(result.message)
+    print(f"{md}, {js}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@command
+def canaries(
+    env: EnvOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list instead of one name per line")] = False,
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """The models with a canary or shadow in an env, one per line (what canary.yml analyzes)."""
+    from modelops.monitoring.canary import with_canaries
+
+    found = with_canaries(env, load_params(params_file))
+    if as_json or found:
+        print(json.dumps(found) if as_json else "\n".join(found))
+
+
+@command
 def retrain(
     snapshot: Annotated[
         str | None,

@@ -138,6 +138,18 @@ class MonitorParams(_Strict):
     max_missing_increase: float = Field(default=0.05, gt=0, le=1)  # absolute missing-rate rise
 
 
+class CanaryMargins(_Strict):
+    """How much worse than main a canary must be before the analysis must catch it (per check).
+
+    Absolute shares, except the regression loss: relative to main's own mean absolute error.
+    """
+
+    error_rate: float = Field(default=0.01, gt=0, lt=1)  # 5xx share
+    slow_rate: float = Field(default=0.05, gt=0, lt=1)  # share slower than main's p95 bucket bound
+    online_error: float = Field(default=0.05, gt=0, lt=1)  # misclassified share (classifiers)
+    online_abs_error_ratio: float = Field(default=0.1, gt=0)  # mean absolute error / main's - 1
+
+
 class CanaryParams(_Strict):
     """How `modelops analyze` answers promote, abort or wait for a canary or shadow, and what an abort does.
 
@@ -148,6 +160,7 @@ class CanaryParams(_Strict):
     beta: float = Field(default=0.1, gt=0, lt=0.5)  # bound on promoting one worse by a margin
     min_samples: int = Field(default=200, ge=10)  # per predictor, before any answer but wait
     on_abort: Literal["commit", "pr"] = "commit"  # canary.yml: commit the abort to main, or open a PR
+    margins: CanaryMargins = CanaryMargins()
 
 
 class Params(_Strict):

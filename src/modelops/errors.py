@@ -52,3 +52,15 @@ class RegistryError(ModelopsError):
 class DeclarationError(ParamsError):
     """A dataset declaration (data/<dataset>/dataset.yaml) is missing, malformed or inconsistent
     with params.yaml; the message names the file and the key. Same exit code as params errors."""
+
+
+class CanaryAborted(ModelopsError):
+    """`modelops analyze`: the canary (or shadow) is worse than main; canary.yml aborts it."""
+
+    exit_code = 20
+
+
+class CanaryWaiting(ModelopsError):
+    """`modelops analyze`: not enough samples yet to promote or abort; the next run looks again."""
+
+    exit_code = 21

@@ -263,12 +263,18 @@ def test_prometheusrule_schema(monitoring: list[Obj], mutate: Any, message: str)
 
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="setup-tools installs from Debian packages")
 def test_make_setup_tools_installs_promtool_from_the_debian_package(tmp_path: Path) -> None:
-    """The clean-machine path: no promtool anywhere, so it is fetched (no root) into TOOLS_BIN."""
+    """The clean-machine path: no promtool nor prometheus anywhere, so both are fetched (no root)
+    into TOOLS_BIN (prometheus: the canary analysis tests run a real server)."""
     bin_dir = tmp_path / "bin"
     # -o setup: take the venv as made (no uv sync from a test); PROMTOOL names a tool nobody has.
     make = ["make", "-f", str(ROOT / "Makefile"), "--no-print-directory", "-o", "setup", "setup-tools"]
     proc = subprocess.run(
-        [*make, "PROMTOOL=promtool-not-installed", f"TOOLS_BIN={bin_dir}"],
+        [
+            *make,
+            "PROMTOOL=promtool-not-installed",
+            "PROMETHEUS=prometheus-not-installed",
+            f"TOOLS_BIN={bin_dir}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -278,3 +284,8 @@ def test_make_setup_tools_installs_promtool_from_the_debian_package(tmp_path: Pa
     assert f"promtool installed in {bin_dir}" in proc.stdout, proc.stdout + proc.stderr
     version = subprocess.run([bin_dir / "promtool", "--version"], capture_output=True, text=True, check=True)
     assert "promtool, version" in version.stdout + version.stderr
+    assert f"prometheus installed in {bin_dir}" in proc.stdout, proc.stdout + proc.stderr
+    version = subprocess.run(
+        [bin_dir / "prometheus", "--version"], capture_output=True, text=True, check=True
+    )
+    assert "prometheus, version" in version.stdout + version.stderr

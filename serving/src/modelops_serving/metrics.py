@@ -84,6 +84,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Exposed at 0 from the start: Prometheus' increase() counts from a series' first sample, so
+        # a status first seen mid-window (a canary's first 5xx) would be lost to `modelops analyze`
+        # and to the error-rate alert.
+        for endpoint in ("v1", "v2"):
+            self.latency.labels(endpoint)
+            for status in ("200", "500", "503"):
+                self.requests.labels(endpoint, status)
         self.batch_size = Histogram(
             "modelops_batch_rows", "Rows per batched predict call", buckets=_BATCH_BUCKETS, registry=r
         )

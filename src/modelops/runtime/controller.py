@@ -292,6 +292,8 @@ class Controller:
                             "traffic": p.traffic,
                             "shadow": p.shadow,
                             "replicas": {"manifest": declared[p.name].replicas, "local": len(p.backends)},
+                            # where each replica's own /metrics is (`modelops analyze` scrapes them)
+                            "backends": [b.url for b in p.backends],
                             **p.counts(),
                         }
                         for p in d.predictors

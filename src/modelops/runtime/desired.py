@@ -90,10 +90,11 @@ def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
         root = Path(tmp) / "gitops"
         objects = manifests.render(env, root)
         manifests.validate(objects, root, where=f"gitops/envs/{env} at {rev}")
-    return [_deployment(obj) for obj in objects if obj.get("kind") == "SeldonDeployment"]
+    return [deployment(obj) for obj in objects if obj.get("kind") == "SeldonDeployment"]
 
 
-def _deployment(obj: dict[str, Any]) -> DeploymentSpec:
+def deployment(obj: dict[str, Any]) -> DeploymentSpec:
+    """A rendered SeldonDeployment's namespace, name and predictors (release, traffic, shadow)."""
     predictors = []
     for p in obj["spec"]["predictors"]:
         env = manifests.container_env(p)
