@@ -104,7 +104,7 @@ def test_outcomes_are_read_against_the_contract_with_bad_lines_counted(tmp_path:
     (tmp_path / MODEL / "feedback" / "2026-11-25").mkdir()  # outside the window: not read
     found = canary.read_outcomes(tmp_path, MODEL, "binary", SINCE, UNTIL)
     assert [r["outcome"].loss for r in found.rows] == [0.0, 1.0, 1.0]
-    assert found.skipped == 3 and "no hash, request_id, truth, prediction" in found.skip_examples[0]
+    assert found.skipped == 3 and "no 64-hex 'hash'" in found.skip_examples[0]
     # the inference log's reader does not take the feedback directory for a day of inference rows
     from modelops.monitoring.logs import read_records
 

@@ -15,7 +15,6 @@ shadow; their versions and content hashes). The evidence:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -37,12 +36,11 @@ from modelops.monitoring.counters import (
     slow_bound,
 )
 from modelops.monitoring.logs import (
-    DAY_DIR,
     DEFAULT_LAST,
-    MonitorError,
     Records,
     iso,
     parse_time,
+    read_feedback,
     read_records,
 )
 from modelops.runtime.desired import PredictorSpec
@@ -141,50 +139,24 @@ class Outcome:
 
 
 def read_outcomes(log_dir: Path, model: str, task: str, since: datetime, until: datetime) -> Records:
-    """The feedback log's rows of `model` with since <= ts < until, each with its loss (0/1 for a
-    classifier, |truth - prediction| for regression) under "loss"; unreadable lines are counted."""
-    found = Records(log_dir / model / "feedback")
-    if not found.directory.is_dir():
-        return found
-    for day in sorted(p for p in found.directory.iterdir() if p.is_dir() and DAY_DIR.match(p.name)):
-        if not since.date().isoformat() <= day.name <= until.date().isoformat():
+    """The feedback log's rows of `model` with since <= ts < until (`logs.read_feedback`), each
+    with its loss under "outcome" (0/1 for a classifier, |truth - prediction| for regression)."""
+    found = read_feedback(log_dir, model, since, until)
+    rows, found.rows = found.rows, []
+    for rec in rows:
+        try:
+            if task == "regression":
+                loss = abs(float(rec["truth"]) - float(rec["prediction"]))
+                if not math.isfinite(loss):
+                    raise ValueError
+            else:
+                loss = float(str(rec["truth"]) != str(rec["prediction"]))
+        except (ValueError, TypeError):
+            found.skip(f"{model} outcome {rec['request_id']}:{rec['row']}", "bad truth or prediction")
             continue
-        for path in sorted(day.glob("*.jsonl")):
-            found.files += 1
-            with path.open("rb") as fh:
-                for number, raw in enumerate(fh, 1):
-                    if raw.strip():
-                        _outcome(raw, f"{path}:{number}", model, task, since, until, found)
+        key = (rec["request_id"], rec["row"])
+        found.rows.append({"outcome": Outcome(parse_time(str(rec["ts"])), str(rec["hash"]), key, loss)})
     return found
-
-
-def _outcome(
-    raw: bytes, where: str, model: str, task: str, since: datetime, until: datetime, found: Records
-) -> None:
-    try:
-        rec = json.loads(raw)
-    except ValueError:
-        return found.skip(where, "not valid JSON (truncated?)")
-    if not isinstance(rec, dict) or rec.get("model") != model:
-        return found.skip(where, f"not an outcome of {model!r}")
-    missing = [k for k in ("ts", "hash", "request_id", "truth", "prediction") if k not in rec]
-    if missing:
-        return found.skip(where, f"no {', '.join(missing)}")
-    try:
-        ts = parse_time(str(rec["ts"]))
-        if task == "regression":
-            loss = abs(float(rec["truth"]) - float(rec["prediction"]))
-            if not math.isfinite(loss):
-                raise ValueError
-        else:
-            loss = float(str(rec["truth"]) != str(rec["prediction"]))
-    except (MonitorError, ValueError, TypeError):
-        return found.skip(where, "bad ts, truth or prediction")
-    if since <= ts < until:
-        row = rec.get("row", 0)
-        key = (str(rec["request_id"]), row if isinstance(row, int) else 0)
-        found.rows.append({"outcome": Outcome(ts, str(rec["hash"]), key, loss)})
-    return None
 
 
 def online_check(
