@@ -10,6 +10,11 @@ The inference log contract (the server writes it, append-only; a torn last line 
     regression: the same head, and the predicted value alone
     {..., "inputs": {...}, "prediction": <float>}
 
+The feedback log (outcomes, written by the server's feedback endpoints) lives beside it, under
+``<log_dir>/<model>/feedback/<YYYY-MM-DD>/*.jsonl``: ``read_records`` reads only the date folders
+of the model, so never outcomes as inference rows; ``read_feedback`` reads the outcomes (their
+contract, and what monitor makes of them: `outcomes`).
+
 The time key is ``ts``; ``time`` is read too, so a writer that names it so is not silently empty.
 Which features and which prediction a record carries is the model's business: the frames are
 built from the model's own ``reference.json``, never from a list in code.
@@ -21,6 +26,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +38,7 @@ from modelops.errors import ModelopsError
 from modelops.monitoring.drift import task_of
 
 LOG_DIR_ENV = "MODELOPS_INFERENCE_LOG_DIR"
+FEEDBACK_DIR = "feedback"  # the server's feedback log, beside the inference log's date folders
 DEFAULT_LAST = timedelta(hours=24)
 HASH = re.compile(r"^[0-9a-f]{64}$")
 DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -110,6 +117,7 @@ class Records:
     files: int = 0
     skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)
+    where: list[str] | None = None  # each row's file:line, when asked for (outcomes: few, and named)
 
     def skip(self, where: str, why: str) -> None:
         """Count an unreadable line; keep the first few locations for the report."""
@@ -118,15 +126,37 @@ class Records:
             self.skip_examples.append(f"{where}: {why}")
 
 
-def _record_problem(rec: Any, model: str) -> str | None:
+def _head_problem(rec: Any, model: str) -> str | None:
     if not isinstance(rec, dict):
         return "not a JSON object"
     if rec.get("model") != model:
         return f"model {rec.get('model')!r}, not {model!r}"
     if not isinstance(rec.get("hash"), str) or not HASH.match(rec["hash"]):
         return "no 64-hex 'hash'"
+    return None
+
+
+def _record_problem(rec: Any, model: str) -> str | None:
+    if problem := _head_problem(rec, model):
+        return problem
     if not isinstance(rec.get("inputs"), dict):
         return "no 'inputs' object"
+    return None
+
+
+def _outcome_problem(rec: Any, model: str) -> str | None:
+    if problem := _head_problem(rec, model):
+        return problem
+    if not isinstance(rec.get("request_id"), str) or not rec["request_id"]:
+        return "no 'request_id'"
+    row = rec.get("row")
+    if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+        return "no row index 'row'"
+    truth = rec.get("truth")
+    if not isinstance(truth, str | int | float) or isinstance(truth, bool):
+        return "no 'truth' (a class name or a number)"
+    if "prediction" not in rec:
+        return "no 'prediction'"
     return None
 
 
@@ -134,9 +164,9 @@ def _stamp(rec: dict[str, Any]) -> Any:
     return next((rec[k] for k in TIME_KEYS if k in rec), None)
 
 
-def read_records(log_dir: Path, model: str, since: datetime, until: datetime) -> Records:
-    """Every well-formed record of `model` with since <= ts < until; unreadable lines are counted."""
-    found = Records(log_dir / model)
+def _read(found: Records, since: datetime, until: datetime, problem: Callable[[Any], str | None]) -> Records:
+    """Add to `found` every record under the date folders of `found.directory` with
+    since <= ts < until that `problem` finds nothing wrong with; unreadable lines are counted."""
     if not found.directory.is_dir():
         return found
     first, last = since.date(), until.date()
@@ -159,8 +189,8 @@ def read_records(log_dir: Path, model: str, since: datetime, until: datetime) ->
                         # a line cut short by a crash mid-write (the server appends; nothing rewrites it)
                         found.skip(where, "not valid JSON (truncated?)")
                         continue
-                    if problem := _record_problem(rec, model):
-                        found.skip(where, problem)
+                    if why := problem(rec):
+                        found.skip(where, why)
                         continue
                     try:
                         ts = parse_time(str(_stamp(rec)))
@@ -169,7 +199,22 @@ def read_records(log_dir: Path, model: str, since: datetime, until: datetime) ->
                         continue
                     if since <= ts < until:
                         found.rows.append(rec)
+                        if found.where is not None:
+                            found.where.append(where)
     return found
+
+
+def read_records(log_dir: Path, model: str, since: datetime, until: datetime) -> Records:
+    """Every well-formed record of `model` with since <= ts < until; unreadable lines are counted.
+    Only the model's date folders are read: its `feedback/` folder holds outcomes, not inferences."""
+    return _read(Records(log_dir / model), since, until, lambda rec: _record_problem(rec, model))
+
+
+def read_feedback(log_dir: Path, model: str, since: datetime, until: datetime) -> Records:
+    """Every well-formed outcome of `model` whose feedback time (``ts``) is in [since, until), from
+    ``<log_dir>/<model>/feedback/``, with each one's file:line; unreadable lines are counted."""
+    found = Records(log_dir / model / FEEDBACK_DIR, where=[])
+    return _read(found, since, until, lambda rec: _outcome_problem(rec, model))
 
 
 # --------------------------------------------------------------------------- the frames
