@@ -194,7 +194,9 @@ def monitor(
     last: Annotated[str | None, typer.Option(help="window length before --until: 30m, 24h, 7d")] = None,
     logs: Annotated[
         Path | None,
-        typer.Option(help="inference log root (default $MODELOPS_INFERENCE_LOG_DIR, as the server)"),
+        typer.Option(
+            help="inference log root, outcomes under <model>/feedback/ (default $MODELOPS_INFERENCE_LOG_DIR)"
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="directory for monitor.md/.json, PNGs, drift.prom")] = Path(
         "monitor"
@@ -207,8 +209,9 @@ def monitor(
     ] = None,
     params_file: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Compare logged traffic with the reference of the model that served it: exit 12 on drift,
-    15 when there are too few rows to judge."""
+    """Compare logged traffic with the reference of the model that served it, and fed-back
+    outcomes with its test metrics: exit 12 on drift (inputs or concept), 15 when there are too
+    few rows to judge."""
     from datetime import UTC, datetime
 
     from modelops.monitoring import monitor as monitoring

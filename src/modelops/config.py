@@ -129,13 +129,20 @@ class MlflowParams(_Strict):
 
 
 class MonitorParams(_Strict):
-    """When `modelops monitor` calls a difference drift: significant (Bonferroni) and material."""
+    """When `modelops monitor` calls a difference drift (inputs) or concept drift (outcomes):
+    significant (Bonferroni) and material."""
 
     min_rows: int = Field(default=100, ge=10)  # fewer rows per model version: insufficient data
     alpha: float = Field(default=0.05, gt=0, lt=1)  # chance a healthy window raises any alarm
     psi: float = Field(default=0.2, gt=0)  # a feature's or the score's PSI at least this
     max_class_shift: float = Field(default=0.1, gt=0, le=1)  # predicted-class share change
     max_missing_increase: float = Field(default=0.05, gt=0, le=1)  # absolute missing-rate rise
+    # Concept drift, from ground-truth feedback: a version's headline metric online is significantly
+    # worse than on its test split (its interval wholly on the worse side, Bonferroni over the
+    # versions judged) AND worse by at least max_metric_drop (absolute: the headline metrics,
+    # ROC AUC, accuracy and R², are all on a 0-1 scale).
+    min_outcomes: int = Field(default=100, ge=10)  # fewer outcomes of a version: insufficient data
+    max_metric_drop: float = Field(default=0.05, gt=0, le=1)
 
 
 class CanaryMargins(_Strict):

@@ -18,6 +18,7 @@ import yaml
 
 from modelops.delivery import manifests
 from modelops.delivery.manifests import ManifestError
+from modelops.monitoring.render import PROM_HELP
 
 ROOT = Path(__file__).resolve().parents[2]
 GITOPS = ROOT / "gitops"
@@ -26,12 +27,8 @@ RULES_FILE = "modelops-rules.yaml"  # the name the test files' rule_files: list
 Obj = dict[str, Any]
 
 # Not in the server's registry: `modelops monitor` writes the drift series to a Prometheus textfile
-# (labels model, env). Keep in step with src/modelops/monitoring/monitor.py.
-MONITOR_METRICS = {
-    "modelops_drift_score",
-    "modelops_drift_detected",
-    "modelops_monitor_last_run_timestamp_seconds",
-}
+# (labels model, env; the outcome series add version), every one with a HELP line of its own.
+MONITOR_METRICS = set(PROM_HELP)
 METRIC = re.compile(r"\bmodelops_[a-z0-9_]+\b")
 
 
@@ -139,6 +136,9 @@ def test_promtool_unit_tests_pass(monitoring: list[Obj], tmp_path: Path) -> None
         ("ModelopsModelMissing", "[1d]", "[1m]"),
         ("ModelopsDriftScoreHigh", "> 0.5", "> 0.7"),
         ("ModelopsMonitorStale", "2 * 86400", "3 * 86400"),
+        ("ModelopsConceptDrift", "== 1", "> 1"),
+        ("ModelopsFeedbackDropping", "[1h]", "[5m]"),
+        ("ModelopsFeedbackDropping", "increase(", "0 * increase("),
     ],
 )
 def test_the_unit_tests_catch_a_loosened_rule(
@@ -238,7 +238,7 @@ SCHEMA_RULES: list[tuple[str, Any, str]] = [
     (
         "record name",
         lambda r: r["spec"]["groups"][0]["rules"].append({"record": "a-b", "expr": "1"}),
-        "rules[5].record: 'a-b' does not match",
+        "rules[6].record: 'a-b' does not match",
     ),
     ("groups", lambda r: r["spec"].update(groups=[]), "spec.groups: [] should be non-empty"),
 ]

@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 from modelops_serving.integrity import tree_hash
 
+from modelops import tasks
 from modelops.config import MonitorParams, load_params
 from modelops.declarations import Dataset
-from modelops.monitoring import drift, logs
+from modelops.monitoring import drift, logs, outcomes
 from modelops.pipeline import dataset, reference
 from modelops.pipeline.evaluate import predict
-from tests import inference_log
+from tests import outcome_log, inference_log
 from tests.conftest import run
 
 POLICY = MonitorParams()
@@ -212,3 +213,57 @@ def test_cli_unknown_version_and_empty_window_are_clear(
     assert proc.returncode == 15
     assert "no inference records from 2026-11-24T00:00:00Z to 2026-11-25T00:00:00Z" in proc.stderr
     assert json.loads((out / "monitor.json").read_text())["status"] == "insufficient_data"
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def write_outcomes(real: dict, logs: Path, reverse: bool = False) -> dict[str, int]:
+    """Every model's test rows through the real model, logged, and each row's true outcome fed back;
+    with `reverse`, the truths shuffled first (the world no longer follows what the model learnt)."""
+    sent = {}
+    for name, m in real.items():
+        sample = m.test.sample(min(LOGGED, len(m.test)), random_state=0)
+        x, y = m.features(sample), dataset.to_target(m.ds, sample).to_numpy()
+        if reverse:
+            y = np.random.default_rng(0).permutation(y)
+        inference_log.write(logs, m.records(x))
+        rows = outcome_log.outcomes(y, m.predicted(x), m.hash, model=name, start=START, classes=m.ds.classes)
+        outcome_log.write(logs, rows)
+        sent[name] = len(rows)
+    return sent
+
+
+def test_cli_holds_each_version_to_its_own_test_metrics(
+    real: dict, trained_repo: Path, tmp_path: Path
+) -> None:
+    """The packaged reference carries evaluate's test metrics; outcomes of test rows agree with
+    them, and a model whose outcomes no longer follow its answers is concept drift, for every task."""
+    scores = {name: json.loads((trained_repo / f"models/{name}/metrics.json").read_text()) for name in MODELS}
+    for name in MODELS:
+        ref = reference.load(trained_repo / f"models/{name}/model" / reference.REFERENCE_FILE)
+        assert ref["test_metrics"] == {k: scores[name][k] for k in tasks.METRICS[real[name].ds.task]}
+
+    sent = write_outcomes(real, tmp_path / "healthy")
+    proc, out = monitor(trained_repo, tmp_path, tmp_path / "healthy", *WINDOW)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    for name in MODELS:
+        assert f"{name} in staging: no drift in {sent[name]} rows and {sent[name]} outcomes" in proc.stdout
+    doc = json.loads((out / "monitor.json").read_text())
+    assert {r["model"]: r["concept_drift"] for r in doc["models"]} == dict.fromkeys(MODELS, "ok")
+
+    write_outcomes(real, tmp_path / "reversed", reverse=True)
+    proc, out = monitor(trained_repo, tmp_path, tmp_path / "reversed", *WINDOW)
+    assert proc.returncode == 12, proc.stderr + proc.stdout
+    by_model = {r["model"]: r for r in json.loads((out / "monitor.json").read_text())["models"]}
+    prom = (out / "drift.prom").read_text()
+    for name in MODELS:
+        headline = outcomes.HEADLINE[real[name].ds.task]
+        assert f"{name} in staging: concept drift detected (v1: {headline} " in proc.stderr
+        assert by_model[name]["concept_drift"] == "drift" and by_model[name]["input_drift"] is False
+        (group,) = by_model[name]["groups"]
+        assert group["status"] == "ok" and group["online"]["status"] == "drift"  # the inputs are as usual
+        assert group["online"]["test"] == scores[name][headline]
+        assert f'modelops_concept_drift_detected{{model="{name}",env="staging",version="v1"}} 1' in prom
+        assert f'modelops_drift_detected{{model="{name}",env="staging"}} 0' in prom
+    assert run(["git", "status", "--porcelain"], trained_repo).stdout == ""

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from modelops_serving.integrity import file_sha256, tree_hash
 
+from modelops import tasks
 from modelops.config import Params
 from modelops.errors import PipelineError
 from modelops.pipeline import dataset, package, prepare, train
@@ -178,3 +179,9 @@ def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -
         assert counted + stats["missing"] == train_rows
     assert sum(ref["prediction"]["classes"].values()) == test_rows
     assert ref["prediction"]["probability"]["rows"] == test_rows
+    # the test split's metrics, evaluate's own: what monitor holds online metrics to (concept drift)
+    from modelops.pipeline.evaluate import metrics_file
+
+    scores = json.loads(metrics_file(NAME).read_text())
+    assert ref["test_metrics"] == {m: scores[m] for m in tasks.METRICS["binary"] if m in scores}
+    assert ref["test_metrics"] and set(scores) - set(ref["test_metrics"]) <= {"test_rows", "positive_rate"}

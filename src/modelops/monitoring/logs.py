@@ -10,13 +10,10 @@ The inference log contract (the server writes it, append-only; a torn last line 
     regression: the same head, and the predicted value alone
     {..., "inputs": {...}, "prediction": <float>}
 
-The feedback log (outcomes, ``modelops_serving.feedback``) lives beside it, under
+The feedback log (outcomes, written by the server's feedback endpoints) lives beside it, under
 ``<log_dir>/<model>/feedback/<YYYY-MM-DD>/*.jsonl``: ``read_records`` reads only the date folders
-of the model, so never outcomes as inference rows; ``read_feedback`` reads the outcomes::
-
-    {"ts": <feedback time>, "predicted_at": <prediction time>, "model", "version", "hash",
-     "request_id", "row": <index in the request>, "truth": <class | float>,
-     "prediction": <class | float>, "probabilities": {"<class>": float} (classifiers), "reward"}
+of the model, so never outcomes as inference rows; ``read_feedback`` reads the outcomes (their
+contract, and what monitor makes of them: `outcomes`).
 
 The time key is ``ts``; ``time`` is read too, so a writer that names it so is not silently empty.
 Which features and which prediction a record carries is the model's business: the frames are
@@ -41,7 +38,7 @@ from modelops.errors import ModelopsError
 from modelops.monitoring.drift import task_of
 
 LOG_DIR_ENV = "MODELOPS_INFERENCE_LOG_DIR"
-FEEDBACK_DIR = "feedback"  # modelops_serving.feedback.FEEDBACK_DIR
+FEEDBACK_DIR = "feedback"  # the server's feedback log, beside the inference log's date folders
 DEFAULT_LAST = timedelta(hours=24)
 HASH = re.compile(r"^[0-9a-f]{64}$")
 DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -120,6 +117,7 @@ class Records:
     files: int = 0
     skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)
+    where: list[str] | None = None  # each row's file:line, when asked for (outcomes: few, and named)
 
     def skip(self, where: str, why: str) -> None:
         """Count an unreadable line; keep the first few locations for the report."""
@@ -146,13 +144,29 @@ def _record_problem(rec: Any, model: str) -> str | None:
     return None
 
 
+def _outcome_problem(rec: Any, model: str) -> str | None:
+    if problem := _head_problem(rec, model):
+        return problem
+    if not isinstance(rec.get("request_id"), str) or not rec["request_id"]:
+        return "no 'request_id'"
+    row = rec.get("row")
+    if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+        return "no row index 'row'"
+    truth = rec.get("truth")
+    if not isinstance(truth, str | int | float) or isinstance(truth, bool):
+        return "no 'truth' (a class name or a number)"
+    if "prediction" not in rec:
+        return "no 'prediction'"
+    return None
+
+
 def _stamp(rec: dict[str, Any]) -> Any:
     return next((rec[k] for k in TIME_KEYS if k in rec), None)
 
 
 def _read(found: Records, since: datetime, until: datetime, problem: Callable[[Any], str | None]) -> Records:
     """Add to `found` every record under the date folders of `found.directory` with
-    since <= ts < until that `problem` finds none in; unreadable lines are counted."""
+    since <= ts < until that `problem` finds nothing wrong with; unreadable lines are counted."""
     if not found.directory.is_dir():
         return found
     first, last = since.date(), until.date()
@@ -185,6 +199,8 @@ def _read(found: Records, since: datetime, until: datetime, problem: Callable[[A
                         continue
                     if since <= ts < until:
                         found.rows.append(rec)
+                        if found.where is not None:
+                            found.where.append(where)
     return found
 
 
@@ -194,24 +210,10 @@ def read_records(log_dir: Path, model: str, since: datetime, until: datetime) ->
     return _read(Records(log_dir / model), since, until, lambda rec: _record_problem(rec, model))
 
 
-def _outcome_problem(rec: Any, model: str) -> str | None:
-    if problem := _head_problem(rec, model):
-        return problem
-    if not isinstance(rec.get("request_id"), str):
-        return "no 'request_id'"
-    if not isinstance(rec.get("row"), int) or isinstance(rec.get("row"), bool):
-        return "no integer 'row'"
-    if "truth" not in rec or "prediction" not in rec:
-        return "no 'truth' or 'prediction'"
-    return None
-
-
 def read_feedback(log_dir: Path, model: str, since: datetime, until: datetime) -> Records:
     """Every well-formed outcome of `model` whose feedback time (``ts``) is in [since, until), from
-    ``<log_dir>/<model>/feedback/``; unreadable lines are counted. Each is one row of a prediction:
-    it carries its own prediction (and probabilities) and version and hash, so no inference log is
-    needed to score it; ``request_id`` and ``row`` join it to the inference log's rows if wanted."""
-    found = Records(log_dir / model / FEEDBACK_DIR)
+    ``<log_dir>/<model>/feedback/``, with each one's file:line; unreadable lines are counted."""
+    found = Records(log_dir / model / FEEDBACK_DIR, where=[])
     return _read(found, since, until, lambda rec: _outcome_problem(rec, model))
 
 

@@ -1,5 +1,6 @@
 """What `modelops monitor` writes: monitor.md for people, monitor.json for machines, PNG plots, and
-drift.prom, the Prometheus textfile the alert rules read (gitops/monitoring/)."""
+drift.prom, the Prometheus textfile the alert rules read (gitops/monitoring/): input drift per
+model, online metrics and concept drift per model version."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pandas as pd
 from modelops.config import MonitorParams
 from modelops.monitoring import drift
 from modelops.monitoring.logs import iso
+from modelops.monitoring.outcomes import Online
 from modelops.monitoring.verdict import ModelResult
 from modelops.pipeline import reference as ref_stats
 
@@ -109,6 +111,7 @@ def render_markdown(results: list[ModelResult], policy: MonitorParams, idle: lis
                     f"{g.status.replace('_', ' ')} | {', '.join(g.drifting()) or '—'} |"
                 )
             lines.append("")
+        lines += _outcomes_markdown(r)
         for g in r.groups:
             if not g.checks:
                 continue
@@ -141,7 +144,80 @@ def render_markdown(results: list[ModelResult], policy: MonitorParams, idle: lis
         "classes, Fisher's test for missing rates.",
         "",
     ]
+    if any(r.feedback and r.feedback.rows for r in results):
+        lines += [
+            "A version has concept drift when its headline metric online (binary ROC AUC, "
+            "multiclass accuracy, regression R²; seeded bootstrap interval at 1 - "
+            f"{policy.alpha:g} / number of versions judged, Bonferroni) lies wholly below the value "
+            "its reference records for the test split and the drop is at least "
+            f"{policy.max_metric_drop:g}; fewer than {policy.min_outcomes} outcomes are not judged.",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def _interval(i: Any) -> str:
+    return f"{i.value:.4f} [{i.low:.4f}, {i.high:.4f}]"
+
+
+def _concept(online: Online) -> str:
+    return {"drift": "**yes**", "ok": "no"}.get(online.status, "insufficient data")
+
+
+CONCEPT_SUMMARY = {
+    "drift": "**concept drift**",
+    "ok": "no concept drift",
+    "insufficient_data": "not every deployed version has enough outcomes to judge",
+    "none": "no outcomes to judge",
+}
+
+
+def _outcomes_markdown(r: ModelResult) -> list[str]:
+    """The outcomes section of one model: per version the headline metric online against its test
+    value and the verdict, then every metric with its interval."""
+    fb = r.feedback
+    if fb is None or not (fb.rows or fb.records.skipped):
+        return []
+    scored = [g for g in r.groups if g.online]
+    lines = [
+        f"### {r.model}: outcomes (ground truth)",
+        "",
+        f"{len(fb.rows):,} outcomes in {fb.records.files} files of `{fb.records.directory}`"
+        + (f" ({fb.duplicates} repeated outcomes counted once)" if fb.duplicates else "")
+        + f"; intervals at level {r.outcome_level:.4g}; {CONCEPT_SUMMARY[r.concept]}.",
+        "",
+    ]
+    if fb.records.skipped:
+        lines += [f"Skipped {fb.records.skipped} unreadable lines, e.g.:", ""]
+        lines += [f"- `{s}`" for s in fb.records.skip_examples] + [""]
+    if scored:
+        lines += [
+            "| version | content hash | outcomes | metric | online [interval] | test split | drop "
+            "| concept drift | note |",
+            "|---|---|---:|---|---|---:|---:|---|---|",
+        ]
+        for g in scored:
+            o = g.online
+            online = _interval(o.online) if o.online else "—"
+            lines.append(
+                f"| {g.version} | `{g.content_hash[:12]}` | {o.outcomes:,} | {o.metric or '—'} | {online} | "
+                f"{_num(o.test)} | {_num(o.drop(), '.4f')} | {_concept(o)} | {o.note} |"
+            )
+        lines.append("")
+        detailed = [g for g in scored if g.online.metrics]
+        if detailed:
+            lines += ["| version | metric | online [interval] | test split |", "|---|---|---|---:|"]
+            for g in detailed:
+                for m, i in g.online.metrics.items():
+                    lines.append(
+                        f"| {g.version} | {m} | {_interval(i)} | {_num(g.online.test_metrics.get(m))} |"
+                    )
+            lines.append("")
+        for g in scored:
+            if g.online.unusable:
+                lines += [f"{g.version}: {g.online.unusable} outcomes left out, e.g.:", ""]
+                lines += [f"- `{s}`" for s in g.online.unusable_examples] + [""]
+    return lines
 
 
 def to_json(results: list[ModelResult], policy: MonitorParams, idle: list[str] = ()) -> dict[str, Any]:
@@ -169,6 +245,9 @@ def to_json(results: list[ModelResult], policy: MonitorParams, idle: list[str] =
                 "skipped_examples": r.records.skip_examples,
                 "significance_level": r.level,
                 "drift_score": r.score(),
+                "input_drift": r.input_drift,
+                "concept_drift": r.concept,
+                "outcomes": _outcomes_json(r),
                 "groups": [
                     {
                         "content_hash": g.content_hash,
@@ -182,6 +261,7 @@ def to_json(results: list[ModelResult], policy: MonitorParams, idle: list[str] =
                         "drifting": g.drifting(),
                         "checks": [c.as_dict() for c in g.checks],
                         "plots": g.plots,
+                        "online": g.online.as_dict() if g.online else None,
                     }
                     for g in r.groups
                 ],
@@ -191,29 +271,71 @@ def to_json(results: list[ModelResult], policy: MonitorParams, idle: list[str] =
     }
 
 
+def _outcomes_json(r: ModelResult) -> dict[str, Any] | None:
+    fb = r.feedback
+    if fb is None:
+        return None
+    return {
+        "log_dir": str(fb.records.directory),
+        "rows": len(fb.rows),
+        "files": fb.records.files,
+        "duplicates": fb.duplicates,
+        "skipped_lines": fb.records.skipped,
+        "skipped_examples": fb.records.skip_examples,
+        "interval_level": r.outcome_level if any(g.online and g.online.metrics for g in r.groups) else None,
+    }
+
+
 PROM_HELP = {
     "modelops_drift_score": "Largest per-feature PSI in the last monitor window (NaN: not judged).",
-    "modelops_drift_detected": "1 when the last monitor run found drift, else 0.",
+    "modelops_drift_detected": "1 when the last monitor run found input (or prediction) drift, else 0.",
     "modelops_monitor_last_run_timestamp_seconds": "When monitor last ran (Unix time).",
     "modelops_monitor_window_rows": "Logged rows of the model in the last monitor window.",
+    "modelops_monitor_window_outcomes": "Outcomes (ground truth) of the model version in the last window.",
+    "modelops_concept_drift_detected": "1 when the version's online metric fell below its test metric "
+    "(concept drift), 0 when not, NaN when not judged (too few outcomes).",
+    "modelops_online_metric": "A metric of the version on the outcomes of the last window.",
+    "modelops_online_metric_low": "Lower end of the online metric's bootstrap interval.",
+    "modelops_online_metric_high": "Upper end of the online metric's bootstrap interval.",
+    "modelops_test_metric": "The metric the version had on its test split (its reference).",
 }
 
 
 def render_prom(results: list[ModelResult], now: datetime) -> str:
-    """drift.prom for node_exporter's textfile collector: one series per (model, env)."""
+    """drift.prom for node_exporter's textfile collector: input drift per (model, env); outcomes
+    per (model, env, version), for the versions that had any in the window."""
     values: dict[str, list[tuple[str, float]]] = {name: [] for name in PROM_HELP}
     for r in results:
         labels = f'model="{r.model}",env="{r.env}"'
         score = r.score()
         values["modelops_drift_score"].append((labels, math.nan if score is None else score))
-        values["modelops_drift_detected"].append((labels, 1.0 if r.status == "drift" else 0.0))
+        values["modelops_drift_detected"].append((labels, 1.0 if r.input_drift else 0.0))
         values["modelops_monitor_last_run_timestamp_seconds"].append((labels, now.timestamp()))
         values["modelops_monitor_window_rows"].append((labels, float(r.rows)))
+        for g in r.groups:
+            if g.online is None:
+                continue
+            o, version = g.online, f'{labels},version="{_escape(g.version)}"'
+            flag = {"drift": 1.0, "ok": 0.0}.get(o.status, math.nan)
+            values["modelops_monitor_window_outcomes"].append((version, float(o.outcomes)))
+            values["modelops_concept_drift_detected"].append((version, flag))
+            for metric, interval in o.metrics.items():
+                each = f'{version},metric="{metric}"'
+                values["modelops_online_metric"].append((each, interval.value))
+                values["modelops_online_metric_low"].append((each, interval.low))
+                values["modelops_online_metric_high"].append((each, interval.high))
+                if metric in o.test_metrics:
+                    values["modelops_test_metric"].append((each, o.test_metrics[metric]))
     lines = []
     for name, series in values.items():
         lines += [f"# HELP {name} {PROM_HELP[name]}", f"# TYPE {name} gauge"]
         lines += [f"{name}{{{labels}}} {_prom_value(v)}" for labels, v in series]
     return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    """A label value as the exposition format wants it (versions come from the logs, not from us)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _prom_value(v: float) -> str:

@@ -15,7 +15,8 @@ PR). Otherwise it reproduces the pipeline (only that dataset's models change), c
 DVC outputs and the branch, and opens or updates that dataset's one retraining PR
 (`promote.open_pr`). `model-pr.yml` reports on it and gates it; merging deploys through
 `promote.yml`. Which datasets: named (`--dataset`), every declared one, or those of the models a
-monitor report (`monitor.json`) found drifting.
+monitor report (`monitor.json`) found drifting: in their inputs, or in their outcomes (concept
+drift: a newer snapshot holds the labels of the world as it is now).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class Result:
 
 
 def drifted_models(report: Path) -> list[str]:
-    """The models a monitor report (monitor.json) found drifting."""
+    """The models a monitor report (monitor.json) found drifting (input or concept drift)."""
     try:
         doc = json.loads(report.read_text())
         return [m["model"] for m in doc["models"] if m["status"] == "drift"]

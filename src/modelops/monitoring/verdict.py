@@ -3,6 +3,8 @@
 Records are grouped by the content hash of the model that answered them; each big-enough group is
 compared with that exact model's own ``reference.json`` (its features, its task's prediction), so
 a classifier and a regressor, or two versions of one model, are each held to their own normal.
+Outcomes (ground-truth feedback) are grouped the same way and held to the metrics the same
+reference records for the test split (`outcomes`: concept drift).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from modelops.config import MonitorParams
 from modelops.errors import ModelopsError
 from modelops.monitoring import drift
 from modelops.monitoring.logs import HASH, LOG_DIR_ENV, MonitorError, Records, Traffic, frames, iso
+from modelops.monitoring.outcomes import Feedback, Online, assess
 from modelops.pipeline import reference as ref_stats
 
 
 class DriftDetected(ModelopsError):
-    """The window's traffic drifted from the reference of the model that served it."""
+    """The window's traffic drifted from the reference of the model that served it, or its outcomes
+    show concept drift."""
 
     exit_code = 12
 
@@ -111,6 +115,7 @@ class Group:
     task: str = ""  # from the reference: binary | multiclass | regression
     checks: list[drift.Check] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    online: Online | None = None  # what its outcomes say; None when it had none in the window
 
     @property
     def version(self) -> str:
@@ -156,11 +161,36 @@ class ModelResult:
     level: float  # the per-check significance level after the Bonferroni correction
     compared: list[Compared] = field(default_factory=list, repr=False)
     dataset: str = ""  # the dataset the model learns (params.yaml; else its reference's)
+    feedback: Feedback | None = None  # the outcomes read, when the feedback log was read
+    outcome_level: float = 0.0  # the online metrics' interval level (1 - alpha / versions judged)
 
     @property
     def rows(self) -> int:
         """Rows of this model in the window."""
         return sum(g.rows for g in self.groups)
+
+    @property
+    def outcomes(self) -> int:
+        """Outcome lines of this model in the window."""
+        return len(self.feedback.rows) if self.feedback else 0
+
+    @property
+    def input_drift(self) -> bool:
+        """Some version's inputs or predictions drifted from its reference."""
+        return any(g.status == "drift" for g in self.groups)
+
+    @property
+    def concept(self) -> str:
+        """drift (some version), ok (every version that needs a verdict has one), insufficient_data,
+        or none (no outcomes in the window)."""
+        scored = [g for g in self.groups if g.online]
+        if not scored:
+            return "none"
+        if any(g.online.status == "drift" for g in scored):
+            return "drift"
+        # as for the inputs: versions git deploys now must each be judged, leftovers need not
+        needed = [g for g in scored if g.role] or scored
+        return "ok" if all(g.online.status == "ok" for g in needed) else "insufficient_data"
 
     def score(self) -> float | None:
         """Largest PSI over every compared group (the drift score the alerts read)."""
@@ -177,24 +207,36 @@ def judge(
     until: datetime,
     policy: MonitorParams,
     store: str | None = None,
+    feedback: Feedback | None = None,
 ) -> ModelResult:
-    """Group the records by content hash and compare each big-enough group with its own reference."""
+    """Group the records (and outcomes) by content hash and compare each big-enough group with its
+    own reference."""
     by_hash: dict[str, list[dict[str, Any]]] = {}
     for rec in records.rows:
         by_hash.setdefault(rec["hash"], []).append(rec)
+    outcomes: dict[str, list[tuple[dict[str, Any], str]]] = {}
+    if feedback is not None:
+        for rec, at in zip(feedback.rows, feedback.where, strict=True):
+            outcomes.setdefault(rec["hash"], []).append((rec, at))
     groups = []
-    for content_hash in sorted(set(by_hash) | set(roles)):
+    for content_hash in sorted(set(by_hash) | set(roles) | set(outcomes)):
         rows = by_hash.get(content_hash, [])
-        versions = sorted({str(r.get("version", "unknown")) for r in rows})
+        answered = rows + [r for r, _ in outcomes.get(content_hash, [])]
+        versions = sorted({str(r.get("version", "unknown")) for r in answered})
         if not versions and content_hash in roles:  # deployed, but no traffic in the window
             versions = [roles[content_hash].split()[-1]]
         groups.append(Group(content_hash, versions, len(rows), roles.get(content_hash, "")))
+    references: dict[str, dict[str, Any]] = {}
     compared = []
     for group in groups:
-        if group.rows < policy.min_rows:
+        enough_outcomes = len(outcomes.get(group.content_hash, [])) >= policy.min_outcomes
+        if group.rows < policy.min_rows and not enough_outcomes:
             continue
         reference, group.reference = find_reference(model, group.content_hash, group.version, store)
+        references[group.content_hash] = reference
         group.task = drift.task_of(reference)
+        if group.rows < policy.min_rows:
+            continue
         traffic = frames(by_hash[group.content_hash], reference)
         group.checks = drift.compare(reference, traffic.inputs, traffic.labels, traffic.score, policy)
         compared.append(Compared(group, reference, traffic))
@@ -204,9 +246,12 @@ def judge(
         if group.checks:
             group.checks = drift.decide(group.checks, policy, tests)
             group.status = "drift" if group.drifting() else "ok"
+    online, outcome_level = assess(outcomes, references, policy)
+    for group in groups:
+        group.online = online.get(group.content_hash)
     status, message = _summarize(model, env, records, groups, since, until, policy)
     level = policy.alpha / max(tests, 1)
-    dataset = next((str(c.reference.get("dataset", "")) for c in compared), "")
+    dataset = next((str(r.get("dataset", "")) for r in references.values()), "")
     return ModelResult(
         model,
         env,
@@ -220,6 +265,8 @@ def judge(
         level,
         compared,
         dataset,
+        feedback,
+        outcome_level,
     )
 
 
@@ -235,9 +282,18 @@ def _summarize(
     where = f"{model} in {env}"
     span = f"{iso(since)} to {iso(until)}"
     drifting = [g for g in groups if g.status == "drift"]
-    if drifting:
-        parts = [f"{g.version}: {', '.join(g.drifting())}" for g in drifting]
-        return "drift", f"{where}: drift detected ({'; '.join(parts)})"
+    concept = [g for g in groups if g.online and g.online.status == "drift"]
+    if drifting or concept:
+        found = []
+        if drifting:
+            found.append(
+                f"drift detected ({'; '.join(f'{g.version}: {", ".join(g.drifting())}' for g in drifting)})"
+            )
+        if concept:
+            found.append(
+                f"concept drift detected ({'; '.join(f'{g.version}: {g.online.note}' for g in concept)})"
+            )
+        return "drift", f"{where}: {'; '.join(found)}"
     if not records.rows:
         if not records.directory.is_dir():
             hint = f"no log directory {records.directory} (is the server logging? see --logs, ${LOG_DIR_ENV})"
@@ -255,7 +311,9 @@ def _summarize(
             f"{policy.min_rows}); not judged"
         )
     judged = sum(g.rows for g in groups if g.checks)
-    return "ok", f"{where}: no drift in {judged:,} rows from {span}"
+    scored = sum(g.online.outcomes for g in groups if g.online and g.online.status == "ok")
+    also = f" and {scored:,} outcomes" if scored else ""
+    return "ok", f"{where}: no drift in {judged:,} rows{also} from {span}"
 
 
 def enforce(results: list[ModelResult]) -> None:

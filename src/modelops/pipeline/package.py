@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from modelops import tasks
 from modelops.config import Params
 from modelops.declarations import Dataset
 from modelops.pipeline import dataset, reference
@@ -94,8 +95,11 @@ def save_mlflow_model(name: str, ds: Dataset, out: Path, seed: int = 0) -> None:
     # memoizes by object identity, which depends on what else the process imported or built
     # (seen: 20 bytes differed when a params check had constructed an estimator first).
     shutil.copyfile(pipeline_file(name), tmp / "model.pkl")
-    # Inside the hashed directory: the reference travels with, and is verified as, the model.
-    stats = reference.build(pipeline, ds, read_split(ds.train_file), test, seed)
+    # Inside the hashed directory: the reference travels with, and is verified as, the model. Its
+    # test metrics are evaluate's own (metrics.json, a declared dep): the baseline of concept drift.
+    scores = json.loads(metrics_file(name).read_text())
+    measured = {m: scores[m] for m in tasks.METRICS[ds.task] if m in scores}
+    stats = reference.build(pipeline, ds, read_split(ds.train_file), test, seed, measured)
     reference.write(tmp / reference.REFERENCE_FILE, stats)
     _pin_mlmodel(tmp)
     shutil.rmtree(out, ignore_errors=True)

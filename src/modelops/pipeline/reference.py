@@ -9,6 +9,10 @@ compares logged traffic with the reference of the exact model that served it.
 - **Predictions** come from the test split: on rows it was fitted to, a model is more confident
   than on rows it has never seen, which is what serving sees; a training-split reference would
   make prediction drift fire on healthy traffic.
+- **Test metrics** (``test_metrics``: the task's metrics as evaluate wrote them to metrics.json):
+  what the model's answers were worth on the test split, the baseline `modelops monitor` holds
+  online metrics from ground-truth feedback to (concept drift). A reference packaged before they
+  were written has no such key; monitor then reports online metrics without a concept verdict.
 
 The file is deterministic (same data, params and code: same bytes; dvc.lock depends on it): counts
 instead of proportions, cut points rounded to 6 significant digits *before* counting, a seeded
@@ -111,15 +115,31 @@ def predictions(ds: Dataset, predicted: np.ndarray, rng: np.random.Generator) ->
     return out
 
 
-def build(pipeline: Any, ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, Any]:
-    """The reference of a fitted pipeline: features from `train`, predictions on `test`."""
+def build(
+    pipeline: Any,
+    ds: Dataset,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    seed: int,
+    test_metrics: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The reference of a fitted pipeline: features from `train`, predictions on `test`, and the
+    metrics it scored on `test` if given."""
     from modelops.pipeline.evaluate import predict
 
-    return of(ds, train, predict(pipeline, ds.task, dataset.to_features(ds, test)), seed)
+    predicted = predict(pipeline, ds.task, dataset.to_features(ds, test))
+    return of(ds, train, predicted, seed, test_metrics)
 
 
-def of(ds: Dataset, features: pd.DataFrame, predicted: np.ndarray, seed: int) -> dict[str, Any]:
-    """A reference from feature rows and the predictions (probabilities in `classes` order, or values)."""
+def of(
+    ds: Dataset,
+    features: pd.DataFrame,
+    predicted: np.ndarray,
+    seed: int,
+    test_metrics: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """A reference from feature rows and the predictions (probabilities in `classes` order, or
+    values), with the test split's metrics when given."""
     rng = np.random.default_rng(seed)
     stats: dict[str, Any] = {}
     for col, spec in ds.features.items():
@@ -127,13 +147,17 @@ def of(ds: Dataset, features: pd.DataFrame, predicted: np.ndarray, seed: int) ->
             stats[col] = numeric(features[col], rng)
         else:
             stats[col] = categorical(features[col], tuple(spec.values))
-    return {
+    out = {
         "format": FORMAT,
         "dataset": ds.name,
         "features": stats,
         "prediction": predictions(ds, predicted, rng),
         "source": {"features": "train split", "predictions": "test split"},
     }
+    if test_metrics is not None:
+        out["test_metrics"] = {k: float(v) for k, v in sorted(test_metrics.items())}
+        out["source"]["test_metrics"] = "test split"
+    return out
 
 
 def write(path: Path, reference: dict[str, Any]) -> None:
