@@ -48,7 +48,7 @@ def promote(
     env: EnvOpt,
     canary: Annotated[int | None, typer.Option(help="add a canary predictor taking N% of traffic")] = None,
     shadow: Annotated[bool, typer.Option("--shadow", help="add a shadow predictor (mirrored)")] = False,
-    finish: Annotated[bool, typer.Option("--finish", help="make the canary the whole deployment")] = False,
+    finish: Annotated[bool, typer.Option("--finish", help="make the canary (else the shadow) the whole deployment")] = False,
     abort: Annotated[bool, typer.Option("--abort", help="remove the canary and shadow")] = False,
     source_pr: Annotated[str | None, typer.Option(help="the pull request this model came from")] = None,
     store: Annotated[
