@@ -272,8 +272,10 @@ def _commit_abort(analysis: Analysis, path: Path, start: str) -> Outcome:
 
 
 def _same(release: Release, judged: Release) -> bool:
+    """Same version and content: a rebuilt "v2" with another hash is another canary."""
     return (release.version, release.content_hash) == (judged.version, judged.content_hash)
 
 
 def _short(release: Release) -> str:
+    """E.g. "v2 (0123456789ab)": enough of the hash to tell two builds apart in a message."""
     return f"{release.version} ({release.content_hash[:12]})"
