@@ -39,6 +39,13 @@ def test_plan_finish_and_abort_need_something_to_act_on() -> None:
             promote.plan(A, [], "canary", B, bad)
 
 
+def test_plan_finish_makes_the_shadow_main_when_there_is_no_canary() -> None:
+    """A shadow's analysis can promote it too; beside a canary, the canary is what finishes."""
+    assert promote.plan(A, [Extra("shadow", B, 0)], "finish", None, None) == (B, [])
+    both = [Extra("canary", B, 10), Extra("shadow", A, 0)]
+    assert promote.plan(A, both, "finish", None, None) == (B, [Extra("shadow", A, 0)])
+
+
 def test_promoting_running_content_keeps_its_record() -> None:
     again = Release("v9", A.content_hash, A.uri, "other-commit")
     assert promote.plan(A, [], "full", again, None) == (A, [])

@@ -220,6 +220,43 @@ def test_ci_runs_on_prs_and_main_and_cancels_superseded_runs() -> None:
     assert any(run.startswith("make test") for run in runs), "CI must run the README's `make test`"
 
 
+def test_canary_grants_write_and_tokens_only_to_the_step_that_concludes() -> None:
+    canary = _load(GITHUB_DIR / "workflows" / "canary.yml")
+    triggers = canary.get("on", canary.get(True))
+    assert set(triggers) == {"schedule", "workflow_dispatch"}
+    inputs = triggers["workflow_dispatch"]["inputs"]
+    assert set(inputs) == {"env", "model"} and inputs["model"]["required"] is False
+    assert inputs["env"]["type"] == "choice"
+    jobs = _jobs(canary)
+    writes = {
+        job_id: sorted(scope for scope, level in (job.get("permissions") or {}).items() if level == "write")
+        for job_id, job in jobs.items()
+    }
+    assert writes == {"analyze": [], "conclude": ["contents", "pull-requests"]}
+    assert jobs["conclude"]["needs"] == "analyze"
+    # One model's failed analysis must not keep another's abort from landing.
+    assert "!cancelled()" in jobs["conclude"]["if"]
+    # The push token reaches one step; the Prometheus URL (maybe with credentials) another job's.
+    holders: dict[str, list[str]] = {"token": [], "prometheus": []}
+    for label, step in _steps(canary):
+        values = " ".join(str(v) for v in (step.get("env") or {}).values())
+        if "secrets.GITHUB_TOKEN" in values or "MODELOPS_PR_TOKEN" in values:
+            holders["token"].append(f"{label.split('.')[1]}: {step.get('name')}")
+        if "MODELOPS_PROMETHEUS_URL" in values:
+            holders["prometheus"].append(f"{label.split('.')[1]}: {step.get('name')}")
+    assert holders == {
+        "token": ["conclude: Conclude each analysis"],
+        "prometheus": ["analyze: Analyse every canary and shadow"],
+    }
+    # Queued, never cancelled: a cancelled run could leave a pushed branch without its PR.
+    assert canary["concurrency"] == {"group": "canary", "cancel-in-progress": False}
+    scripts = {job_id: " ".join(str(s.get("run", "")) for s in job["steps"]) for job_id, job in jobs.items()}
+    assert "modelops canaries" in scripts["analyze"] and "modelops analyze" in scripts["analyze"]
+    assert "modelops conclude" in scripts["conclude"] and "modelops analyze" not in scripts["conclude"]
+    # analyze's answers are exit codes: 0 promote, 20 abort, 21 wait; any other is an error.
+    assert all(f"{code})" in scripts["analyze"] for code in (0, 20, 21)) and "*)" in scripts["analyze"]
+
+
 def test_make_test_runs_the_pre_commit_hooks() -> None:
     # CI relies on `make test` for the hooks; losing them there would silently drop checks.
     makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")

@@ -215,9 +215,13 @@ def plan(main: Release, extras: list[Extra], mode: Mode, new: Release | None, ca
     if mode == "shadow":
         return main, [*canaries, Extra("shadow", new, 0)]
     if mode == "finish":
-        if not canaries:
-            raise PromoteError("--finish: there is no canary to make the whole deployment")
-        return canaries[0].release, others
+        # The canary if there is one (a shadow beside it stays); else the shadow, whose analysis
+        # can promote it too: either way the predictor that was judged becomes main.
+        if canaries:
+            return canaries[0].release, others
+        if not others:
+            raise PromoteError("--finish: there is no canary or shadow to make the whole deployment")
+        return others[0].release, []
     if not extras:  # abort
         raise PromoteError("--abort: there is no canary or shadow to remove")
     return main, []

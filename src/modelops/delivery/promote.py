@@ -131,11 +131,12 @@ def promote(
         return Result(None, diff, released, f"dry run: merging would commit this change to {path}")
     path.write_text(after)
     git("add", str(path))
+    finished = "canary" if any(e.name == "canary" for e in extras) else "shadow"
     subject = {
         "full": f"promote({env}): {model} {released.version}",
         "canary": f"canary({env}): {model} {released.version} takes {canary}%",
         "shadow": f"shadow({env}): {model} {released.version} mirrors traffic",
-        "finish": f"promote({env}): {model} {released.version} (canary finished)",
+        "finish": f"promote({env}): {model} {released.version} ({finished} finished)",
         "abort": f"abort({env}): {model} back to {after_main.version} only",
     }[mode]
     trailers = {

@@ -1,4 +1,5 @@
-"""Commands of delivery and the local runtime: changed, promote, rollback, history, status, sync, demo.
+"""Commands of delivery and the local runtime: changed, promote, conclude, rollback, history, status,
+sync, demo.
 
 Thin: each parses its options and calls the module that does the work.
 """
@@ -48,7 +49,9 @@ def promote(
     env: EnvOpt,
     canary: Annotated[int | None, typer.Option(help="add a canary predictor taking N% of traffic")] = None,
     shadow: Annotated[bool, typer.Option("--shadow", help="add a shadow predictor (mirrored)")] = False,
-    finish: Annotated[bool, typer.Option("--finish", help="make the canary the whole deployment")] = False,
+    finish: Annotated[
+        bool, typer.Option("--finish", help="make the canary (else the shadow) the whole deployment")
+    ] = False,
     abort: Annotated[bool, typer.Option("--abort", help="remove the canary and shadow")] = False,
     source_pr: Annotated[str | None, typer.Option(help="the pull request this model came from")] = None,
     store: Annotated[
@@ -109,6 +112,23 @@ def promote(
     finally:
         if start:
             promotion.git("checkout", "--quiet", start)
+
+
+@command
+def conclude(
+    name: ModelArg,
+    env: EnvOpt,
+    analysis: Annotated[
+        Path, typer.Option(help="the analysis JSON `modelops analyze` wrote (its .md beside it)")
+    ],
+) -> None:
+    """Act on a canary analysis: promote opens or updates one PR that finishes the canary; abort
+    commits and pushes its removal (or opens a PR: params.yaml canary.on_abort); wait does nothing."""
+    from modelops.delivery.conclude import conclude as run
+
+    with progress.step(f"conclude the analysis of {name} in {env}"):
+        outcome = run(name, env, analysis)
+    print(outcome.message)
 
 
 @command
