@@ -26,6 +26,8 @@ from modelops.errors import ModelopsError
 from modelops.runtime.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError, tool_env
 
 PR_BRANCH = "propose/slower-learning-rate"
+BAD_BRANCH = "experiment/one-tree"
+CANARY_SHARE = 50  # the canary's share of production traffic in steps 6 and 7
 ENDPOINT = "/seldon/modelops-{env}/{model}/api/v1.0/predictions"
 ENVS = ("staging", "production")
 
@@ -125,6 +127,13 @@ class Demo:
                 self.merge_and_deploy()
             with self.step(f"5. revert {changed}'s production promotion, sync: its previous version answers"):
                 self.revert()
+            with self.step(
+                f"6. canary {changed} v2 at {CANARY_SHARE}% of production with outcomes fed back; "
+                "canary.yml proposes finishing it"
+            ):
+                self.good_canary()
+            with self.step(f"7. canary a deliberately bad {changed}; canary.yml aborts it by itself"):
+                self.bad_canary()
         except HarnessError as exc:
             raise DemoError(f"the local forge failed: {exc}") from None
         finally:
@@ -262,6 +271,10 @@ class Demo:
             raise DemoError(f"`{' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout.strip()
 
+    def code(self, *args: str) -> int:
+        """Run a command in the work clone; its exit code."""
+        return subprocess.run(args, cwd=self.forge.work, env=self.env, capture_output=True).returncode
+
     def cli(self, *args: str, check: bool = True) -> str:
         return self.shell(str(VENV_BIN / "modelops"), *args, check=check)
 
@@ -325,6 +338,124 @@ class Demo:
         params = load_params(self.forge.work / "params.yaml")
         values = json.loads((self.forge.work / f"models/{model}/metrics.json").read_text())
         return ", ".join(f"{k} {values[k]:.4f}" for k in HEADLINE[params.dataset_of(model).task])
+
+    # --- canaries (steps 6 and 7) ----------------------------------------------------------
+
+    def good_canary(self) -> None:
+        """v2 back as a canary; traffic with outcomes; canary.yml opens the finish PR; merge it."""
+        forge, model = self.forge, self.model
+        out = self.cli("promote", model, "--env", "production", "--canary", str(CANARY_SHARE), "--push")
+        self.say(f"   {out.splitlines()[-1]}")
+        self.sync("production")
+        self.traffic("production", model)
+        branch = f"canary/production/{model}"
+        self.run_canary("production", expect=f"a PR from {branch}")
+        pr = next((p for p in forge.gh_state["prs"] if p["headRefName"] == branch), None)
+        if pr is None:
+            raise DemoError(f"canary.yml opened no PR from {branch}: {forge.gh_state['prs']}")
+        self.say(f"   canary.yml opened PR #{pr['number']}: {pr['title']}")
+        self.say("\n".join(f"   | {line}" for line in pr["body"].splitlines()[:14]))
+        forge.git("fetch", "-q", "origin")
+        forge.git("merge", "-q", "--ff-only", "origin/main")
+        forge.git("cherry-pick", f"origin/{branch}")
+        forge.push("main")
+        self.say(f"   merged it: {forge.git('log', '-1', '--format=%s')}")
+        self.sync("production")
+        self.predict_all("production", {model: "v2", self.other: "v1"})
+
+    def bad_canary(self) -> None:
+        """Train a one-tree model on a branch, canary it in production, feed outcomes back:
+        canary.yml commits the abort to main by itself and production serves the good model only."""
+        from ruamel.yaml import YAML
+
+        forge, model = self.forge, self.model
+        forge.checkout(BAD_BRANCH, create=True)
+        rt = YAML()
+        rt.width = 4096
+        rt.indent(mapping=2, sequence=4, offset=2)
+        path = forge.work / "params.yaml"
+        doc = rt.load(path.read_text())
+        doc["models"][model]["hyperparams"].update({"max_iter": 1})  # one tree: a near-constant guess
+        with path.open("w") as out:
+            rt.dump(doc, out)
+        self.shell("dvc", "repro", f"package@{model}")
+        self.say(f"   {model} on {BAD_BRANCH} (one tree): {self.metrics(model)}")
+        forge.commit(f"Experiment: {model} with one tree")
+        out = self.cli("promote", model, "--env", "production", "--canary", str(CANARY_SHARE))
+        self.say(f"   {out.splitlines()[-1]}")
+        canary = forge.head()
+        forge.checkout("main")
+        self.shell("dvc", "checkout", "-q")
+        forge.git("cherry-pick", canary)  # the canary's manifest edit alone reaches main
+        forge.push("main")
+        self.sync("production")
+        self.traffic("production", model)
+        before = forge.origin_sha("main")
+        self.run_canary("production", expect="an abort commit on main")
+        subjects = forge.git("log", "--format=%s (%an)", f"{before}..main", cwd=forge.origin).splitlines()
+        if not any(s.startswith(f"abort(production): {model}") for s in subjects):
+            raise DemoError(f"canary.yml should have committed the abort of {model}'s canary: {subjects}")
+        self.say(f"   canary.yml committed to main: {'; '.join(subjects)}")
+        forge.git("fetch", "-q", "origin")
+        forge.git("merge", "-q", "--ff-only", "origin/main")
+        self.sync("production")
+        self.predict_all("production", {model: "v2", self.other: "v1"})
+        served = json.loads((forge.work / ".modelops/runtime/production.json").read_text())
+        status = httpx.get(served["endpoint"] + "/_modelops/status", timeout=10).json()
+        mine = next(d for d in status["deployments"] if d["name"] == model)
+        versions = sorted({p["version"] for p in mine["predictors"]})
+        self.say(f"   production serves {model} {', '.join(versions)} only")
+        if versions != ["v2"]:
+            raise DemoError(f"after the abort production should serve {model} v2 only, it serves {versions}")
+
+    def traffic(self, env: str, model: str, batch: int = 1000, most: int = 12_000) -> None:
+        """Held-out rows through the env's endpoint, their truths fed back, in batches until
+        `modelops analyze` has enough to answer (the rule's sample sizes, not a fixed count)."""
+        from modelops.runtime import traffic
+
+        served = json.loads((self.forge.work / ".modelops/runtime" / f"{env}.json").read_text())
+        total: dict[str, int] = {}
+        for seed in range(most // batch):
+            counts = traffic.send(self.forge.work, served["endpoint"], env, model, batch, seed=seed)
+            for version, n in counts.items():
+                total[version] = total.get(version, 0) + n
+            code = self.code(
+                str(VENV_BIN / "modelops"),
+                "analyze",
+                model,
+                "--env",
+                env,
+                "--out",
+                str(self.workspace / "analysis"),
+            )
+            if code != 21:  # 21: wait, not enough data yet
+                break
+        spread = ", ".join(f"{v} {n}" for v, n in sorted(total.items()))
+        self.say(f"   {sum(total.values())} requests with outcomes fed back ({spread}): enough to decide")
+
+    def run_canary(self, env: str, expect: str) -> None:
+        served = json.loads((self.forge.work / ".modelops/runtime" / f"{env}.json").read_text())
+        logs = (self.forge.work / ".modelops/runtime" / env / "inference-log").resolve()
+        result = self.forge.run_workflow(
+            ".github/workflows/canary.yml",
+            "workflow_dispatch",
+            {
+                "ref": "refs/heads/main",
+                "inputs": {"env": env, "model": self.model},
+                "repository": {
+                    "full_name": self.forge.repository,
+                    "name": self.forge.repository.split("/")[1],
+                    "owner": {"login": self.forge.repository.split("/")[0]},
+                    "default_branch": "main",
+                },
+            },
+            variables=self.variables
+            | {"MODELOPS_RUNTIME_URL": served["endpoint"], "MODELOPS_INFERENCE_LOGS": str(logs)},
+            timeout=900,
+        )
+        if not result.ok:
+            raise DemoError(f"canary.yml failed (expected {expect}):\n{result}")
+        self.say(f"   canary.yml passed in {result.duration:.0f} s")
 
     def stop_leftovers(self) -> None:
         """A previous run's runtimes, if it was interrupted, before its workspace is removed."""
