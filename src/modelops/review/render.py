@@ -1,8 +1,9 @@
 """The report's markdown: pure functions of plain values, so each section is tested on its own.
 
 The comment reads top down: one verdict line per changed model and the unchanged ones, then a
-section per changed model (its gate checks, metrics vs champion and base, what changed, its
-dataset's checks, plots, cost, deploy preview, links), then the code paths the branch touched.
+section per changed model (its gate checks, metrics vs champion with each delta's interval and
+vs base, what changed, its dataset's checks, plots, cost, deploy preview, links), then the code
+paths the branch touched. The comment when validation stops the pipeline is `failure`'s.
 """
 
 from __future__ import annotations
