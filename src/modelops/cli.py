@@ -150,7 +150,8 @@ def report(
     ] = None,
 ) -> None:
     """Write the pull-request report of the models whose outputs changed against the base."""
-    from modelops.review.report import build, data_failure
+    from modelops.review.failure import data_failure
+    from modelops.review.report import build
 
     if validation_log is not None:
         failing = data_failure(out, validation_log)

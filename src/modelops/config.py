@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from modelops import tasks
+from modelops import stats, tasks
 from modelops.declarations import (
     DECLARATION,
     Dataset,
@@ -62,11 +62,20 @@ class EvaluateParams(_Strict):
 
 
 class GatePolicy(_Strict):
-    """Floors (ceilings for lower-is-better metrics) and allowed regression against the champion."""
+    """Floors (ceilings for lower-is-better metrics), allowed regression against the champion, and
+    what the champion comparison's bootstrap intervals decide.
+
+    Every key left out (None) is inherited from the task's default; `significant_regression` is
+    true at the task level unless params.yaml says otherwise.
+    """
 
     minimum: dict[str, float] = Field(default_factory=dict)  # metric -> floor (rmse, log_loss: ceiling)
     max_regression: dict[str, float] = Field(default_factory=dict)  # metric -> allowed loss vs champion
     max_latency_ratio: float | None = Field(default=None, gt=0)  # candidate / champion predict time
+    # A regression beyond max_regression fails only when its interval excludes 0 (not noise).
+    significant_regression: bool | None = None
+    # Metrics on which the candidate must be significantly better than the champion.
+    require_improvement: list[str] | None = None
 
     @field_validator("minimum", "max_regression")
     @classmethod
@@ -78,19 +87,52 @@ class GatePolicy(_Strict):
                 raise ValueError(f"{metric}: must be >= 0, got {bound}")
         return value
 
+    @field_validator("require_improvement")
+    @classmethod
+    def _known_metric_names(cls, value: list[str] | None) -> list[str] | None:
+        for metric in value or []:
+            if metric not in tasks.ALL_METRICS:
+                raise ValueError(f"unknown metric {metric!r} (known: {', '.join(tasks.ALL_METRICS)})")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"a metric is listed twice: {value}")
+        return value
+
+    @property
+    def needs_significance(self) -> bool:
+        """Whether a regression must be significant to fail (unset: yes, the task-level default)."""
+        return self.significant_regression is not False
+
     def over(self, base: GatePolicy) -> GatePolicy:
-        """This policy's keys on top of `base` (a model's overrides on its task's default)."""
+        """This policy's keys on top of `base` (a model's overrides on its task's default).
+
+        None inherits; an explicit `false` or `[]` overrides (so `or` would be wrong here).
+        """
         return GatePolicy(
             minimum=base.minimum | self.minimum,
             max_regression=base.max_regression | self.max_regression,
             max_latency_ratio=self.max_latency_ratio or base.max_latency_ratio,
+            significant_regression=base.significant_regression
+            if self.significant_regression is None
+            else self.significant_regression,
+            require_improvement=base.require_improvement
+            if self.require_improvement is None
+            else self.require_improvement,
         )
+
+
+class BootstrapParams(_Strict):
+    """The paired bootstrap behind every champion-vs-challenger interval (`modelops.stats`)."""
+
+    rounds: int = Field(default=stats.ROUNDS, ge=100, le=100_000)  # resamples of the test rows
+    seed: int = Field(default=stats.SEED, ge=0)  # the same seed and rows give the same report bytes
+    level: float = Field(default=stats.LEVEL, ge=0.5, lt=1.0)  # 0.95: a 95% interval (not an alpha)
 
 
 class GateParams(_Strict):
     """The default gate of each task; a model's `gate:` overrides it key by key."""
 
     max_latency_ratio: float = Field(default=2.0, gt=0)
+    bootstrap: BootstrapParams = BootstrapParams()
     binary: GatePolicy = GatePolicy()
     multiclass: GatePolicy = GatePolicy()
     regression: GatePolicy = GatePolicy()
@@ -222,7 +264,8 @@ class Params(_Strict):
     def gate_policy(self, model: str) -> GatePolicy:
         """The gate a model must pass: its task's default with the model's overrides on top."""
         task = self.dataset_of(model).task
-        base = getattr(self.gate, task).over(GatePolicy(max_latency_ratio=self.gate.max_latency_ratio))
+        top = GatePolicy(max_latency_ratio=self.gate.max_latency_ratio, significant_regression=True)
+        base = getattr(self.gate, task).over(top)
         return self.model(model).gate.over(base)
 
 
@@ -317,16 +360,16 @@ def _check_consistency(params: Params, source: str, root: Path = Path()) -> None
                 f"{key}.estimator: {model.estimator!r} does not fit dataset {model.dataset!r}, a "
                 f"{task} task (fitting: {', '.join(tasks.fitting(task))})"
             )
-        for part in ("minimum", "max_regression"):
-            for metric in getattr(model.gate, part):
+        for part in ("minimum", "max_regression", "require_improvement"):
+            for metric in getattr(model.gate, part) or ():
                 if metric not in tasks.METRICS[task]:
                     raise ParamsError(
                         f"{key}.gate.{part}.{metric}: not a {task} metric "
                         f"(known: {', '.join(tasks.METRICS[task])})"
                     )
     for task in tasks.TASKS:
-        for part in ("minimum", "max_regression"):
-            for metric in getattr(getattr(params.gate, task), part):
+        for part in ("minimum", "max_regression", "require_improvement"):
+            for metric in getattr(getattr(params.gate, task), part) or ():
                 if metric not in tasks.METRICS[task]:
                     raise ParamsError(
                         f"{source}: gate.{task}.{part}.{metric}: not a {task} metric "

@@ -16,7 +16,8 @@ import yaml
 
 from modelops import tasks
 from modelops.config import load_params
-from modelops.review import gate
+from modelops.review import gate, uncertainty
+from modelops.review.uncertainty import Intervals
 from tests.conftest import clone_with_outputs, run
 
 MODELS = ["credit-hgb", "hpc-forest", "concrete-hgb"]
@@ -95,18 +96,37 @@ def test_a_pr_changing_one_model_reports_and_gates_that_model_only(
     assert {m: entry["metrics"]["champion"][m] for m in metrics} == champion
     assert all(abs(champion[m] - main_metrics[m]) < 1e-6 for m in metrics)  # same data, main's model
     assert entry["metrics"]["base"] == main_metrics
+    # each delta vs the champion carries its interval, centred on the delta shown (paired bootstrap)
+    recorded = entry["gate_inputs"]["intervals"]
+    assert {k: recorded[k] for k in ("method", "level", "rounds", "seed", "rows")} == {
+        "method": "paired bootstrap over the test rows",
+        "level": 0.95,
+        "rounds": 1000,
+        "seed": 0,
+        "rows": challenger["test_rows"],
+    }
+    intervals = Intervals.from_dict(recorded)
     for m in metrics:
         d = round(challenger[m] - champion[m], 6)
-        assert entry["deltas"]["vs_champion"][m] == d
+        assert entry["deltas"]["vs_champion"][m] == d == intervals.deltas[m].value
+        assert entry["deltas"]["vs_champion_significance"][m] == uncertainty.direction(m, intervals.deltas[m])
         cells = row(markdown, m)
         assert cells[1] == f"{challenger[m]:.4f}" and cells[2] == f"{champion[m]:.4f}"
-        assert cells[4] == f"{main_metrics[m]:.4f}"
+        assert cells[4:6] == [
+            uncertainty.span(intervals.deltas[m]),
+            uncertainty.significance_cell(m, intervals.deltas[m]),
+        ]
+        assert cells[6] == f"{main_metrics[m]:.4f}"
         assert f"{d:+.4f}" in cells[3] or (d == 0 and cells[3] == "= 0")
+    # 8 boosting rounds instead of 200: worse beyond doubt on the ranking and the fit
+    assert {entry["deltas"]["vs_champion_significance"][m] for m in ("roc_auc", "log_loss")} == {"worse"}
+    assert "95% interval: paired bootstrap of Δ vs champion over the" in markdown
 
     # the verdict is gate.evaluate's under the model's policy (task default + its own f1 floor)
     policy = load_params(work / "params.yaml").gate_policy(model)
-    assert policy.minimum == {"roc_auc": 0.75, "f1": 0.45}
-    expected = gate.evaluate(challenger, champion, entry["gate_inputs"]["latency_ratio"], policy, "v1")
+    assert policy.minimum == {"roc_auc": 0.75, "f1": 0.45} and policy.significant_regression is True
+    ratio = entry["gate_inputs"]["latency_ratio"]
+    expected = gate.evaluate(challenger, champion, ratio, policy, "v1", None, intervals)
     assert entry["verdict"]["passed"] is expected.passed is False and data["passed"] is False
     assert entry["verdict"]["reasons"] == expected.reasons
     lines = markdown.splitlines()
@@ -114,7 +134,7 @@ def test_a_pr_changing_one_model_reports_and_gates_that_model_only(
     assert f"- ❌ {model}: fails the quality gate ({len(expected.reasons)} reasons)" in lines
     assert f"## ❌ {model}: fails the quality gate" in lines
     assert all(f"- {r}" in markdown for r in expected.reasons)
-    assert any(r.startswith("roc_auc fell") for r in expected.reasons)
+    assert any(r.startswith("roc_auc fell") and r.endswith(", significant)") for r in expected.reasons)
     assert f"{model}: {expected.line()}" in out.stdout
 
     # what changed: the param, its dataset, its dataset's checks, the code paths
@@ -141,6 +161,22 @@ def test_a_pr_changing_one_model_reports_and_gates_that_model_only(
     assert f"  {model}:\n" in failed.stderr and all(r in failed.stderr for r in expected.reasons)
     assert "hpc-forest" not in failed.stderr and "concrete-hgb" not in failed.stderr
     assert run(["git", "status", "--porcelain", "--untracked-files=no"], work).stdout == ""
+
+    # A fresh clone of the branch reports the same numbers and intervals, byte for byte (only the
+    # latency, timed on a busy machine, may differ, and it is not in what is compared here).
+    (tmp_path / "again").mkdir()
+    again, _ = clone_with_outputs(work, tmp_path / "again" / "work")  # the branch and its outputs
+    assert run(["git", "branch", "--show-current"], again).stdout.strip() == "fewer-rounds"
+    run(["modelops", "report", "--base", "main", "--env", "production"], again, env=env)
+    second = json.loads((again / "report/report.json").read_text())["models"][model]
+    for key in ("metrics", "deltas"):
+        assert json.dumps(second[key], sort_keys=True) == json.dumps(entry[key], sort_keys=True), key
+    for key in ("candidate", "champion", "intervals"):
+        assert json.dumps(second["gate_inputs"][key]) == json.dumps(entry["gate_inputs"][key]), key
+    table = markdown.split("### Champion vs challenger")[1].split("### ")[0]
+    assert (again / "report/report.md").read_text().split("### Champion vs challenger")[1].split("### ")[
+        0
+    ] == table
 
 
 def test_a_gate_change_re_gates_its_tasks_models_and_no_change_passes(

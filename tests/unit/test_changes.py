@@ -55,6 +55,12 @@ def test_a_gate_change_re_gates_the_models_it_applies_to() -> None:
     assert changes.affected(PARAMS, built, built, own) == {"r": [changes.GATE_CHANGED]}
     everyone = {"gate.max_latency_ratio": {"old": 2.0, "new": 3.0}}
     assert changes.gate_changed(PARAMS, everyone) == ["a", "b", "r"]
+    # the bootstrap behind every interval can change any verdict
+    assert changes.gate_changed(PARAMS, {"gate.bootstrap.rounds": {"old": 1000, "new": 2000}}) == [
+        "a",
+        "b",
+        "r",
+    ]
     # a model the branch has not built is not re-gated: there is nothing to gate
     assert changes.affected(PARAMS, lock(a="1"), lock(a="1"), everyone) == {"a": [changes.GATE_CHANGED]}
 
@@ -70,6 +76,7 @@ def test_params_of_a_model_are_its_own_its_datasets_evaluation_and_its_tasks_gat
             "evaluate.importance_rows",
             "gate.binary.minimum.f1",
             "gate.regression.minimum.r2",
+            "gate.bootstrap.level",
             "monitor.psi",
         )
     }
@@ -78,11 +85,13 @@ def test_params_of_a_model_are_its_own_its_datasets_evaluation_and_its_tasks_gat
         "datasets.credit.split.seed",
         "evaluate.importance_rows",
         "gate.binary.minimum.f1",
+        "gate.bootstrap.level",
     ]
     assert list(changes.params_of("r", PARAMS, diff)) == [
         "datasets.concrete.split.seed",
         "evaluate.importance_rows",
         "gate.regression.minimum.r2",
+        "gate.bootstrap.level",
     ]
     assert changes.params_of("a", PARAMS, None) is None
 

@@ -100,6 +100,58 @@ def test_shipped_params_and_declarations_are_valid() -> None:
             "gate.binary.max_regression",
             "f1: must be >= 0",
         ),
+        (
+            lambda p: p["gate"]["bootstrap"].update(rounds=10),
+            "gate.bootstrap.rounds",
+            "greater than or equal to 100",
+        ),
+        (
+            lambda p: p["gate"]["bootstrap"].update(rounds="many"),
+            "gate.bootstrap.rounds",
+            "valid integer",
+        ),
+        (
+            lambda p: p["gate"]["bootstrap"].update(level=0.05),
+            "gate.bootstrap.level",
+            "greater than or equal to 0.5",
+        ),
+        (lambda p: p["gate"]["bootstrap"].update(level=1), "gate.bootstrap.level", "less than 1"),
+        (
+            lambda p: p["gate"]["bootstrap"].update(seed=-1),
+            "gate.bootstrap.seed",
+            "greater than or equal to 0",
+        ),
+        (lambda p: p["gate"]["bootstrap"].update(alpha=0.05), "gate.bootstrap.alpha", "Extra inputs"),
+        (
+            lambda p: p["gate"]["binary"].update(significant_regression="maybe"),
+            "gate.binary.significant_regression",
+            "valid boolean",
+        ),
+        (
+            lambda p: p["gate"]["binary"].update(require_improvement="roc_auc"),
+            "gate.binary.require_improvement",
+            "valid list",
+        ),
+        (
+            lambda p: p["gate"]["binary"].update(require_improvement=["auc"]),
+            "gate.binary.require_improvement",
+            "unknown metric 'auc'",
+        ),
+        (
+            lambda p: p["gate"]["binary"].update(require_improvement=["f1", "f1"]),
+            "gate.binary.require_improvement",
+            "listed twice",
+        ),
+        (
+            lambda p: p["gate"]["regression"].update(require_improvement=["f1"]),
+            "gate.regression.require_improvement.f1",
+            "not a regression metric",
+        ),
+        (
+            lambda p: p["models"]["credit-hgb"]["gate"].update(require_improvement=["rmse"]),
+            "models.credit-hgb.gate.require_improvement.rmse",
+            "not a binary metric",
+        ),
     ],
 )
 def test_bad_params_name_the_key(edit, key: str, why: str) -> None:
@@ -137,6 +189,11 @@ def test_gate_policy_is_the_task_default_with_the_model_overrides() -> None:
     assert credit.max_latency_ratio == 2.0
     assert params.gate_policy("concrete-hgb").minimum == {"r2": 0.5}
     assert "macro_f1" in params.gate_policy("hpc-forest").minimum
+    # regressions must be significant to fail, and no improvement is required, unless params say so
+    for model in params.models:
+        policy = params.gate_policy(model)
+        assert policy.significant_regression is True and policy.require_improvement is None
+    assert params.gate.bootstrap.model_dump() == {"rounds": 1000, "seed": 0, "level": 0.95}
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:

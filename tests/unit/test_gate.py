@@ -1,4 +1,5 @@
-"""The quality gate: floors (log_loss a ceiling), regression vs the champion, latency ratio."""
+"""The quality gate: floors (log_loss a ceiling), regression vs the champion (significant or not),
+required improvements, latency ratio."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from modelops.config import GatePolicy
 from modelops.errors import ParamsError
 from modelops.review import gate
 from modelops.review.report import ReportError, gate_from_report
+from modelops.review.uncertainty import Intervals
+from modelops.stats import Interval
 from tests.conftest import declaration, make_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,3 +258,159 @@ def test_gate_command_without_a_report_says_to_run_report_first(tmp_path: Path, 
     )
     assert result.exit_code == 5
     assert "run `modelops report` first" in result.stderr
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def intervals(**deltas: tuple[float, float, float]) -> Intervals:
+    return Intervals({m: Interval(*v) for m, v in deltas.items()}, 0.95, 1000, 0, 872)
+
+
+# f1 0.652 -> 0.600 (allowed 0.030): within noise, or significant
+F1_NOISE = intervals(f1=(-0.052, -0.110, 0.004))
+F1_WORSE = intervals(f1=(-0.052, -0.080, -0.020))
+
+
+def test_a_regression_beyond_the_allowance_within_noise_passes_and_says_so() -> None:
+    champion = GOOD | {"f1": 0.652}
+    verdict = gate.evaluate(GOOD, champion, 1.0, POLICY, "v3", intervals=F1_NOISE)
+    assert verdict.passed
+    [check] = [c for c in verdict.checks if (c.kind, c.metric) == ("regression", "f1")]
+    assert check.outcome == "pass" and (check.value, check.bound) == (pytest.approx(0.052), 0.03)
+    assert check.message == (
+        "f1 fell 0.052 vs champion v3, more than the 0.030 allowed, but within noise: "
+        "its 95% interval [-0.1100, +0.0040] includes 0"
+    )
+
+
+def test_a_significant_regression_beyond_the_allowance_fails_with_its_interval() -> None:
+    verdict = gate.evaluate(GOOD, GOOD | {"f1": 0.652}, 1.0, POLICY, "v3", intervals=F1_WORSE)
+    assert verdict.reasons == [
+        "f1 fell 0.052 vs champion v3 (0.652 -> 0.600; allowed 0.030; 95% interval [-0.0800, -0.0200], "
+        "significant)"
+    ]
+
+
+def test_without_significant_regression_noise_beyond_the_allowance_fails() -> None:
+    policy = POLICY.model_copy(update={"significant_regression": False})
+    verdict = gate.evaluate(GOOD, GOOD | {"f1": 0.652}, 1.0, policy, "v3", intervals=F1_NOISE)
+    assert verdict.reasons == [
+        "f1 fell 0.052 vs champion v3 (0.652 -> 0.600; allowed 0.030; 95% interval [-0.1100, +0.0040]: "
+        "within noise, but significance is not required)"
+    ]
+
+
+def test_significance_of_a_lower_is_better_regression_is_an_interval_above_zero() -> None:
+    worse = GOOD | {"log_loss": 0.45}
+    rose = intervals(log_loss=(0.03, 0.012, 0.047))  # the challenger's log_loss is significantly higher
+    noise = intervals(log_loss=(0.03, -0.004, 0.061))
+    assert gate.evaluate(worse, GOOD, 1.0, POLICY, "v2", intervals=noise).passed
+    verdict = gate.evaluate(worse, GOOD, 1.0, POLICY, "v2", intervals=rose)
+    assert verdict.reasons == [
+        "log_loss rose 0.030 vs champion v2 (0.420 -> 0.450; allowed 0.020; 95% interval "
+        "[+0.0120, +0.0470], significant)"
+    ]
+    # below zero would be a significant improvement: not a regression at all
+    assert gate.evaluate(
+        GOOD, worse, 1.0, POLICY, "v2", intervals=intervals(log_loss=(-0.03, -0.05, -0.01))
+    ).passed
+
+
+def test_a_regression_without_a_recorded_interval_is_judged_on_its_point_value() -> None:
+    verdict = gate.evaluate(GOOD, GOOD | {"f1": 0.652}, 1.0, POLICY, "v3", intervals=intervals())
+    assert verdict.reasons == ["f1 fell 0.052 vs champion v3 (0.652 -> 0.600; allowed 0.030)"]
+
+
+def test_require_improvement_passes_only_a_significant_improvement_in_the_metrics_direction() -> None:
+    policy = GatePolicy(require_improvement=["log_loss", "roc_auc"])
+    better = intervals(roc_auc=(0.012, 0.004, 0.02), log_loss=(-0.02, -0.03, -0.01))
+    verdict = gate.evaluate(GOOD, GOOD, 1.0, policy, "v3", intervals=better)
+    assert verdict.passed
+    # the project's metric order, whatever the policy's
+    assert [(c.kind, c.metric) for c in verdict.checks] == [
+        ("improvement", "roc_auc"),
+        ("improvement", "log_loss"),
+        ("latency", "latency"),
+    ]
+    assert verdict.checks[0].message == (
+        "roc_auc improved significantly on champion v3: +0.0120 (95% interval [+0.0040, +0.0200])"
+    )
+    mixed = intervals(roc_auc=(0.0019, -0.003, 0.007), log_loss=(0.02, 0.01, 0.03))
+    verdict = gate.evaluate(GOOD, GOOD, 1.0, policy, "v3", intervals=mixed)
+    assert verdict.reasons == [
+        "roc_auc must improve significantly on champion v3; it is within noise: +0.0019 "
+        "(95% interval [-0.0030, +0.0070])",
+        "log_loss must improve significantly on champion v3; it got significantly worse: +0.0200 "
+        "(95% interval [+0.0100, +0.0300])",
+    ]
+
+
+def test_require_improvement_is_skipped_before_a_first_deployment_and_fails_without_intervals() -> None:
+    policy = GatePolicy(require_improvement=["f1"])
+    first = gate.evaluate(GOOD, None, None, policy)
+    assert first.passed
+    assert [c.message for c in first.checks if c.kind == "improvement"] == [
+        "f1: no champion deployed yet, improvement not required"
+    ]
+    verdict = gate.evaluate(GOOD, GOOD, 1.0, policy, "v3")
+    assert verdict.reasons == ["f1 must improve significantly on champion v3, but no interval was recorded"]
+    missing = gate.evaluate({"roc_auc": 0.9}, GOOD, 1.0, policy, "v3", intervals=F1_WORSE)
+    assert missing.reasons == ["f1 is missing from the candidate's metrics"]
+
+
+def test_policy_merge_keeps_explicit_false_and_empty_and_inherits_none() -> None:
+    task = GatePolicy(significant_regression=False, require_improvement=["f1"])
+    assert GatePolicy().over(task).significant_regression is False  # None inherits the task's false
+    assert GatePolicy(significant_regression=True).over(task).significant_regression is True
+    assert GatePolicy(require_improvement=[]).over(task).require_improvement == []
+    assert GatePolicy().over(task).require_improvement == ["f1"]
+    assert not task.needs_significance and GatePolicy().needs_significance  # unset: the default, true
+    assert (
+        GatePolicy(significant_regression=False)
+        .over(GatePolicy(significant_regression=True))
+        .needs_significance
+        is False
+    )
+
+
+def test_the_task_default_is_significant_and_each_level_overrides_key_by_key() -> None:
+    gates = GATE | {
+        "binary": POLICY.model_dump(exclude_none=True) | {"significant_regression": False},
+        "regression": GATE["regression"] | {"require_improvement": ["rmse"]},
+    }
+    models = MODELS | {
+        "strict": {
+            "dataset": "credit",
+            "estimator": "random_forest",
+            "gate": {"require_improvement": ["f1"]},
+        },
+        "noisy": {"dataset": "concrete", "estimator": "ridge", "gate": {"significant_regression": True}},
+    }
+    params = make_params(models, DATASETS, gate=gates)
+    assert make_params(MODELS, DATASETS, gate=GATE).gate_policy("reg").significant_regression is True
+    tiny, strict = params.gate_policy("tiny"), params.gate_policy("strict")
+    assert tiny.significant_regression is False and tiny.require_improvement is None
+    assert strict.significant_regression is False and strict.require_improvement == ["f1"]
+    reg, noisy = params.gate_policy("reg"), params.gate_policy("noisy")
+    assert reg.significant_regression is True and reg.require_improvement == ["rmse"]
+    assert noisy.significant_regression is True and noisy.require_improvement == ["rmse"]
+
+
+def test_gate_from_report_applies_the_policy_to_the_recorded_intervals(tmp_path: Path) -> None:
+    path = _report(tmp_path, {"tiny": (GOOD, GOOD | {"f1": 0.652}, 1.0)})
+    data = json.loads(path.read_text())
+    data["models"]["tiny"]["gate_inputs"]["intervals"] = F1_NOISE.to_dict()
+    path.write_text(json.dumps(data))
+    assert gate_from_report(path, make_params(MODELS, DATASETS, gate=GATE))["tiny"].passed
+    strict = GATE | {"binary": POLICY.model_dump(exclude_none=True) | {"significant_regression": False}}
+    [reason] = gate_from_report(path, make_params(MODELS, DATASETS, gate=strict))["tiny"].reasons
+    assert reason.startswith("f1 fell 0.052") and "within noise, but significance is not required" in reason
+    wanting = MODELS | {"tiny": MODELS["tiny"] | {"gate": {"require_improvement": ["roc_auc"]}}}
+    [reason] = gate_from_report(path, make_params(wanting, DATASETS, gate=GATE))["tiny"].reasons
+    assert reason == "roc_auc must improve significantly on champion v3, but no interval was recorded"
+
+    data["models"]["tiny"]["gate_inputs"]["intervals"]["deltas"]["f1"] = {"value": -0.05}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=r"models\.tiny\.gate_inputs: malformed"):
+        gate_from_report(path, make_params(MODELS, DATASETS, gate=GATE))

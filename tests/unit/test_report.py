@@ -12,8 +12,10 @@ import pytest
 from modelops.config import GatePolicy
 from modelops.delivery import preview
 from modelops.errors import ModelopsError
-from modelops.review import figures, gate, render, report
+from modelops.review import failure, figures, gate, render, report
 from modelops.review.render import ModelSection, Side
+from modelops.review.uncertainty import Intervals
+from modelops.stats import Interval
 from tests.conftest import declaration, make_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,33 +151,67 @@ def test_document_orders_summary_models_then_code() -> None:
 # --------------------------------------------------------------------------- metrics per task
 
 
-def test_binary_metrics_show_values_deltas_and_the_base() -> None:
+BINARY_INTERVALS = Intervals(
+    {
+        "f1": Interval(-0.05, -0.08, -0.02),
+        "roc_auc": Interval(0.005, -0.002, 0.012),
+        "log_loss": Interval(-0.02, -0.031, -0.009),
+    },
+    0.95,
+    1000,
+    0,
+    872,
+)
+
+
+def test_binary_metrics_show_values_deltas_with_intervals_and_the_base() -> None:
     text = render.metrics_section(
-        "binary", CHALLENGER, CHAMPION, "v3", CHALLENGER | {"roc_auc": 0.80}, "main", POLICY
+        "binary",
+        CHALLENGER,
+        CHAMPION,
+        "v3",
+        CHALLENGER | {"roc_auc": 0.80},
+        "main",
+        POLICY,
+        intervals=BINARY_INTERVALS,
     )
-    assert "| metric | challenger | champion v3 | Δ vs champion | `main` | Δ vs `main` |" in text
+    head = "| metric | challenger | champion v3 | Δ vs champion | 95% interval | significant? | `main` |"
+    assert head + " Δ vs `main` |" in text
     assert table_row(text, "roc_auc") == [
         "roc_auc",
         "0.8400",
         "0.8350",
         "▲ +0.0050 better",
+        "[-0.0020, +0.0120]",
+        "no: within noise",
         "0.8000",
         "**▲ +0.0400 better**",
     ]
-    assert table_row(text, "f1")[3] == "**▼ -0.0500 worse**"
+    assert table_row(text, "f1")[3:6] == ["**▼ -0.0500 worse**", "[-0.0800, -0.0200]", "⚠️ yes: worse"]
     assert table_row(text, "log_loss")[0] == "log_loss (lower is better)"
+    assert table_row(text, "log_loss")[4:6] == ["[-0.0310, -0.0090]", "✅ yes: better"]
+    assert table_row(text, "accuracy")[4:6] == ["—", "—"]  # no interval recorded for it
     assert "872 rows" in text
+    assert "95% interval: paired bootstrap of Δ vs champion over the 872 test rows (1000 resamples" in text
     # headline metrics first, then the rest of the task's
     assert metric_rows(text)[:3] == ["f1", "roc_auc", "log_loss (lower is better)"]
     assert len(metric_rows(text)) == 6
+    # the level the report was built with names the column
+    wide = Intervals(BINARY_INTERVALS.deltas, 0.99, 1000, 0, 872)
+    assert "| 99% interval |" in render.metrics_section(
+        "binary", CHALLENGER, CHAMPION, "v3", None, "m", POLICY, [], wide
+    )
+    assert "No intervals" in render.metrics_section("binary", CHALLENGER, CHAMPION, "v3", None, "m", POLICY)
 
 
 def test_multiclass_metrics_are_its_own() -> None:
+    found = Intervals({"macro_f1": Interval(-0.08, -0.11, -0.05), "accuracy": Interval(0.0, -0.01, 0.01)})
     text = render.metrics_section(
-        "multiclass", MULTI, MULTI | {"macro_f1": 0.70}, "v1", None, "main", GatePolicy()
+        "multiclass", MULTI, MULTI | {"macro_f1": 0.70}, "v1", None, "main", GatePolicy(), intervals=found
     )
     assert metric_rows(text) == ["accuracy", "macro_f1", "log_loss (lower is better)"]
-    assert table_row(text, "macro_f1")[3] == "**▼ -0.0800 worse**"
+    assert table_row(text, "macro_f1")[3:] == ["**▼ -0.0800 worse**", "[-0.1100, -0.0500]", "⚠️ yes: worse"]
+    assert table_row(text, "accuracy")[3:] == ["= 0", "[-0.0100, +0.0100]", "no: within noise"]
     assert "roc_auc" not in text
 
 
@@ -184,6 +220,13 @@ def test_regression_metrics_lower_is_better_and_first_deployment() -> None:
     assert metric_rows(text) == ["rmse (lower is better)", "mae (lower is better)", "r2"]
     assert table_row(text, "rmse") == ["rmse (lower is better)", "6.1000", "7.0000", "**▼ -0.9000 better**"]
     assert "first deployment" in text and "compared with `main` only" in text
+    assert "interval" not in text  # nothing to resample against
+    found = Intervals({"rmse": Interval(-0.9, -1.3, -0.5), "r2": Interval(0.0, -0.01, 0.02)})
+    text = render.metrics_section(
+        "regression", REG, REG | {"rmse": 7.0}, "v2", None, "main", GatePolicy(), None, found
+    )
+    assert table_row(text, "rmse")[3:] == ["**▼ -0.9000 better**", "[-1.3000, -0.5000]", "✅ yes: better"]
+    assert table_row(text, "r2")[3:] == ["= 0", "[-0.0100, +0.0200]", "no: within noise"]
 
 
 def test_metrics_without_champion_or_base_metrics() -> None:
@@ -487,7 +530,7 @@ def test_data_failure_names_each_rejected_datasets_suite_and_its_failures() -> N
     }
     unreadable = item | {"dataset": "hpc", "suite": "data/hpc/expectations.json", "data": "data/hpc/raw.csv"}
     unreadable |= {"models": [], "summary": {"error": "data/hpc/raw.csv: the file is empty"}}
-    text = render.data_failure_section([item, unreadable], "line 1\nline 2\n")
+    text = failure.data_failure_section([item, unreadable], "line 1\nline 2\n")
     assert text.startswith("## ❌ Data validation failed: no model was trained")
     assert (
         "- ❌ dataset `credit`: the suite `data/credit/expectations.json` rejected `data/credit/raw.csv` "
@@ -497,7 +540,7 @@ def test_data_failure_names_each_rejected_datasets_suite_and_its_failures() -> N
     assert "### `credit`" in text and "- age (expect_column_values_to_be_between): 3 values below 18" in text
     assert "Failing columns: `age`" in text and "### `hpc`" not in text
     assert "```text\nline 1\nline 2\n```" in text
-    before = render.data_failure_section([], "")
+    before = failure.data_failure_section([], "")
     assert "failed before any Great Expectations suite could run" in before and "(empty)" in before
 
 
@@ -534,7 +577,7 @@ def test_data_failure_reads_the_summaries_the_failed_stages_left(
     )
     Path("validate.log").write_text("\n".join(f"line {i}" for i in range(100)) + "\n\n\n")
 
-    assert report.data_failure(Path("out"), Path("validate.log")) == ["hpc"]
+    assert failure.data_failure(Path("out"), Path("validate.log")) == ["hpc"]
 
     text = Path("out/report.md").read_text()
     assert "- ❌ dataset `hpc`: the suite `data/hpc/expectations.json` rejected `data/hpc/raw.csv`" in text

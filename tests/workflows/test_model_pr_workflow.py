@@ -232,6 +232,9 @@ def test_improving_pr_passes_and_a_second_push_updates_the_same_comment(site: Si
     assert "champion v1 in production" in body
     # The numbers are the PR's metrics.json and the champion's (main's model, re-scored on the same
     # test rows, which this PR did not change), and the deltas are their differences.
+    # Each delta vs the champion has its interval and a significance mark (report.json keeps both).
+    entry = json.loads(artifact(first, "report/report.json").read_text())["models"][MODEL]
+    intervals = entry["gate_inputs"]["intervals"]["deltas"]
     for metric in ("roc_auc", "f1", "log_loss"):
         cells = metric_row(body, metric)
         new, old = metrics[metric], site.main_metrics[metric]
@@ -240,6 +243,9 @@ def test_improving_pr_passes_and_a_second_push_updates_the_same_comment(site: Si
         assert f"{round(new - old, 6):+.4f}" in cells[3], (metric, cells)
         better = new < old if metric == "log_loss" else new > old
         assert ("better" if better else "worse") in cells[3], (metric, cells)
+        assert intervals[metric]["value"] == round(new - old, 6), (metric, intervals[metric])
+        assert re.fullmatch(r"\[[-+]?\d\.\d{4,6}, [-+]?\d\.\d{4,6}\]", cells[4]), (metric, cells)
+        assert cells[5] in ("✅ yes: better", "⚠️ yes: worse", "no: within noise"), (metric, cells)
     # What was posted is the report uploaded as the artifact; the gate passed in the log.
     assert artifact(first, "report/report.md").read_text() == body
     [post] = first.cml_calls

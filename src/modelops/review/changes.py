@@ -86,7 +86,7 @@ def gate_changed(params: Params, diff: dict[str, Any]) -> list[str]:
     touched = []
     for model in params.models:
         task = params.dataset_of(model).task
-        prefixes = ("gate.max_latency_ratio", f"gate.{task}.", f"models.{model}.gate.")
+        prefixes = ("gate.max_latency_ratio", "gate.bootstrap.", f"gate.{task}.", f"models.{model}.gate.")
         if any(key.startswith(prefixes) for key in diff):
             touched.append(model)
     return touched
@@ -131,6 +131,7 @@ def params_of(model: str, params: Params, diff: dict[str, Any] | None) -> dict[s
         f"datasets.{ds.name}.",
         "evaluate.",
         "gate.max_latency_ratio",
+        "gate.bootstrap.",
         f"gate.{ds.task}.",
     )
     return {k: v for k, v in diff.items() if k.startswith(prefixes)}

@@ -4,8 +4,11 @@ The policy of a model is `Params.gate_policy(model)` (its task's default under `
 params.yaml, with the model's own `gate:` on top): floors every candidate must reach (for
 lower-is-better metrics such as log_loss or rmse a ceiling), the most a metric may get worse than
 the champion (absolute; for lower-is-better metrics an increase), and how much slower than the
-champion it may predict. `modelops report` evaluates it per changed model and records the inputs in
-report.json; `modelops gate` re-evaluates them and fails the check if any model fails.
+champion it may predict. With the champion comparison's intervals (`review.uncertainty`), a
+regression beyond its allowance fails only when it is significant (`significant_regression`, true
+by default), and `require_improvement` metrics must be significantly better. `modelops report`
+evaluates it per changed model and records the inputs in report.json; `modelops gate`
+re-evaluates them and fails the check if any model fails.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from typing import Any, Literal
 
 from modelops.config import GatePolicy
 from modelops.errors import ModelopsError
+from modelops.review.uncertainty import Intervals, direction, signed, span
+from modelops.stats import Interval
 from modelops.tasks import ALL_METRICS, LOWER_IS_BETTER
 
-Kind = Literal["minimum", "regression", "latency"]
+Kind = Literal["minimum", "regression", "improvement", "latency"]
 Outcome = Literal["pass", "fail", "skipped"]
 
 
@@ -109,7 +114,14 @@ def _minimum(metric: str, bound: float, candidate: dict[str, Any]) -> Check:
 
 
 def _regression(
-    metric: str, allowed: float, candidate: dict[str, Any], champion: dict[str, Any] | None, name: str
+    metric: str,
+    allowed: float,
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    name: str,
+    interval: Interval | None = None,
+    level: str = "95%",
+    needs_significance: bool = True,
 ) -> Check:
     if champion is None:
         return Check(
@@ -126,15 +138,29 @@ def _regression(
     loss = float(new) - float(old) if metric in LOWER_IS_BETTER else float(old) - float(new)
     verb = "rose" if metric in LOWER_IS_BETTER else "fell"
     if loss > allowed:
-        return Check(
-            "regression",
-            metric,
-            "fail",
-            f"{metric} {verb} {fmt(loss, allowed)} vs champion {name} "
-            f"({fmt(float(old))} -> {fmt(float(new), float(old))}; allowed {fmt(allowed, loss)})",
-            loss,
-            allowed,
-        )
+        worse = f"{metric} {verb} {fmt(loss, allowed)} vs champion {name}"
+        numbers = f"{fmt(float(old))} -> {fmt(float(new), float(old))}; allowed {fmt(allowed, loss)}"
+        found = direction(metric, interval)
+        if interval is not None and needs_significance and found != "worse":
+            # "better" beside a point loss is a percentile-interval oddity, not a case to hide
+            why = "within noise: its" if found == "noise" else "not significantly worse: its"
+            where = "includes 0" if found == "noise" else "lies on the better side"
+            return Check(
+                "regression",
+                metric,
+                "pass",
+                f"{worse}, more than the {fmt(allowed, loss)} allowed, but {why} "
+                f"{level} interval {span(interval)} {where}",
+                loss,
+                allowed,
+            )
+        if interval is None:  # an old report.json: the point value alone decides, as it always did
+            extra = ""
+        elif found == "worse":
+            extra = f"; {level} interval {span(interval)}, significant"
+        else:
+            extra = f"; {level} interval {span(interval)}: within noise, but significance is not required"
+        return Check("regression", metric, "fail", f"{worse} ({numbers}{extra})", loss, allowed)
     change = f"{verb} {fmt(loss, allowed)}" if loss > 0 else "did not get worse"
     return Check(
         "regression",
@@ -144,6 +170,38 @@ def _regression(
         loss,
         allowed,
     )
+
+
+def _improvement(
+    metric: str,
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    name: str,
+    interval: Interval | None,
+    level: str,
+) -> Check:
+    """`require_improvement`: the candidate must be significantly better than the champion."""
+    if champion is None:
+        return Check(
+            "improvement", metric, "skipped", f"{metric}: no champion deployed yet, improvement not required"
+        )
+    if candidate.get(metric) is None:
+        return Check("improvement", metric, "fail", f"{metric} is missing from the candidate's metrics")
+    must = f"{metric} must improve significantly on champion {name}"
+    if interval is None:
+        return Check("improvement", metric, "fail", f"{must}, but no interval was recorded")
+    found = direction(metric, interval)
+    change = f"{signed(interval.value)} ({level} interval {span(interval)})"
+    if found == "better":
+        return Check(
+            "improvement",
+            metric,
+            "pass",
+            f"{metric} improved significantly on champion {name}: {change}",
+            interval.value,
+        )
+    what = "got significantly worse" if found == "worse" else "is within noise"
+    return Check("improvement", metric, "fail", f"{must}; it {what}: {change}", interval.value)
 
 
 def _latency(ratio: float | None, allowed: float | None, has_champion: bool) -> Check:
@@ -178,12 +236,17 @@ def evaluate(
     policy: GatePolicy,
     champion_name: str = "the champion",
     champion_error: str | None = None,
+    intervals: Intervals | None = None,
 ) -> Verdict:
-    """Apply the policy: floors, regression vs the champion (skipped without one), latency ratio.
+    """Apply the policy: floors, regression vs the champion and required improvements (skipped
+    without one), latency ratio.
 
     `champion_error`: a champion is deployed but could not be loaded; that fails the gate, since
-    skipping its regression checks would let any candidate through.
+    skipping its regression checks would let any candidate through. `intervals`: each delta's
+    interval; without them a regression is judged on its point value alone.
     """
+    found = intervals.deltas if intervals else {}
+    level = intervals.label if intervals else "95%"
     checks = [_minimum(m, b, candidate) for m, b in _ordered(policy.minimum)]
     if champion_error:
         checks.append(
@@ -196,14 +259,17 @@ def evaluate(
             )
         )
     checks += [
-        _regression(m, a, candidate, champion, champion_name) for m, a in _ordered(policy.max_regression)
+        _regression(m, a, candidate, champion, champion_name, found.get(m), level, policy.needs_significance)
+        for m, a in _ordered(policy.max_regression)
     ]
+    required = _ordered(dict.fromkeys(policy.require_improvement or []))
+    checks += [_improvement(m, candidate, champion, champion_name, found.get(m), level) for m, _ in required]
     checks.append(_latency(latency_ratio, policy.max_latency_ratio, champion is not None))
     reasons = [c.message for c in checks if c.outcome == "fail"]
     return Verdict(not reasons, reasons, checks)
 
 
-def _ordered(bounds: dict[str, float]) -> list[tuple[str, float]]:
+def _ordered(bounds: dict[str, Any]) -> list[tuple[str, Any]]:
     """The policy's metrics in the project's metric order, so reports read the same every time."""
     order = {m: i for i, m in enumerate(ALL_METRICS)}
     return sorted(bounds.items(), key=lambda kv: order.get(kv[0], len(order)))

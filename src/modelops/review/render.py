@@ -1,8 +1,9 @@
 """The report's markdown: pure functions of plain values, so each section is tested on its own.
 
 The comment reads top down: one verdict line per changed model and the unchanged ones, then a
-section per changed model (its gate checks, metrics vs champion and base, what changed, its
-dataset's checks, plots, cost, deploy preview, links), then the code paths the branch touched.
+section per changed model (its gate checks, metrics vs champion with each delta's interval and
+vs base, what changed, its dataset's checks, plots, cost, deploy preview, links), then the code
+paths the branch touched. The comment when validation stops the pipeline is `failure`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from modelops import tasks
 from modelops.config import GatePolicy
 from modelops.review.gate import Verdict
+from modelops.review.uncertainty import Intervals, footnote, interval_cell, significance_cell
 
 DEPLOY_ENV = "staging"  # what merging a pull request deploys (promote.yml)
 # A change is bold when it is larger than the gate's allowed regression for that metric, or this.
@@ -193,8 +195,9 @@ def metrics_section(
     base: str,
     policy: GatePolicy,
     notes: list[str] | None = None,
+    intervals: Intervals | None = None,
 ) -> str:
-    """Challenger vs champion (same test rows) and vs the base branch, with deltas and arrows."""
+    """Challenger vs champion (same test rows), each delta with its interval, and vs the base branch."""
     lines = ["### Champion vs challenger", ""]
     if champion is None:
         lines.append(
@@ -211,8 +214,10 @@ def metrics_section(
         lines.append(f"`{base}` has no metrics for this model (not trained there, or not found).")
     lines += [f"> {n}" for n in notes or []]
     head = ["metric", "challenger"]
+    found = intervals.deltas if intervals else {}
     if champion is not None:
-        head += [f"champion {champion_label}", "Δ vs champion"]
+        level = intervals.label if intervals else "95%"
+        head += [f"champion {champion_label}", "Δ vs champion", f"{level} interval", "significant?"]
     if main is not None:
         head += [f"`{base}`", f"Δ vs `{base}`"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -221,6 +226,7 @@ def metrics_section(
         row = [m + (" (lower is better)" if m in tasks.LOWER_IS_BETTER else ""), _metric(new)]
         if champion is not None:
             row += [_metric(champion.get(m)), delta(m, new, champion.get(m), threshold(m, policy))]
+            row += [interval_cell(found.get(m)), significance_cell(m, found.get(m))]
         if main is not None:
             row += [_metric(main.get(m)), delta(m, new, main.get(m), threshold(m, policy))]
         lines.append("| " + " | ".join(row) + " |")
@@ -230,6 +236,8 @@ def metrics_section(
         "metric. **Bold**: larger than the gate's allowed regression for that metric "
         f"(or {SIGNIFICANT} where the gate sets none).",
     ]
+    if champion is not None:
+        lines += ["", footnote(intervals)]
     return "\n".join(lines) + "\n"
 
 
@@ -259,7 +267,7 @@ def changes_section(
     out += ["", "**Data**", ""]
     out += _data_lines(data)
     out += ["", "**Data checks (Great Expectations)**", ""]
-    out += _validation_lines(validation, (data or {}).get("dataset"))
+    out += validation_lines(validation, (data or {}).get("dataset"))
     return "\n".join(out) + "\n"
 
 
@@ -300,7 +308,7 @@ def _data_lines(data: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _validation_lines(summary: dict[str, Any] | None, dataset: str | None) -> list[str]:
+def validation_lines(summary: dict[str, Any] | None, dataset: str | None) -> list[str]:
     if not summary:
         where = f"data/{dataset}/validation.json" if dataset else "the validation summary"
         stage = f"validate@{dataset}" if dataset else "validate"
@@ -406,43 +414,3 @@ def document(
         parts += [model_heading(s, env), *s.body]
     parts.append(code_section(code, base))
     return "\n".join(parts)
-
-
-def data_failure_section(failing: list[dict[str, Any]], log_tail: str) -> str:
-    """The comment when validation stops the pipeline: each rejected dataset, its suite, its failures.
-
-    `failing`: one entry per dataset whose validation failed ({dataset, suite, data, models,
-    summary}); empty when a data stage failed before any suite ran (then only the log says why).
-    """
-    lines = ["## ❌ Data validation failed: no model was trained", ""]
-    if not failing:
-        lines.append(
-            "A data stage failed before any Great Expectations suite could run; the log below says why."
-        )
-    for item in failing:
-        summary = item.get("summary") or {}
-        counts = summary.get("counts") or {}
-        models = ", ".join(f"`{m}`" for m in item.get("models") or []) or "none"
-        what = (
-            f"could not read it: {summary['error']}"
-            if summary.get("error")
-            else f"{counts.get('failed', '?')} of {counts.get('evaluated', '?')} expectations failed"
-        )
-        lines.append(
-            f"- ❌ dataset `{item['dataset']}`: the suite `{item['suite']}` rejected `{item['data']}` "
-            f"({what}); its models: {models}."
-        )
-    if failing:
-        lines += ["", "Fix the data (or, if the change is intended, the suite) and push again."]
-    for item in failing:
-        failures = (item.get("summary") or {}).get("failures") or []
-        if failures:
-            lines += [
-                "",
-                f"### `{item['dataset']}`",
-                "",
-                *_validation_lines(item.get("summary"), item["dataset"])[1:],
-            ]
-    lines += ["", "<details><summary>The validation log (last lines)</summary>", "", "```text"]
-    lines += [log_tail.rstrip("\n") or "(empty)", "```", "", "</details>"]
-    return "\n".join(lines) + "\n"

@@ -4,8 +4,9 @@ Only the models whose outputs changed against the base (`pipeline.lock.changed_m
 promote.yml also uses), or whose gate policy changed, are evaluated: for each, the challenger (this
 branch's packaged model) and the champion (what `gitops/envs/<env>` deploys now, fetched from its
 modelUri and hash-verified) are scored on the same rows, the branch's test split of the model's
-dataset. The other models are only listed. Gathering lives here and in `changes`; the markdown
-in `render`, the plots in `figures`.
+dataset; every delta between them gets a paired bootstrap interval (`uncertainty`). The other
+models are only listed. Gathering lives here and in `changes`; the markdown in `render`, the plots
+in `figures`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from modelops import tasks
 from modelops.config import Params, load_params
 from modelops.delivery import preview
 from modelops.errors import ModelopsError, PipelineError
-from modelops.review import changes, render
+from modelops.review import changes, render, uncertainty
 from modelops.review import gate as quality_gate
 from modelops.review.gate import Verdict
 from modelops.review.render import DEPLOY_ENV, ModelSection, Side
+from modelops.review.uncertainty import Intervals
 
 REPORT_MD, REPORT_JSON = "report.md", "report.json"
 
@@ -240,11 +242,23 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
             notes.append(f"The champion {release.version} could not be loaded: {exc}")
             champion = None
     ratio = time_sides(timed, x, params, task)
+    intervals = None
+    if champion is not None:
+        intervals, note = uncertainty.compare(
+            task,
+            y,
+            challenger.predicted,
+            champion.predicted,
+            recorded,
+            champion.metrics,
+            params.gate.bootstrap,
+        )
+        notes += [note] if note else []
     main = changes.base_metrics(ctx.rev, name)
     champion_metrics = champion.metrics if champion else None
     label = release.version if release else None
     verdict = quality_gate.evaluate(
-        recorded, champion_metrics, ratio, policy, label or "the champion", champion_error
+        recorded, champion_metrics, ratio, policy, label or "the champion", champion_error, intervals
     )
     validation = changes.read_validation(ds.validation_file)
     importance = plots_dir(name) / "importance.json"
@@ -252,7 +266,9 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
     diff, message = preview.deploy_preview(name)
     data = changes.data_diff(ds, ctx.rev, ctx.new_lock, ctx.old_lock, validation)
     body = [
-        render.metrics_section(task, recorded, champion_metrics, label, main, ctx.base, policy, notes),
+        render.metrics_section(
+            task, recorded, champion_metrics, label, main, ctx.base, policy, notes, intervals
+        ),
         render.changes_section(changes.params_of(name, params, ctx.params_diff), data, validation, ctx.base),
         render.plots_section(files),
         render.cost_section(challenger, champion, ratio, policy.max_latency_ratio),
@@ -260,6 +276,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
         render.links_section(gather_links(name, digest, params)),
     ]
     section = ModelSection(name, task, ds.name, why, verdict, label, body)
+    found = intervals.deltas if intervals else {}
     metrics = tasks.METRICS[task]
     entry = {
         "task": task,
@@ -272,10 +289,12 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
             "champion_version": label,
             "champion_error": champion_error,
             "latency_ratio": ratio,
+            "intervals": intervals.to_dict() if intervals else None,
         },
         "metrics": {"challenger": recorded, "champion": champion_metrics, "base": main},
         "deltas": {
             "vs_champion": render.deltas(task, recorded, champion_metrics),
+            "vs_champion_significance": {m: uncertainty.direction(m, i) for m, i in found.items()},
             "vs_base": render.deltas(task, recorded, main),
         },
         "challenger": {
@@ -358,34 +377,6 @@ def build(
     return Report(verdicts, unchanged, markdown, data, [out / REPORT_MD, out / REPORT_JSON, *files])
 
 
-def data_failure(out: Path, log: Path, tail: int = 40) -> list[str]:
-    """Write the data-validation failure note to out/report.md; the datasets whose suite failed.
-
-    Each validate stage writes its summary before it fails, so the failing datasets are the ones
-    whose validation.json says so; the log's last lines say the rest (an ingest error, say).
-    """
-    params = load_params()
-    failing = []
-    for name in params.datasets:
-        ds = params.dataset(name)
-        summary = changes.read_validation(ds.validation_file)
-        if summary is not None and not summary.get("success", True):
-            failing.append(
-                {
-                    "dataset": name,
-                    "suite": ds.suite_file.as_posix(),
-                    "data": ds.raw_file.as_posix(),
-                    "models": params.models_of(name),
-                    "summary": summary,
-                }
-            )
-    text = changes.read_text(log) or ""
-    lines = [ln for ln in text.splitlines() if ln.strip()][-tail:]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / REPORT_MD).write_text(render.data_failure_section(failing, "\n".join(lines)))
-    return [item["dataset"] for item in failing]
-
-
 def gate_from_report(path: Path, params: Params) -> dict[str, Verdict]:
     """Re-evaluate each changed model's gate on the inputs the report recorded, under its policy now."""
     try:
@@ -401,6 +392,8 @@ def gate_from_report(path: Path, params: Params) -> dict[str, Verdict]:
     verdicts = {}
     for name, given in inputs.items():
         try:
+            recorded = given.get("intervals")
+            intervals = Intervals.from_dict(recorded) if recorded is not None else None
             verdicts[name] = quality_gate.evaluate(
                 given["candidate"],
                 given.get("champion"),
@@ -408,7 +401,8 @@ def gate_from_report(path: Path, params: Params) -> dict[str, Verdict]:
                 params.gate_policy(name),
                 given.get("champion_version") or "the champion",
                 given.get("champion_error"),
+                intervals,
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ReportError(f"{path}: models.{name}.gate_inputs: malformed ({exc!r})") from None
     return verdicts
