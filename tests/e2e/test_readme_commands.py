@@ -44,11 +44,11 @@ def test_make_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         pattern = rf"/seldon/modelops-(\w+)/{model}/api/v1.0/predictions\n\s+-> (v\d+) \(hash"
         return re.findall(pattern, out)
 
-    steps = ["production", "staging", "production", "production"]
-    assert answers(MODEL) == list(zip(steps, ["v1", "v2", "v2", "v1"], strict=True)), out
+    steps = ["production", "staging", "production", "production", "production", "production"]
+    assert answers(MODEL) == list(zip(steps, ["v1", "v2", "v2", "v1", "v2", "v2"], strict=True)), out
     assert answers(OTHER) == [(env, "v1") for env in steps], out
     # ... and from the same server processes after each of the changed model's deploys
-    assert out.count(f"{OTHER} in production: still v1, same server") == 2
+    assert out.count(f"{OTHER} in production: still v1, same server") == 4
     # 3. the report CI posted on the PR: a verdict for the changed model, against the one deployed now.
     report = "\n".join(line for line in out.splitlines() if line.lstrip().startswith("|"))
     assert MODEL in report and "passes the quality gate" in report
@@ -58,10 +58,17 @@ def test_make_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert f"promote(staging): {MODEL} v2" in out and "it opened PR #2" in out
     assert f"promote(staging): {OTHER} v2" not in out and "PR #3" not in out
     assert f'Revert "promote(production): {MODEL} v2"' in out
-    # 6. a timeline that names the changed model, and the runtimes are stopped.
+    # 6. v2 as a canary with outcomes fed back: canary.yml proposes finishing it; merged.
+    assert f"canary.yml opened PR #3: promote(production): {MODEL} v2 (canary finished)" in out, out[-4000:]
+    assert f"merged it: promote(production): {MODEL} v2 (canary finished)" in out
+    # 7. a one-tree model as a canary: canary.yml commits its abort by itself; v2 alone serves.
+    assert f"canary(production): {MODEL} v3 takes 50%" in out
+    assert f"canary.yml committed to main: abort(production): {MODEL} back to v2 only" in out, out[-4000:]
+    assert f"production serves {MODEL} v2 only" in out
+    # 8. a timeline that names the changed model, and the runtimes are stopped.
     assert f"== timeline (changed by the PR: {MODEL}; unchanged, served at v1 throughout: {OTHER}) ==" in out
     timeline = re.findall(r"^\s*([0-9.]+) s  (.+)$", out, re.MULTILINE)
-    assert [name for _, name in timeline][-1] == "total" and len(timeline) == 6, out[-2000:]
+    assert [name for _, name in timeline][-1] == "total" and len(timeline) == 8, out[-2000:]
     work = clone / ".scratch/demo/work"
     assert (work / ".git").is_dir() and not list((work / ".modelops/runtime").glob("*.json"))
     print(f"make demo: {timeline[-1][0]} s of demo after setup")

@@ -22,7 +22,7 @@ from modelops.declarations import Dataset
 from modelops.monitoring import drift, logs, outcomes
 from modelops.pipeline import dataset, reference
 from modelops.pipeline.evaluate import predict
-from tests import outcome_log, inference_log
+from tests import inference_log, outcome_log
 from tests.conftest import run
 
 POLICY = MonitorParams()

@@ -21,7 +21,7 @@ from modelops.config import MonitorParams
 from modelops.declarations import Dataset, parse_dataset
 from modelops.monitoring import monitor, outcomes
 from modelops.pipeline import ingest, reference
-from tests import outcome_log, inference_log
+from tests import inference_log, outcome_log
 from tests.conftest import declaration
 
 POLICY = MonitorParams()

@@ -354,7 +354,7 @@ class Demo:
         if pr is None:
             raise DemoError(f"canary.yml opened no PR from {branch}: {forge.gh_state['prs']}")
         self.say(f"   canary.yml opened PR #{pr['number']}: {pr['title']}")
-        self.say("\n".join(f"   | {line}" for line in pr["body"].splitlines()[:14]))
+        self.say("\n".join(f"   | {line}" for line in pr["body"].splitlines()[:24]))
         forge.git("fetch", "-q", "origin")
         forge.git("merge", "-q", "--ff-only", "origin/main")
         forge.git("cherry-pick", f"origin/{branch}")
@@ -396,6 +396,8 @@ class Demo:
         if not any(s.startswith(f"abort(production): {model}") for s in subjects):
             raise DemoError(f"canary.yml should have committed the abort of {model}'s canary: {subjects}")
         self.say(f"   canary.yml committed to main: {'; '.join(subjects)}")
+        body = forge.git("log", "-1", "--format=%b", "origin/main")
+        self.say("\n".join(f"   | {line}" for line in body.splitlines()[:24]))
         forge.git("fetch", "-q", "origin")
         forge.git("merge", "-q", "--ff-only", "origin/main")
         self.sync("production")
