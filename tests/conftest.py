@@ -136,6 +136,17 @@ def train_and_package(root: Path, name: str, params, rows: int, metrics: dict) -
         return package.package(name, params)
 
 
+def project_files(dest: Path) -> None:
+    """params.yaml and the dataset declarations it validates against, copied into `dest`."""
+    from modelops.runtime.forge import PROJECT_ROOT
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "params.yaml", dest / "params.yaml")
+    for found in PROJECT_ROOT.glob("data/*/dataset.yaml"):
+        (dest / found.parent.relative_to(PROJECT_ROOT)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(found, dest / found.relative_to(PROJECT_ROOT))
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now (servers in tests bind 127.0.0.1 only)."""
     import socket

@@ -31,7 +31,7 @@ from modelops.delivery import publish
 from modelops.delivery.promote import Extra, Release, render_state
 from modelops.runtime.controller import serve_command
 from tests import feedback_log
-from tests.conftest import free_port, run, train_and_package
+from tests.conftest import free_port, project_files, run, train_and_package
 
 pytestmark = pytest.mark.slow
 
@@ -56,14 +56,6 @@ class Site:
     classes: list[str]
 
 
-def _project_files(dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT / "params.yaml", dest / "params.yaml")
-    for declaration in PROJECT.glob("data/*/dataset.yaml"):
-        (dest / declaration.parent.relative_to(PROJECT)).mkdir(parents=True, exist_ok=True)
-        shutil.copy(declaration, dest / declaration.relative_to(PROJECT))
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     import pandas as pd
@@ -72,7 +64,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
     root = tmp_path_factory.mktemp("analyze")
     train = root / "train"
-    _project_files(train)
+    project_files(train)
     params = load_params(train / "params.yaml")
     hyper = params.models[MODEL].hyperparams | {"max_iter": 20}
     params.models[MODEL] = params.models[MODEL].model_copy(update={"hyperparams": hyper})
@@ -100,7 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 def project(site: Site, dest: Path, params: dict | None = None) -> Path:
     """gitops/ with main v1 and the canary v2 at 25% in production, params.yaml (canary: replaced
     by `params`) and the declarations."""
-    _project_files(dest)
+    project_files(dest)
     shutil.copytree(PROJECT / "gitops", dest / "gitops")
     patch = dest / "gitops" / "envs" / "production" / f"{MODEL}.yaml"
     patch.write_text(render_state(patch, MODEL, site.main, [Extra("canary", site.canary, 25)]))

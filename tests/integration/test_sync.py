@@ -28,7 +28,7 @@ import pytest
 from modelops.config import load_params
 from modelops.delivery import publish
 from modelops.delivery.promote import Extra, Release, render_state
-from tests.conftest import free_port, run, train_and_package
+from tests.conftest import free_port, project_files, run, train_and_package
 from tests.gitops_models import add_manifests
 
 pytestmark = pytest.mark.slow
@@ -67,18 +67,9 @@ class Site:
     other_row: dict
 
 
-def _project_files(dest: Path) -> None:
-    """params.yaml and the dataset declarations it validates against."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT / "params.yaml", dest / "params.yaml")
-    for declaration in PROJECT.glob("data/*/dataset.yaml"):
-        (dest / declaration.parent.relative_to(PROJECT)).mkdir(parents=True, exist_ok=True)
-        shutil.copy(declaration, dest / declaration.relative_to(PROJECT))
-
-
 def _release(root: Path, version: str, hyper: dict, store: Path, model: str = MODEL) -> Release:
     """Train and package a small model for real, publish it, and describe it as a promotion would."""
-    _project_files(root)
+    project_files(root)
     params = load_params(root / "params.yaml")
     hyper = params.models[model].hyperparams | hyper
     params.models[model] = params.models[model].model_copy(update={"hyperparams": hyper})
@@ -109,7 +100,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     other = _release(root / "train-other", "v1", {"n_estimators": 10}, store, OTHER)
     seed = root / "seed"
     shutil.copytree(PROJECT / "gitops", seed / "gitops")
-    _project_files(seed)
+    project_files(seed)
     add_manifests(seed, OTHER)
     run(["git", "init", "-q", "-b", "main"], seed)
     run(["git", "add", "-A"], seed)

@@ -173,20 +173,25 @@ class Demo:
                 self.say(f"   {out.splitlines()[-1] if out else env}")
         self.forge.push("main")
 
-    def propose(self) -> None:
+    def tune(self, hyperparams: dict[str, Any]) -> None:
+        """Set some of the changed model's hyper-parameters in the work tree's params.yaml.
+
+        Round-trip YAML: the diff is the changed values only, comments and order kept."""
         from ruamel.yaml import YAML
 
-        forge = self.forge
-        forge.checkout(PR_BRANCH, create=True)
-        # Round-trip YAML: the diff is the changed values only, comments and order kept.
         rt = YAML()
         rt.width = 4096
         rt.indent(mapping=2, sequence=4, offset=2)
-        path = forge.work / "params.yaml"
+        path = self.forge.work / "params.yaml"
         doc = rt.load(path.read_text())
-        doc["models"][self.model]["hyperparams"].update(self.proposal)
+        doc["models"][self.model]["hyperparams"].update(hyperparams)
         with path.open("w") as out:
             rt.dump(doc, out)
+
+    def propose(self) -> None:
+        forge = self.forge
+        forge.checkout(PR_BRANCH, create=True)
+        self.tune(self.proposal)
         # The author's side of DVC: reproduce, push the outputs, commit the lock with the params.
         self.shell("dvc", "repro")
         self.shell("dvc", "push", "-q")
@@ -366,18 +371,9 @@ class Demo:
     def bad_canary(self) -> None:
         """Train a one-tree model on a branch, canary it in production, feed outcomes back:
         canary.yml commits the abort to main by itself and production serves the good model only."""
-        from ruamel.yaml import YAML
-
         forge, model = self.forge, self.model
         forge.checkout(BAD_BRANCH, create=True)
-        rt = YAML()
-        rt.width = 4096
-        rt.indent(mapping=2, sequence=4, offset=2)
-        path = forge.work / "params.yaml"
-        doc = rt.load(path.read_text())
-        doc["models"][model]["hyperparams"].update({"max_iter": 1})  # one tree: a near-constant guess
-        with path.open("w") as out:
-            rt.dump(doc, out)
+        self.tune({"max_iter": 1})  # one tree: a near-constant guess
         self.shell("dvc", "repro", f"package@{model}")
         self.say(f"   {model} on {BAD_BRANCH} (one tree): {self.metrics(model)}")
         forge.commit(f"Experiment: {model} with one tree")
