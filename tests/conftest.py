@@ -1,4 +1,5 @@
-"""Shared fixtures: small real git repositories with the project's pipeline, and a runner."""
+"""Shared fixtures: small real git repositories with the project's pipeline, a runner, and the
+processes a test starts (stopped by PID)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelops.workspace import create_pipeline_repo
+from tests.processes import Processes
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -43,6 +46,14 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     )
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """The processes a test starts (`Processes.start`), stopped by PID when it ends."""
+    started = Processes()
+    yield started
+    started.stop()
 
 
 def make_pipeline_repo(dest: Path, remote: Path | None = None) -> Path:

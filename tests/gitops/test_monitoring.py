@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import yaml
 from modelops.delivery import manifests
 from modelops.delivery.manifests import ManifestError
 from modelops.monitoring.render import PROM_HELP
+from tests import prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 GITOPS = ROOT / "gitops"
@@ -33,21 +33,8 @@ METRIC = re.compile(r"\bmodelops_[a-z0-9_]+\b")
 
 
 def promtool() -> str:
-    """promtool next to this interpreter (make setup-tools puts it there), else on PATH.
-
-    Missing, it fails the test under CI (a lost install step must not pass as skipped tests) and
-    skips it on a laptop."""
-    local = Path(sys.executable).with_name("promtool")
-    found = str(local) if local.is_file() else shutil.which("promtool")
-    if found is None:
-        message = (
-            "promtool not found next to the Python interpreter nor on PATH: run `make setup-tools` "
-            "(or apt-get install prometheus / brew install prometheus)"
-        )
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    """promtool: make setup-tools puts it next to this interpreter (see `tests.prometheus.binary`)."""
+    return prometheus.binary("promtool")
 
 
 def server_metrics() -> set[str]:

@@ -4,7 +4,8 @@ feedback logs written to the serving contract.
 
 One model is trained for real and published twice: as main (v1), and as a canary (v2) that is the
 same model under another content hash (one more file in its directory), so its latency is main's
-and a test can ask for a deterministic answer. Every process a test starts is stopped by PID.
+and a test can ask for a deterministic answer. Every process a test starts is stopped by PID (the
+`processes` fixture).
 """
 
 from __future__ import annotations
@@ -12,11 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,8 +27,9 @@ from modelops.config import load_params
 from modelops.delivery import publish
 from modelops.delivery.promote import Extra, Release, render_state
 from modelops.runtime.controller import serve_command
-from tests import feedback_log
+from tests import feedback_log, prometheus
 from tests.conftest import free_port, project_files, run, train_and_package
+from tests.processes import Processes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -137,50 +135,7 @@ def check(result: dict, name: str) -> dict:
     return next(c for c in result["checks"] if c["name"] == name)
 
 
-# --------------------------------------------------------------------------- processes
-
-
-class Processes:
-    """Processes of one test, stopped by PID (their process group: a runtime's servers too)."""
-
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen] = []
-
-    def start(self, args: list[str], log: Path, **kw) -> subprocess.Popen:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
-        self.started.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in reversed(self.started):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(40)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    started = Processes()
-    yield started
-    started.stop()
-
-
-def wait_for(what: str, done, timeout: float = 120, log: Path | None = None):
-    """Poll `done()` until it returns something truthy (a failure past `timeout`, not a timing assert)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if found := done():
-                return found
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {log.read_text()[-3000:]}" if log else ""))
+# --------------------------------------------------------------------------- servers
 
 
 def serve(processes: Processes, site: Site, release: Release, tmp: Path, logs: Path) -> str:
@@ -214,19 +169,6 @@ def predict(client: httpx.Client, url: str, row: dict) -> httpx.Response:
     return client.post(url, json=body, timeout=10)
 
 
-def prometheus_binary() -> str:
-    """prometheus next to this interpreter (make setup-tools puts it there), else on PATH; missing,
-    it fails the test under CI and skips it on a laptop (as promtool does)."""
-    local = Path(sys.executable).with_name("prometheus")
-    found = str(local) if local.is_file() else shutil.which("prometheus")
-    if found is None:
-        message = "prometheus not found next to the Python interpreter nor on PATH: run `make setup-tools`"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
 # --------------------------------------------------------------------------- Prometheus
 
 
@@ -237,7 +179,6 @@ def test_analyze_reads_the_counters_from_a_real_prometheus(
     main_url = serve(processes, site, site.main, tmp_path, logs)
     canary_url = serve(processes, site, site.canary, tmp_path, logs)
     # Scraped as gitops/monitoring assumes a cluster's pods are: target labels namespace and pod.
-    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [
@@ -250,18 +191,11 @@ def test_analyze_reads_the_counters_from_a_real_prometheus(
             }
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = tmp_path / "prometheus.log"
-    args = [
-        prometheus_binary(),
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-    ]
-    processes.start([*args, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], log, cwd=tmp_path)
-    prom = f"http://127.0.0.1:{port}"
+    prom = prometheus.start(processes, tmp_path / "prometheus", config)
+    log = tmp_path / "prometheus" / "prometheus.log"
 
     def query(expr: str) -> list[dict]:
-        return httpx.get(prom + "/api/v1/query", params={"query": expr}, timeout=5).json()["data"]["result"]
+        return prometheus.query(prom, expr)
 
     hashes = f"{site.main.content_hash}|{site.canary.content_hash}"
     wait_for(
