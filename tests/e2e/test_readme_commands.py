@@ -56,7 +56,7 @@ def test_make_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     # 4. promote.yml committed staging for the changed model only and opened its production PR;
     # the merge and the revert are commits.
     assert f"promote(staging): {MODEL} v2" in out and "it opened PR #2" in out
-    assert f"promote(staging): {OTHER} v2" not in out and "PR #3" not in out
+    assert f"promote(staging): {OTHER} v2" not in out and "it opened PR #3" not in out
     assert f'Revert "promote(production): {MODEL} v2"' in out
     # 6. v2 as a canary with outcomes fed back: canary.yml proposes finishing it; merged.
     assert f"canary.yml opened PR #3: promote(production): {MODEL} v2 (canary finished)" in out, out[-4000:]

@@ -3,6 +3,7 @@ regression models (tests/serving/tasks.py), and real server processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,7 +52,8 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
     from modelops_serving.integrity import tree_hash
     from modelops_serving.model import load_model
 
-    from modelops.pipeline import ingest, package, prepare, train
+    from modelops import tasks
+    from modelops.pipeline import evaluate, ingest, package, prepare, train
 
     root = tmp_path_factory.mktemp("serving-model")
     hyper = {"max_iter": 40, "max_leaf_nodes": 15, "learning_rate": 0.1, "early_stopping": False}
@@ -67,6 +69,11 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
         ingest.load_packaged(DS).to_csv(DS.raw_file, index=False)
         prepare.prepare(DS, params.split(DS.name))
         pipeline = train.train(NAME, params.model(NAME), DS)
+        # package reads evaluate's test metrics (they travel in reference.json): the real ones
+        split = prepare.read_split(DS.test_file)
+        scored = evaluate.predict(pipeline, DS.task, dataset.to_features(DS, split))
+        truth = dataset.to_target(DS, split).to_numpy()
+        evaluate.metrics_file(NAME).write_text(json.dumps(tasks.quality(DS.task, truth, scored)))
         out = root / "published" / NAME
         out.parent.mkdir()
         package.save_mlflow_model(NAME, DS, out)

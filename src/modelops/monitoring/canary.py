@@ -227,7 +227,7 @@ def counter_checks(
         return replace(found, note="; ".join(x for x in (evidence[3], found.note) if x))
 
     # Whole seconds after `since`, whatever `until` is: a later look bisects the same instants.
-    seconds = range(1, max(int((until - since).total_seconds()), 1) + 1)
+    seconds = range(1, max(math.ceil((until - since).total_seconds()), 1) + 1)  # the last is `until`
 
     def moment(s: int) -> datetime:
         return min(since + timedelta(seconds=s), until)
