@@ -168,6 +168,39 @@ def test_batcher_returns_each_caller_its_rows_and_coalesces(packaged: Packaged) 
     assert max(sizes) > 1 and 100 in sizes and all(s <= 32 for s in sizes if s != 100)
 
 
+def test_warm_up_starts_and_pins_the_predict_thread_before_any_request(packaged: Packaged) -> None:
+    """The thread start and threadpoolctl's library scan are paid by the warm-up, not by the first
+    live request (with every request queued behind it); the batch metric does not see it."""
+    import threading
+
+    model = packaged.model
+    assert model.example is not None and len(model.example) >= 1
+    inits: list[str] = []
+    calls: list[int] = []
+    sizes: list[int] = []
+
+    def predict(x: FeatureRows) -> np.ndarray:
+        calls.append(len(x))
+        return model.predict(x)
+
+    async def run() -> None:
+        batcher = Batcher(
+            predict,
+            thread_init=lambda: inits.append(threading.current_thread().name),
+            on_batch=lambda n, _: sizes.append(n),
+        )
+        await batcher.start()
+        assert inits == []  # a thread pool starts its thread on the first call, not before
+        await batcher.warm_up(model.example)
+        assert len(inits) == 1 and inits[0].startswith("predict")
+        assert calls == [len(model.example)] + [1] * len(model.example) and sizes == []
+        await batcher.predict(model.example)
+        assert len(inits) == 1 and sizes == [len(model.example)]  # the same, already pinned thread
+        await batcher.stop()
+
+    asyncio.run(run())
+
+
 def test_a_failing_predict_fails_only_its_batch() -> None:
     calls = 0
 

@@ -80,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_batch=state.metrics.observe_batch,
         )
         await batcher.start()
+        if model.example is not None and len(model.example):
+            await batcher.warm_up(model.example)
         try:
             state.inference_log = open_inference_log(settings, model, state.metrics)
         except Exception:  # the log is an observer: without it the model still serves

@@ -89,6 +89,7 @@ class ServedModel:
     _fast: Any = field(default=None, repr=False)  # set only by fastpath.install_fast_path, once verified
     task: Task = "binary"
     target: str = DEFAULT_TARGET  # the regression output's name
+    example: FeatureRows | None = field(default=None, repr=False)  # its input example (warm-up)
 
     @property
     def is_classifier(self) -> bool:
@@ -182,6 +183,7 @@ def load_model(
     )
     example = _input_example(path, mlmodel, model)
     _check_outputs(uri, model, example)
+    model.example = example
 
     from modelops_serving.fastpath import install_fast_path
 
