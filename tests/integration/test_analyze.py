@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -314,13 +315,25 @@ def test_analyze_reads_the_local_runtimes_own_counters(
             url = f"{router}/seldon/{NAMESPACE}/{MODEL}/api/v1.0/predictions"
             assert predict(client, url, site.rows[i]).status_code == 200
 
+    time.sleep(2.5)  # the router samples each second: a sample after the last request, before `first`
+    first = datetime.now(UTC)
+    with httpx.Client() as client:
+        for i in range(40, 80):
+            url = f"{router}/seldon/{NAMESPACE}/{MODEL}/api/v1.0/predictions"
+            assert predict(client, url, site.rows[i]).status_code == 200
+
     code, result, _ = analyze(cluster)  # no --runtime, no --prometheus: the env's local runtime
     assert (code, result["decision"]) == (21, "wait")
     errors = check(result, "errors")
-    assert (errors["main"]["n"], errors["canary"]["n"]) == (30, 10)  # the router's exact 75/25 split
-    assert errors["samples"] == "cumulative counters of the running servers (no history)"
+    assert (errors["main"]["n"], errors["canary"]["n"]) == (60, 20)  # the router's exact 75/25 split
+    assert errors["samples"].startswith("counters from ")
     assert result["evidence"]["counters"].startswith(f"the local runtime at {router}")
-    assert sorted(q.rsplit(":", 1)[0] for q in result["evidence"]["queries"]) == ["GET http://127.0.0.1"] * 4
+    (query,) = result["evidence"]["queries"]
+    assert query.startswith(f"GET {router}/_modelops/counters?since=")
+    # the runtime keeps a history: the counters as they were before the second 40 requests
+    code, result, _ = analyze(cluster, "--until", first.isoformat())
+    errors = check(result, "errors")
+    assert (code, errors["main"]["n"], errors["canary"]["n"]) == (21, 30, 10)
 
     # git now says another canary than the runtime serves: refused, naming both
     patch = cluster / "gitops" / "envs" / "production" / f"{MODEL}.yaml"

@@ -64,7 +64,6 @@ class Simulated:
     """A counter source with history, as Prometheus is, over simulated requests: at `SINCE + t
     seconds` each predictor has answered its share of t requests (main 75%, canary 25%)."""
 
-    history = True
     where = "simulation"
 
     def __init__(self, failed: dict[str, np.ndarray], latency: dict[str, np.ndarray], share: float) -> None:
@@ -296,9 +295,9 @@ def test_a_later_look_at_more_samples_gives_the_same_answer() -> None:
 
 
 def test_testing_a_growing_sample_at_every_look_would_exceed_alpha() -> None:
-    """Why the rule decides on the first n_req: counters tested as they stand (the local runtime,
-    which has no history) at five looks, at 1, 2, 3, 4 and 5 times n_req, abort a healthy canary
-    in more than alpha of the windows. docs/delivery.md quotes this rate."""
+    """Why the rule decides on the first n_req: counters tested as they stand (as the local
+    runtime's were before it kept a history) at five looks, at 1, 2, 3, 4 and 5 times n_req,
+    abort a healthy canary in more than alpha of the windows. docs/delivery.md quotes this rate."""
     rng = np.random.default_rng(9)
     plan = rule.Plan(ALPHA, BETA, 1, MIN)
     margin = MARGINS.online_error

@@ -53,9 +53,8 @@ def rule_lines(plan: rule.Plan, margins: CanaryMargins) -> list[str]:
         "",
         "Answer: **abort** if any check rejects H0; **promote** if every active check has its n_req "
         "and none rejects; **wait** otherwise. Each check decides on the first n_req samples of "
-        "each predictor (in time order; for Prometheus counters, the first moment both had n_req), "
-        "so a later run does not re-roll the dice; the local runtime's live counters have no "
-        "history and are tested as they stand.",
+        "each predictor (in time order; for counters, from Prometheus or the local runtime's "
+        "history, the first moment both had n_req), so a later run does not re-roll the dice.",
     ]
 
 

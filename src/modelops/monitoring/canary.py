@@ -194,8 +194,8 @@ def online_check(
 def counter_checks(
     source: Source, pair: Pair, plan: rule.Plan, margins: CanaryMargins, since: datetime, until: datetime
 ) -> list[rule.Result]:
-    """`errors` and `slow`, each decided at the first moment both predictors had its n_req when the
-    source has history, else on the counters as they stand."""
+    """`errors` and `slow`, each decided at the first moment both predictors had its n_req (both
+    sources keep history), else, while waiting, on the counters up to `until`."""
     main_hash, canary_hash = pair.hashes
     Evidence = tuple[float, tuple[float, float], tuple[float, float], str]
 
@@ -234,10 +234,6 @@ def counter_checks(
 
     results = []
     for name, evidence in (("errors", errors), ("slow", slow)):
-        if not source.history:
-            samples = "cumulative counters of the running servers (no history)"
-            results.append(judged(name, evidence(until), until, samples))
-            continue
         at = rule.earliest(lambda s, evidence=evidence: ready(evidence(moment(s))), seconds)
         if at is None:
             results.append(judged(name, evidence(until), until, f"counters {_span(since, until)}"))
@@ -276,7 +272,7 @@ def counter_source(
                 f"$MODELOPS_PROMETHEUS_URL), or --runtime URL, or run `modelops sync --env {pair.env}`"
             )
         runtime = status["endpoint"]
-    return RuntimeSource(runtime, runtime_backends(status, pair.namespace, pair.model, pair.hashes))
+    return RuntimeSource(runtime, runtime_backends(status, pair.namespace, pair.model, pair.hashes), since)
 
 
 # --------------------------------------------------------------------------- the analysis

@@ -15,8 +15,9 @@ range is taken). Because Prometheus keeps history, the counts at any earlier t c
 the rule decides on the first moment both predictors had n_req.
 
 The local runtime (`modelops sync`): its router's `/_modelops/status` lists each predictor's
-backends; each backend's `/metrics` is scraped and summed over replicas. Those counters are
-cumulative since each server started, with no history: they are tested as they stand.
+backends, and its `/_modelops/counters` the history of their `/metrics` (runtime/recorder.py,
+scraped every second): like Prometheus, it can say what the counters were at any moment since the
+window start, so the rule decides on the first moment both predictors had n_req here too.
 """
 
 from __future__ import annotations
@@ -30,11 +31,9 @@ from typing import Any, Protocol
 import httpx
 
 from modelops.monitoring.logs import MonitorError
+from modelops.runtime.recorder import INFO, LATENCY, REQUESTS, Sample, increase
 
 PROMETHEUS_ENV = "MODELOPS_PROMETHEUS_URL"
-REQUESTS = "modelops_requests_total"
-LATENCY = "modelops_request_seconds_bucket"
-INFO = "modelops_model_info"
 SLOW_QUANTILE = 0.95
 TIMEOUT_S = 30.0
 
@@ -95,10 +94,10 @@ def counted(series: str, span: str) -> str:
 
 
 class Source(Protocol):
-    """Where counters come from; `history`: whether `counts(at=...)` can look back in time."""
+    """Where counters come from: `counts(at)` is what each predictor counted from the window start
+    to `at` (both sources keep history, so any earlier `at` can be asked for)."""
 
     where: str
-    history: bool
     queries: list[str]
 
     def counts(self, at: datetime) -> dict[str, ArmCounts]: ...
@@ -116,7 +115,6 @@ class PrometheusSource:
     model: str
     hashes: tuple[str, ...]
     since: datetime
-    history: bool = True
     queries: list[str] = field(default_factory=list)
     _seen: dict[float, dict[str, ArmCounts]] = field(default_factory=dict, repr=False)
 
@@ -184,53 +182,54 @@ class PrometheusSource:
 
 @dataclass
 class RuntimeSource:
-    """Counters scraped now from every backend of the two predictors the local runtime serves."""
+    """Counters from the local runtime's history (runtime/recorder.py): the router scrapes every
+    server of the env each second and keeps the samples, so counts at an earlier moment are known
+    as with Prometheus. Summed over each predictor's replicas, told apart by content hash."""
 
     url: str
     backends: dict[str, list[str]]  # content hash -> backend URLs
-    history: bool = False
+    since: datetime
     queries: list[str] = field(default_factory=list)
+    _samples: dict[str, list[Sample]] | None = field(default=None, repr=False)
 
     @property
     def where(self) -> str:
-        return f"the local runtime at {self.url} (each server's /metrics, summed over replicas)"
+        return f"the local runtime at {self.url} (its history of each server's /metrics, summed by predictor)"
 
     def counts(self, at: datetime) -> dict[str, ArmCounts]:
+        samples = self._history()
         out = {}
         for content_hash, urls in self.backends.items():
             arm = ArmCounts()
             for url in urls:
-                self.queries.append(f"GET {url}/metrics")
-                scrape(url, content_hash, arm)
+                got = increase(samples.get(url, []), self.since.timestamp(), at.timestamp(), content_hash)
+                arm.requests += got.requests
+                arm.errors += got.errors
+                for le, n in got.buckets:
+                    arm.buckets[le] = arm.buckets.get(le, 0.0) + n
             out[content_hash] = arm
         return out
 
-
-def scrape(url: str, content_hash: str, into: ArmCounts) -> None:
-    """Add one server's counters to `into`; the server must serve `content_hash`."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        text = httpx.get(url + "/metrics", timeout=TIMEOUT_S).raise_for_status().text
-    except httpx.HTTPError as exc:
-        raise AnalysisError(f"{url}/metrics did not answer: {type(exc).__name__}: {exc}") from None
-    served = None
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == REQUESTS:
-                into.requests += s.value
-                if s.labels.get("status", "").startswith("5"):
-                    into.errors += s.value
-            elif s.name == LATENCY:
-                le = float(s.labels["le"])
-                into.buckets[le] = into.buckets.get(le, 0.0) + s.value
-            elif s.name == INFO and s.labels.get("hash"):
-                served = s.labels["hash"]
-    if served != content_hash:
-        raise AnalysisError(
-            f"{url} serves content hash {served or 'none (no model loaded)'}, not {content_hash}: "
-            "the local runtime is not serving what gitops/ says (run `modelops sync`)"
-        )
+    def _history(self) -> dict[str, list[Sample]]:
+        """The router's samples since the window start, fetched once (it scrapes afresh first)."""
+        if self._samples is None:
+            query = f"{self.url.rstrip('/')}/_modelops/counters?since={self.since.timestamp():.3f}"
+            self.queries.append(f"GET {query}")
+            try:
+                body = httpx.get(query, timeout=TIMEOUT_S).raise_for_status().json()
+                raw = body["servers"]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                raise AnalysisError(f"{query} did not answer: {type(exc).__name__}: {exc}") from None
+            self._samples = {url: [Sample.from_list(x) for x in rows] for url, rows in raw.items()}
+            for content_hash, urls in self.backends.items():
+                for url in urls:
+                    served = {x.hash for x in self._samples.get(url, [])[-1:]}
+                    if served and served != {content_hash}:
+                        raise AnalysisError(
+                            f"{url} serves content hash {served.pop()}, not {content_hash}: the local "
+                            "runtime is not serving what gitops/ says (run `modelops sync`)"
+                        )
+        return self._samples
 
 
 def runtime_backends(

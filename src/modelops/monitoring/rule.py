@@ -23,9 +23,9 @@ Scheduled runs look again and again; a test repeated on a growing sample would a
 canary more often than alpha. So a check decides on the FIRST n_req samples of each predictor:
 per-request samples in time order (`first_ready`: the first n with n >= n_req estimated on the
 first n), or for counters the earliest moment both predictors had n_req (`earliest`, bisecting a
-counter source's history). A later look then reaches the same answer. Counters without history (a
-live /metrics snapshot) can only be tested as they stand (`counts`); docs/delivery.md says what
-repeated looks cost there.
+counter source's history: Prometheus, or the local runtime's recorder). A later look then reaches
+the same answer. Testing counters as they stand at every look instead would abort healthy canaries
+more often than alpha (docs/delivery.md has the measurement).
 """
 
 from __future__ import annotations

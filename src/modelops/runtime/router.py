@@ -9,7 +9,7 @@ request id. A feedback (Seldon's `/api/v1.0/feedback`, V2's `/v2/models/<name>/f
 every replica of every predictor, since only the one that answered the prediction remembers it: the
 first 200 is the answer, else the most specific refusal (see `_rank`). Feedback is not counted as
 traffic. A table swap is one assignment; every backend counts its in-flight requests so the old one
-is drained, not cut.
+is drained, not cut. `/_modelops/counters` serves the servers' counter history (recorder.py).
 """
 
 from __future__ import annotations
@@ -261,6 +261,7 @@ def create_app(
     status: Callable[[], dict[str, Any]],
     sync_now: Callable[[], Awaitable[dict[str, Any]]],
     lifespan_tasks: Callable[[], contextlib.AbstractAsyncContextManager[None]],
+    counters: Callable[[float], Awaitable[dict[str, Any]]] | None = None,
 ) -> Starlette:
     """The ASGI app: admin endpoints under /_modelops, everything else routed by the table."""
 
@@ -270,6 +271,15 @@ def create_app(
     async def post_sync(request: Request) -> Response:
         result = await sync_now()
         return Response(json.dumps(result, indent=2), media_type="application/json")
+
+    async def get_counters(request: Request) -> Response:
+        if counters is None:
+            return _error(404, "this runtime keeps no counter history")
+        try:
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            return _error(400, f"since: {request.query_params['since']!r} is not a unix time in seconds")
+        return Response(json.dumps(await counters(since)), media_type="application/json")
 
     async def forward(request: Request) -> Response:
         return await router.forward(request)
@@ -288,6 +298,7 @@ def create_app(
         routes=[
             Route(f"{ADMIN}/status", get_status, methods=["GET"]),
             Route(f"{ADMIN}/sync", post_sync, methods=["POST"]),
+            Route(f"{ADMIN}/counters", get_counters, methods=["GET"]),
             Route("/{path:path}", forward, methods=methods),
         ],
         lifespan=lifespan,

@@ -36,6 +36,7 @@ from modelops.runtime.controller import (
     inference_log_dir,
 )
 from modelops.runtime.desired import SyncError, git
+from modelops.runtime.recorder import Recorder
 from modelops.runtime.router import create_app
 
 # Monitoring and the CLI reach these through `modelops.runtime.sync`.
@@ -93,18 +94,32 @@ def watch(
                     print_result(result)
 
         poller = asyncio.create_task(loop())
+        scraper = asyncio.create_task(recorder.run(backend_urls))
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, scraper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(controller.stop_all)
             with contextlib.suppress(FileNotFoundError):
                 if json.loads(record.read_text()).get("pid") == os.getpid():
                     record.unlink()
 
-    app = create_app(controller.router, controller.status, lambda: controller.reconcile(force=True), tasks)
+    recorder = Recorder()
+
+    def backend_urls() -> list[str]:
+        return [b.url for b in controller.router.table.backends()]
+
+    async def counters(since: float) -> dict[str, Any]:
+        async with httpx.AsyncClient() as client:  # a fresh sample first: counts up to now
+            await recorder.scrape(client, backend_urls())
+        return {"interval_s": recorder.interval_s, "servers": recorder.export(since)}
+
+    app = create_app(
+        controller.router, controller.status, lambda: controller.reconcile(force=True), tasks, counters
+    )
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     print(
         f"modelops sync: {env} on {controller.endpoint} (tracking {controller.status()['tracking']})",
