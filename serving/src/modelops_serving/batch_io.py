@@ -309,9 +309,9 @@ class Source:
 
     def _split(self, batch: pa.RecordBatch) -> Iterator[Chunk]:
         for start in range(0, batch.num_rows, self.chunk_rows):
-            part = batch.slice(start, self.chunk_rows)
-            yield Chunk(part, self.rows)
+            part, first = batch.slice(start, self.chunk_rows), self.rows
             self.rows += part.num_rows
+            yield Chunk(part, first)
 
 
 def shard_mask(ids: pa.Array, index: int, count: int) -> np.ndarray | None:
