@@ -114,7 +114,9 @@ def test_the_success_manifest(packaged: Packaged, tmp_path: Path) -> None:
     }
     assert written["shard"] == {"index": 0, "count": 1} and written["on_bad"] == "fail"
     started, finished = (datetime.fromisoformat(written[k]) for k in ("started_at", "finished_at"))
-    assert started <= finished and written["seconds"] >= 0 and written["date"] == started.strftime("%Y-%m-%d")
+    assert started <= finished and written["date"] == started.strftime("%Y-%m-%d")
+    assert 0 < written["load_seconds"] < written["seconds"]
+    assert written["rows_per_s"] == pytest.approx(1000 / written["seconds"], rel=0.01)
     # Parquet input: the fingerprint is the file's bytes too
     again = score(packaged, tmp_path, write(rows(10), tmp_path / "in.parquet"), tmp_path / "again.csv")
     assert again["input"]["sha256"] == hashlib.sha256((tmp_path / "in.parquet").read_bytes()).hexdigest()

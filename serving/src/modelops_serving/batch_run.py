@@ -268,6 +268,7 @@ def run(
     progress = progress or Progress()
     pa.set_cpu_count(settings.threads)
     model, decl = load(settings)
+    loaded = time.perf_counter() - clock
     # After loading: threadpoolctl limits only the pools already loaded, and scikit-learn's OpenMP
     # is loaded with the model (unlimited, it spin-waits for busy cores: measured 5x slower).
     with pin_threads(settings.threads):
@@ -308,6 +309,7 @@ def run(
         "started_at": started.isoformat(timespec="milliseconds"),
         "finished_at": finished.isoformat(timespec="milliseconds"),
         "seconds": round(seconds, 3),
+        "load_seconds": round(loaded, 3),  # of which loading (and verifying) the model
         "rows_per_s": round(scoring.rows / seconds, 1) if seconds > 0 else None,
     }
     write_manifest(where.output, manifest)
