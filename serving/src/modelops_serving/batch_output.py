@@ -39,7 +39,7 @@ class AtomicFile:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 self.fh: Any = open(self.tmp, "wb")  # noqa: SIM115 (closed by commit or abort)
             else:
-                self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
+                self.fs.makedirs(str(target.parent), exist_ok=True)
                 self.fh = self.fs.open(self.tmp, "wb")
         except Exception as exc:  # OSError, or a backend's own
             raise storage_error(url, exc) from None

@@ -204,8 +204,16 @@ def check(batch: pa.RecordBatch, decl: Declaration, model: ServedModel) -> Verdi
         matrix[:, j] = numeric[name]
     text = np.empty((m, len(model.string_names)), dtype=object)
     for j, name in enumerate(model.string_names):
-        text[:, j] = strings[name].to_numpy(zero_copy_only=False)
+        text[:, j] = _objects(strings[name])
     return Verdict(FeatureRows(matrix, text), ids, kept, rejects)
+
+
+def _objects(arr: pa.Array) -> np.ndarray:
+    """Text as an object array (None = missing) holding one str per distinct value, not per row:
+    a million rows of a few categories cost a few objects, and their hashes are computed once."""
+    encoded = pc.dictionary_encode(arr)
+    distinct = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    return distinct[encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)]
 
 
 def _null(arr: pa.Array) -> np.ndarray:
