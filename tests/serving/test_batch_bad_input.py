@@ -4,6 +4,7 @@ file at the output path."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -236,3 +237,28 @@ def test_exit_codes_of_the_command(packaged: Packaged, tmp_path: Path) -> None:
     assert errors[3]["error"].startswith(f"{source}: line 6 (id '5'), column 'age': 'abc' is not a number")
     assert "JOB_COMPLETION_INDEX" in errors[2]["error"] and "missing.csv: not found" in errors[5]["error"]
     nothing_at(tmp_path / "out.csv")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_line_numbers_stay_exact_across_blocks(packaged: Packaged, tmp_path: Path, newline: str) -> None:
+    """A CSV is read in blocks of whole lines (64 KiB here): lines that straddle two reads, a
+    malformed line, CRLF endings and a last line without a line break keep their numbers."""
+    frame = rows(5000)
+    for edit in (at("age", "old", row=1234), at("home", "castle", row=4321)):
+        edit(frame)
+    lines = frame.to_csv(index=False).splitlines()
+    lines[2999] = lines[2999] + ",extra"  # line 3000
+    source = tmp_path / "in.csv"
+    source.write_bytes(newline.join(lines).encode())  # no line break after the last line
+    manifest = score(packaged, tmp_path, source, tmp_path / "out.csv", on_bad="reject", chunk_rows=64)
+    rejected = read(tmp_path / "out.rejects.csv")
+    assert rejected[["row", "reason"]].values.tolist() == [
+        [1236, "dtype"],
+        [3000, "malformed"],
+        [4323, "category"],
+    ]
+    assert (
+        manifest["rows"] == 4997
+        and manifest["input"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    )
+    assert read(tmp_path / "out.csv")["id"].iloc[-1] == "5000"
