@@ -1,5 +1,6 @@
 """modelops-batch as a process: a kill leaves nothing at the output path and the next run succeeds; a
-tampered model is refused before anything is unpickled; a failed rerun withdraws the old manifest."""
+tampered model is refused before anything is unpickled; a failed rerun leaves the last output and
+its manifest as they were."""
 
 from __future__ import annotations
 
@@ -106,17 +107,19 @@ def test_a_tampered_model_is_refused_before_unpickling(packaged: Packaged, tmp_p
     assert proc.returncode == 4 and marker.exists()
 
 
-def test_a_failed_rerun_withdraws_the_old_manifest(packaged: Packaged, tmp_path: Path) -> None:
-    """A consumer waits for the manifest: after a failed rerun there is none to vouch for the old output."""
+def test_a_failed_rerun_leaves_the_last_output_and_manifest_as_they_were(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """Until a rerun publishes, the last output and the manifest that vouches for it stay a pair."""
     output = tmp_path / "out.parquet"
     score(packaged, tmp_path, write(rows(30), tmp_path / "good.csv"), output)
-    before = output.read_bytes()
+    before = output.read_bytes(), Path(f"{output}.success.json").read_bytes()
     bad = rows(30)
     bad["age"] = bad["age"].astype(object)
     bad.loc[3, "age"] = "old"
     with pytest.raises(BadInput):
         score(packaged, tmp_path, write(bad, tmp_path / "bad.csv"), output)
-    assert not Path(f"{output}.success.json").exists()
-    assert output.read_bytes() == before  # never half-replaced
+    assert (output.read_bytes(), Path(f"{output}.success.json").read_bytes()) == before
     manifest = score(packaged, tmp_path, write(rows(12), tmp_path / "next.csv"), output)
     assert manifest["rows"] == 12 and len(read(output)) == 12
+    assert json.loads(Path(f"{output}.success.json").read_text())["rows"] == 12

@@ -2,10 +2,10 @@
 Arrow chunks, the input's fingerprint, and which shard a row belongs to.
 
 Inputs are local paths or any fsspec URL. A CSV is read in blocks of whole lines, each parsed by
-Arrow with every needed column typed as text (the validator casts and judges each value, so a bad
-value becomes a verdict on its row instead of an error that ends the file); a Parquet file one row
-group at a time, in row batches. Either way memory holds one block or row group, whatever the
-file's size.
+Arrow with the declaration's types (numbers, text), or as text where a value is not a number (the
+validator then judges each value, so a bad value becomes a verdict on its row instead of an error
+that ends the file); a Parquet file one row group at a time, in row batches. Either way memory
+holds one block or row group, whatever the file's size.
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ class Source:
     columns: tuple[str, ...]
     chunk_rows: int
     threads: int = 1
+    numeric: tuple[str, ...] = ()  # columns declared numeric: a CSV parses them as numbers
     format: str = ""
     size: int = 0
     rows: int = 0  # data rows read so far
@@ -246,11 +247,28 @@ class Source:
                 yield from self._parse(memoryview(rest), names, line)
 
     def _parse(self, data: memoryview, names: list[str], line: int) -> Iterator[Chunk]:
-        """One block of whole lines, the first of them line `line` of the file."""
+        """One block of whole lines, the first of them line `line` of the file: numeric columns
+        parsed as numbers; a block where one is not a number is parsed again as text, for the
+        validator to name the value (with the declared types every block would cost a cast)."""
+        self._block_line = line
+        marks = len(self.malformed), len(self._skipped_lines)
+        try:
+            table = self._read_block(data, names, typed=True)
+        except pa.ArrowInvalid as exc:
+            if "conversion error" not in str(exc):
+                raise
+            del self.malformed[marks[0] :], self._skipped_lines[marks[1] :]  # reported again below
+            table = self._read_block(data, names, typed=False)
+        for batch in table.to_batches():
+            yield from self._split(batch)
+
+    def _read_block(self, data: memoryview, names: list[str], typed: bool) -> pa.Table:
         import pyarrow.csv as pcsv
 
-        self._block_line = line
-        table = pcsv.read_csv(
+        types = dict.fromkeys(self.columns, pa.string())
+        if typed:
+            types |= dict.fromkeys(self.numeric, pa.float64())
+        return pcsv.read_csv(
             pa.BufferReader(pa.py_buffer(data)),
             read_options=pcsv.ReadOptions(
                 column_names=names, use_threads=self.threads > 1, block_size=len(data) + 1
@@ -258,13 +276,9 @@ class Source:
             # Blank lines stay rows (of missing values): line numbers in messages stay exact.
             parse_options=pcsv.ParseOptions(invalid_row_handler=self._invalid_row, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(self.columns, pa.string()),
-                include_columns=list(self.columns),
-                strings_can_be_null=True,
+                column_types=types, include_columns=list(self.columns), strings_can_be_null=True
             ),
         )
-        for batch in table.to_batches():
-            yield from self._split(batch)
 
     # ---- Parquet ---------------------------------------------------------------------------------
 

@@ -246,8 +246,11 @@ class _Scoring:
         self.chunks += 1
 
     def commit(self) -> None:
+        """Publish: the last run's manifest goes first (it must not vouch for the new output), then
+        the output and rejects by rename; run() writes the new manifest last."""
         if self.writer is None:  # unreachable: a source without rows raises BadInput
             raise BadInput(f"{self.plan.input}: no rows")
+        remove(manifest_url(self.plan.output))
         self.writer.commit()
         if self.rejecter is not None:
             self.rejecter.commit()
@@ -273,8 +276,8 @@ def run(
     # is loaded with the model (unlimited, it spin-waits for busy cores: measured 5x slower).
     with pin_threads(settings.threads):
         needed = needed_columns(decl, model)
-        source = Source(where.input, needed, options.chunk_rows, settings.threads)
-        remove(manifest_url(where.output))  # the last run's manifest must not vouch for this output
+        numeric = tuple(c.name for c in decl.columns if c.kind == "numeric" and c.name in needed)
+        source = Source(where.input, needed, options.chunk_rows, settings.threads, numeric)
         scoring = _Scoring(where, model, decl, source)
         try:
             for chunk in source:

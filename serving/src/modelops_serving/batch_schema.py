@@ -221,7 +221,14 @@ def _null(arr: pa.Array) -> np.ndarray:
 
 
 def _texts(arr: pa.Array) -> list[str | None]:
-    return [None if v is None else str(v) for v in arr.to_pylist()]
+    """Values as a person wrote them: 250, not 250.0."""
+    return [None if v is None else _text(v) for v in arr.to_pylist()]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
 
 
 def _as_float(arr: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
