@@ -236,3 +236,19 @@ def test_the_image_commands_install_serve_and_pass_the_health_check(
             proc.wait(timeout=5)
     # and the same health check fails once nothing answers
     assert subprocess.run(healthcheck, env=clean_env | env, capture_output=True).returncode != 0
+
+    # The same image scores files: a batch CronJob's command, with the runtime's ENV, writes only in /tmp.
+    source = home / "in.csv"
+    table = [[str(i), *("" if v is None else v for v in row)] for i, row in enumerate(packaged.rows[:50])]
+    source.write_text("\n".join(",".join(map(str, r)) for r in [["id", *names], *table]) + "\n")
+    batch = [
+        str(venv / "bin" / "modelops-batch"),
+        "--input",
+        str(source),
+        "--output",
+        str(home / "out.parquet"),
+    ]
+    done = subprocess.run(batch, env=clean_env | env, cwd=home, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((home / "out.parquet.success.json").read_text())["rows"] == 50
+    assert snapshot(venv) | snapshot(packaged.path) == before, "the batch engine wrote outside /tmp"

@@ -18,7 +18,14 @@ import numpy as np
 
 from modelops_serving.model import FeatureRows, ServedModel, pin_threads
 
-__all__ = ["CHECK_ROWS", "SMALL_BATCH_ROWS", "build_fast_path", "generate_rows", "install_fast_path"]
+__all__ = [
+    "CHECK_ROWS",
+    "FACTORIZE_ROWS",
+    "SMALL_BATCH_ROWS",
+    "build_fast_path",
+    "generate_rows",
+    "install_fast_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,9 @@ CHECK_ROWS = 400
 # Below this many rows all trees are walked at once in numpy; above it sklearn's Cython loop is faster.
 SMALL_BATCH_ROWS = 24
 _CHUNK = 7  # the verification's small batches (<= SMALL_BATCH_ROWS: the all-trees walk)
+# From this many rows, categorical columns are factorized before the lookup (below CHECK_ROWS, so
+# the verification's whole-batch call takes this branch and its small batches the other).
+FACTORIZE_ROWS = 256
 
 
 def install_fast_path(model: ServedModel, example: FeatureRows | None) -> None:
@@ -120,8 +130,7 @@ def _build_fast_path(model: ServedModel) -> Fast:
                 out[:, start : start + len(idx)] = (block - mean) / scale
             else:
                 col, lookup, start = spec
-                get = lookup.get
-                codes = np.fromiter((get(v, -1) for v in x.strings[:, col]), dtype=np.intp, count=n)
+                codes = _codes(x.strings[:, col], lookup)
                 hit = codes >= 0
                 out[np.nonzero(hit)[0], start + codes[hit]] = 1.0
         if small is not None and n <= SMALL_BATCH_ROWS:
@@ -129,6 +138,22 @@ def _build_fast_path(model: ServedModel) -> Fast:
         return final(out)
 
     return fast
+
+
+def _codes(column: np.ndarray, lookup: dict[Any, int]) -> np.ndarray:
+    """Each value's one-hot position (-1: none), through `lookup` (None: the missing value's).
+
+    Small batches ask the dict once per value; large ones (batch scoring: 100,000 rows a call)
+    once per distinct value, after pandas' C hash table has factorized the column.
+    """
+    get = lookup.get
+    if len(column) < FACTORIZE_ROWS:
+        return np.fromiter((get(v, -1) for v in column), dtype=np.intp, count=len(column))
+    import pandas as pd
+
+    found, distinct = pd.factorize(column)  # a missing value (None) is code -1
+    table = np.fromiter((get(v, -1) for v in distinct), dtype=np.intp, count=len(distinct))
+    return np.append(table, get(None, -1))[found]
 
 
 def _final(estimator: Any, model: ServedModel) -> Fast:
