@@ -160,7 +160,7 @@ def test_a_batch_job_without_its_model_fails_to_render(gitops: Path) -> None:
     """The component copies the predictor's image: opting in without the model fails loudly."""
     from tests.gitops_models import remove_manifests
 
-    remove_manifests(gitops.parent, MODEL)
+    remove_manifests(gitops.parent, MODEL, batch=False)
     with pytest.raises(ManifestError, match=r"kustomize failed"):
         manifests.render(ENV, gitops)
 
