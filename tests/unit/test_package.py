@@ -185,3 +185,15 @@ def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -
     scores = json.loads(metrics_file(NAME).read_text())
     assert ref["test_metrics"] == {m: scores[m] for m in tasks.METRICS["binary"] if m in scores}
     assert ref["test_metrics"] and set(scores) - set(ref["test_metrics"]) <= {"test_rows", "positive_rate"}
+
+
+def test_the_model_carries_its_dataset_declaration(in_root: Path) -> None:
+    """declaration.json is inside the hashed directory: the batch engine checks input files against
+    the declaration the model was trained on, verified with the model."""
+    doc = json.loads((package.package_dir(NAME) / package.DECLARATION_FILE).read_text())
+    assert (doc["dataset"], doc["id"], doc["target"], doc["task"]) == (DS.name, DS.id, DS.target, DS.task)
+    assert doc["classes"] == list(DS.classes)
+    assert list(doc["features"]) == list(DS.features)
+    for name, spec in DS.features.items():
+        assert doc["features"][name] == spec.model_dump(mode="json", exclude={"description"})
+    assert not any("description" in f for f in doc["features"].values())

@@ -25,6 +25,9 @@ from modelops.pipeline.evaluate import metrics_file
 from modelops.pipeline.train import load_pipeline, model_dir, pipeline_file
 
 PINNED_CREATED = "1970-01-01 00:00:00.000000"
+# The dataset declaration inside the hashed directory: the batch engine (modelops_serving.batch_schema)
+# validates input files against it, and it is verified with the model it describes.
+DECLARATION_FILE = "declaration.json"
 RUNTIME_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy")
 EXAMPLE_ROWS = 3
 
@@ -59,9 +62,26 @@ def _pin_mlmodel(path: Path) -> None:
     mlmodel.write_text(yaml.safe_dump(doc, sort_keys=True))
 
 
+def declaration_doc(ds: Dataset) -> dict[str, Any]:
+    """What a model needs to know of its dataset to check input rows: the id, target, task, classes
+    and every feature's kind and bounds (descriptions left out: a reworded one is the same model)."""
+    features = {
+        name: spec.model_dump(mode="json", exclude={"description"}) for name, spec in ds.features.items()
+    }
+    return {
+        "dataset": ds.name,
+        "id": ds.id,
+        "target": ds.target,
+        "task": ds.task,
+        "classes": list(ds.classes) if ds.classes else None,
+        "features": features,
+    }
+
+
 def save_mlflow_model(name: str, ds: Dataset, out: Path, seed: int = 0) -> None:
-    """Save the trained pipeline with its signature, an input example and its reference statistics
-    (for `modelops monitor`), then pin volatile fields."""
+    """Save the trained pipeline with its signature, an input example, its reference statistics
+    (for `modelops monitor`) and its dataset declaration (for `modelops batch`), then pin volatile
+    fields."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -101,6 +121,7 @@ def save_mlflow_model(name: str, ds: Dataset, out: Path, seed: int = 0) -> None:
     measured = {m: scores[m] for m in tasks.METRICS[ds.task] if m in scores}
     stats = reference.build(pipeline, ds, read_split(ds.train_file), test, seed, measured)
     reference.write(tmp / reference.REFERENCE_FILE, stats)
+    (tmp / DECLARATION_FILE).write_text(json.dumps(declaration_doc(ds), indent=2) + "\n")
     _pin_mlmodel(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -155,7 +176,8 @@ def measure_latency(name: str, params: Params) -> dict[str, float]:
 
 
 def package(name: str, params: Params) -> dict[str, str]:
-    """Write models/<name>/model (MLflow format, reference.json), the card, latency.json; return hashes."""
+    """Write models/<name>/model (MLflow format, reference.json, declaration.json), the card,
+    latency.json; return hashes."""
     from modelops_serving.integrity import file_sha256, tree_hash
 
     out = package_dir(name)
