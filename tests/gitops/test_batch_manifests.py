@@ -301,3 +301,18 @@ def test_canary_and_shadow_do_not_move_the_batch_job(gitops: Path) -> None:
     objects = manifests.render(ENV, gitops)
     manifests.validate(objects, gitops)
     assert env_of(box(pick(objects, "CronJob", JOB)))["MODELOPS_EXPECTED_HASH"] == HASH
+
+
+def test_a_shard_that_would_fail_again_is_not_retried(rendered: dict[str, list[Obj]]) -> None:
+    """podFailurePolicy names the engine's own exit codes for answers a retry cannot change."""
+    from modelops_serving.batch_io import BadInput, ModelRefused, StorageError, UsageError
+
+    run = pick(rendered[ENV], "CronJob", JOB)["spec"]["jobTemplate"]["spec"]
+    (rule,) = [r for r in run["podFailurePolicy"]["rules"] if r["action"] == "FailIndex"]
+    assert rule["onExitCodes"] == {
+        "containerName": "batch",
+        "operator": "In",
+        "values": sorted([UsageError.exit_code, BadInput.exit_code, ModelRefused.exit_code]),
+    }
+    assert StorageError.exit_code not in rule["onExitCodes"]["values"]  # I/O may succeed on a retry
+    assert run["backoffLimitPerIndex"] >= 1  # FailIndex needs per-index retries

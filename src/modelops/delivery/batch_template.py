@@ -92,6 +92,13 @@ spec:
             onPodConditions:
               - type: DisruptionTarget
                 status: "True"
+          # The engine's usage (2), bad input (3) and refused model (4) give the same answer on a
+          # retry: fail that shard at once. I/O errors (5) and crashes are retried.
+          - action: FailIndex
+            onExitCodes:
+              containerName: batch
+              operator: In
+              values: [2, 3, 4]
       template:
         metadata:
           labels:
