@@ -82,7 +82,10 @@ def records(inputs: pd.DataFrame, scores: pd.DataFrame, model: str, version: str
     if id_column not in inputs:
         raise MonitorError(f"the input has no column {id_column!r}, the id of the output's rows")
     extra = [c for c in scores.columns if c == PREDICTION or c.startswith(PROBABILITY)]
-    joined = inputs.merge(scores[[id_column, *extra]], on=id_column, how="inner", suffixes=("", " (scored)"))
+    # ids as text on both sides: a CSV reads `7` as a number, the engine may have written "7"
+    keyed = scores[[id_column, *extra]].assign(**{id_column: scores[id_column].astype(str)})
+    inputs = inputs.assign(**{id_column: inputs[id_column].astype(str)})
+    joined = inputs.merge(keyed, on=id_column, how="inner", suffixes=("", " (scored)"))
     features = [c for c in inputs.columns if c != id_column]
     classes = {c: c.removeprefix(PROBABILITY) for c in extra if c.startswith(PROBABILITY)}
     rows = []
