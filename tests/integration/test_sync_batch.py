@@ -3,10 +3,12 @@ here; what it refuses before any shard starts (real git, a real published model,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from modelops.delivery import manifests, publish
@@ -142,3 +144,55 @@ def test_overrides_name_one_job_and_go_with_batch(site: dict) -> None:
         proc.returncode == SyncError.exit_code
         and "MODEL, --input and --output go with --batch" in proc.stderr
     )
+
+
+RAW = PROJECT_ROOT / "data" / "concrete" / "raw.csv"
+
+
+def test_every_shard_runs_the_engine_and_the_shards_cover_every_id_once(site: dict, tmp_path: Path) -> None:
+    done = promote(site)
+    out = tmp_path / "scores"
+    code, report = sync_batch(site, MODEL, "--input", str(RAW), "--output", f"{out}/part-{{shard}}.csv")
+    assert code == 0, report
+    for i in range(4):
+        assert f"{JOB} shard {i}/4: exit 0 in " in report
+    assert "suspended" not in report  # the promotion started the schedule
+    ids: list[str] = []
+    for i in range(4):
+        manifest = json.loads((out / f"part-{i}.csv.success.json").read_text())
+        assert manifest["shard"] == {"index": i, "count": 4}
+        assert (manifest["model"]["content_hash"], manifest["model"]["version"]) == (done.content_hash, "v1")
+        ids += pd.read_csv(out / f"part-{i}.csv", dtype=str)["id"].tolist()
+    expected = pd.read_csv(RAW, dtype=str)["id"].tolist()
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))  # each id exactly once
+
+
+def test_bad_rows_follow_the_manifests_policy_and_a_failing_shard_fails_the_run(
+    site: dict, tmp_path: Path
+) -> None:
+    promote(site)
+    frame = pd.read_csv(RAW)
+    frame.loc[5, "cement"] = 1e6  # far above the declared maximum: bad input in one shard only
+    bad_id = str(frame.loc[5, "id"])
+    source = tmp_path / "bad.csv"
+    frame.to_csv(source, index=False)
+    # The shipped job says --on-bad reject: the row goes to its shard's rejects file, all exit 0.
+    out = tmp_path / "rejected"
+    code, report = sync_batch(site, MODEL, "--input", str(source), "--output", f"{out}/part-{{shard}}.csv")
+    assert code == 0, report
+    rejects = {p.name: pd.read_csv(p, dtype=str) for p in out.glob("*.rejects.csv")}
+    assert [r["id"].tolist() for r in rejects.values() if len(r)] == [[bad_id]]
+    # An env whose job fails on a bad row: that shard exits 3, the others finish, the run fails.
+    patch = site["repo"] / f"gitops/envs/{ENV}/batch/{MODEL}.yaml"
+    patch.write_text(patch.read_text().replace("                - --on-bad\n                - reject\n", ""))
+    run(["git", "commit", "-qam", "fail on a bad row"], site["repo"])
+    out = tmp_path / "failed"
+    code, report = sync_batch(site, MODEL, "--input", str(source), "--output", f"{out}/part-{{shard}}.csv")
+    assert code == jobs.BatchFailed.exit_code, report
+    assert "1 shard(s) failed:" in report
+    (failed,) = [i for i in range(4) if f"{JOB} shard {i}/4: exit 3 in " in report]
+    assert f"id '{bad_id}'" in report and "cement" in report  # the engine's own words, from the log
+    for i in set(range(4)) - {failed}:
+        assert f"{JOB} shard {i}/4: exit 0 in " in report
+        assert (out / f"part-{i}.csv.success.json").exists()
+    assert not (out / f"part-{failed}.csv").exists()  # nothing half-written where the consumer reads
