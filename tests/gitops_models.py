@@ -61,7 +61,7 @@ def remove_manifests(root: Path, model: str, batch: bool = True) -> None:
             (env / "batch" / f"{model}.yaml").unlink()
             gone.add(f"batch/{model}.yaml")
 
-        def drop(k: dict) -> None:
+        def drop(k: dict, gone: set[str] = gone) -> None:
             k["patches"] = [p for p in k["patches"] if p["path"] not in gone]
             if f"../../base/batch/{model}" in k.get("components", []) and batch:
                 k["components"].remove(f"../../base/batch/{model}")
