@@ -6,6 +6,7 @@ unless the repo already ships manifests for it (then nothing is written).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import yaml
@@ -45,14 +46,26 @@ def _edit(path: Path, change) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def remove_manifests(root: Path, model: str) -> None:
-    """Take `model` out of gitops/ (a model whose manifests are still under review)."""
+def remove_manifests(root: Path, model: str, batch: bool = True) -> None:
+    """Take `model` out of gitops/ (a model whose manifests are still under review), with its batch
+    jobs unless `batch` is False (then an env that runs one no longer renders)."""
     gitops = root / "gitops"
     (gitops / "base" / f"{model}.yaml").unlink()
     _edit(gitops / "base" / "kustomization.yaml", lambda k: k["resources"].remove(f"{model}.yaml"))
+    if batch and (gitops / "base" / "batch" / model).is_dir():
+        shutil.rmtree(gitops / "base" / "batch" / model)
     for env in sorted(p.parent for p in (gitops / "envs").glob("*/kustomization.yaml")):
         (env / f"{model}.yaml").unlink()
-        _edit(
-            env / "kustomization.yaml",
-            lambda k: k.update(patches=[p for p in k["patches"] if p["path"] != f"{model}.yaml"]),
-        )
+        gone = {f"{model}.yaml"}
+        if batch and (env / "batch" / f"{model}.yaml").exists():
+            (env / "batch" / f"{model}.yaml").unlink()
+            gone.add(f"batch/{model}.yaml")
+
+        def drop(k: dict, gone: set[str] = gone) -> None:
+            k["patches"] = [p for p in k["patches"] if p["path"] not in gone]
+            if f"../../base/batch/{model}" in k.get("components", []) and batch:
+                k["components"].remove(f"../../base/batch/{model}")
+                if not k["components"]:
+                    del k["components"]
+
+        _edit(env / "kustomization.yaml", drop)

@@ -233,7 +233,10 @@ def gate(
 
 @command
 def monitor(
-    env: EnvOpt,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="environment under gitops/envs/ (with --batch-input: optional)"),
+    ] = None,
     since: Annotated[str | None, typer.Option(help="window start, ISO 8601 (UTC if no offset)")] = None,
     until: Annotated[str | None, typer.Option(help="window end, ISO 8601 (default: now)")] = None,
     last: Annotated[str | None, typer.Option(help="window length before --until: 30m, 24h, 7d")] = None,
@@ -253,16 +256,29 @@ def monitor(
         str | None, typer.Option(help="artifact store (default $MODELOPS_ARTIFACT_STORE)")
     ] = None,
     params_file: ParamsOpt = Path("params.yaml"),
+    batch_input: Annotated[
+        str | None, typer.Option(help="judge this batch input (CSV/Parquet) instead of the logs")
+    ] = None,
+    batch_output: Annotated[
+        str | None, typer.Option(help="with --batch-input: what the batch job wrote (names the model)")
+    ] = None,
 ) -> None:
-    """Compare logged traffic with the reference of the model that served it, and fed-back
-    outcomes with its test metrics: exit 12 on drift (inputs or concept), 15 when there are too
-    few rows to judge."""
+    """Compare logged traffic (or a batch job's input) with the reference of the model that served
+    it, and fed-back outcomes with its test metrics: exit 12 on drift (inputs or concept), 15 when
+    there are too few rows to judge."""
     from datetime import UTC, datetime
 
     from modelops.monitoring import monitor as monitoring
 
     p = load_params(params_file)
     now = datetime.now(UTC)
+    if batch_input or batch_output:
+        from modelops.monitoring.batch_input import command
+
+        command(batch_input, batch_output, p, out, model=model, env=env, store=store, now=now)
+        return
+    if env is None:
+        raise monitoring.MonitorError("--env ENV is required (or --batch-input with --batch-output)")
     start, end = monitoring.window(since, until, last, now)
     with progress.step(f"monitor {env}"):
         results = monitoring.run(env, p, start, end, out, log_dir=logs, models=model, store=store, now=now)

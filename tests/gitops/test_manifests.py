@@ -102,13 +102,14 @@ def canary(obj: Obj, share: int = 10, shadow: bool = False) -> Obj:
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_every_env_renders_and_validates(rendered: dict[str, list[Obj]], env: str) -> None:
-    objects = rendered[f"envs/{env}"]
-    manifests.validate(objects, GITOPS)
+    manifests.validate(rendered[f"envs/{env}"], GITOPS)
+    # Beside them only the optional batch CronJobs (tests/gitops/test_batch_manifests.py).
+    assert {o["kind"] for o in rendered[f"envs/{env}"]} <= {"SeldonDeployment", "CronJob"}
+    objects = [o for o in rendered[f"envs/{env}"] if o["kind"] == "SeldonDeployment"]
     assert MODEL in MODELS
     assert sorted(o["metadata"]["name"] for o in objects) == MODELS  # one deployment per model
     for obj in objects:
         model = obj["metadata"]["name"]
-        assert obj["kind"] == "SeldonDeployment"
         assert obj["metadata"]["namespace"] == f"modelops-{env}"
         main = obj["spec"]["predictors"][0]
         assert container(main)["image"] == "ghcr.io/your-org/modelops-serving:0.1.0"
@@ -125,9 +126,11 @@ def test_every_env_patches_every_model_of_the_base(env: str) -> None:
     import yaml
 
     kustomization = yaml.safe_load((GITOPS / "envs" / env / "kustomization.yaml").read_text())
-    patched = sorted(p["target"]["name"] for p in kustomization["patches"])
+    # the batch patches (batch/<model>.yaml) are strategic merges: their target is their kind and name
+    seldon = [p for p in kustomization["patches"] if not p["path"].startswith("batch/")]
+    patched = sorted(p["target"]["name"] for p in seldon)
     assert patched == MODELS
-    assert all(p["path"] == f"{p['target']['name']}.yaml" for p in kustomization["patches"])
+    assert all(p["path"] == f"{p['target']['name']}.yaml" for p in seldon)
 
 
 def test_a_second_model_renders_beside_the_first_and_edits_stay_apart(gitops: Path) -> None:
@@ -184,7 +187,7 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
         for name, spec in projects.items()
     }
     assert allowed == {
-        "modelops": [("machinelearning.seldon.io", "SeldonDeployment")],
+        "modelops": [("batch", "CronJob"), ("machinelearning.seldon.io", "SeldonDeployment")],
         "modelops-monitoring": [("", "ConfigMap"), ("monitoring.coreos.com", "PrometheusRule")],
     }
     assert "clusterResourceWhitelist" not in projects["modelops-monitoring"]
@@ -199,8 +202,9 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
 
 def test_main_checks_everything(capsys: pytest.CaptureFixture[str]) -> None:
     assert manifests.main([str(GITOPS)]) == 0
-    # each env has a SeldonDeployment per model; argocd and monitoring add 8
-    assert f"{2 * len(MODELS) + 8} object(s) valid" in capsys.readouterr().out
+    # each env has a SeldonDeployment per model and its opted-in batch jobs; argocd and monitoring add 8
+    jobs = len(list(GITOPS.glob("envs/*/batch/*.yaml")))
+    assert f"{2 * len(MODELS) + jobs + 8} object(s) valid" in capsys.readouterr().out
 
 
 def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) -> None:

@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 from modelops_serving.batching import Batcher
 from modelops_serving.fastpath import generate_rows
+from modelops_serving.integrity import tree_hash
 from modelops_serving.model import FeatureRows, ModelLoadError, load_model
 from modelops_serving.settings import Settings
 from modelops_serving.storage import resolve
 from modelops_serving.validation import RequestError, rows_from_values
+
+from modelops.workspace import PROJECT_ROOT
 
 Packaged = object  # the conftest fixture's type
 
@@ -239,3 +242,16 @@ def test_an_unrecognised_pipeline_falls_back_to_the_pipeline(packaged: Packaged,
     assert any("no numpy fast path" in r.message for r in caplog.records)
     rows = generate_rows(model, 20, seed=5)
     np.testing.assert_allclose(model.predict(rows), packaged.model.predict(rows), rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.parent.parent.name for p in PROJECT_ROOT.glob("models/*/model/MLmodel"))
+)
+def test_every_shipped_model_loads_with_its_fast_path(name: str) -> None:
+    """The project's own packaged models (DVC outputs): a ColumnTransformer branch with no columns
+    (a dataset without categorical features) is never fitted and must not stop the fast path."""
+    directory = PROJECT_ROOT / "models" / name / "model"
+    model = load_model(str(directory), expected_hash=tree_hash(directory), name=name, version="v1")
+    assert model.fast_path
+    rows = generate_rows(model, 50, seed=1)
+    np.testing.assert_allclose(model.predict(rows), model.predict_pipeline(rows), rtol=1e-9, atol=1e-12)

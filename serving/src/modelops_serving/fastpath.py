@@ -185,8 +185,8 @@ def _blocks(ct: Any, model: ServedModel) -> tuple[list[tuple[str, Any]], int]:
             if trans == "drop" or len(cols) == 0:
                 continue
             raise _Unrecognised("a remainder that is not dropped")
-        if trans == "drop":
-            continue
+        if trans == "drop" or (isinstance(cols, list) and not cols):
+            continue  # an empty branch (e.g. no categorical features) was never fitted and adds nothing
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
             raise _Unrecognised(f"transformer {tname!r} selects columns by something other than names")
         steps = _steps(trans)
@@ -341,6 +341,8 @@ def _known_strings(model: ServedModel) -> dict[str, list[str]]:
     known: dict[str, list[str]] = {}
     ct = model.pipeline.steps[0][1] if hasattr(model.pipeline, "steps") else None
     for _, trans, cols in getattr(ct, "transformers_", []):
+        if isinstance(cols, list) and not cols:  # an empty branch was never fitted
+            continue
         for step in _steps(trans) if trans not in ("drop", "passthrough") else []:
             if isinstance(step, OneHotEncoder):
                 for c, cats in zip(cols, step.categories_, strict=False):

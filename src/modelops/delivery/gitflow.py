@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelops.delivery import manifests
-from modelops.delivery.patches import GITOPS, PromoteError
+from modelops.delivery.batch_patch import batch_file, render_release
+from modelops.delivery.patches import GITOPS, PromoteError, read_state
 
 PUSH_ATTEMPTS = 5
 
@@ -144,7 +145,8 @@ def history(env: str) -> list[Entry]:
 
 def rollback(env: str, to: str | None = None, model: str | None = None) -> str:
     """Revert the latest promotion of `env` (of `model` when given), or restore the patch file of
-    the one model whose promotion deployed version `to`: other models of the env are not touched."""
+    the one model whose promotion deployed version `to` (and write its main release into the model's
+    batch patch, if the env runs one): other models of the env are not touched."""
     preflight()
     entries = history(env)
     reverted = {e.rollback_of for e in entries if e.rollback_of}
@@ -183,7 +185,12 @@ def rollback(env: str, to: str | None = None, model: str | None = None) -> str:
         names = ", ".join(sorted({e.model for e in chosen}))
         raise PromoteError(f"version {to} of several models was promoted to {env} ({names}): name one")
     target = chosen[0]
-    git("checkout", target.commit, "--", str(GITOPS / "envs" / env / f"{target.model}.yaml"))
+    patch = GITOPS / "envs" / env / f"{target.model}.yaml"
+    git("checkout", target.commit, "--", str(patch))
+    # The batch job follows the restored main; its schedule, input and shards stay as they are now.
+    if (batch := batch_file(env, target.model)) is not None:
+        batch.write_text(render_release(batch, read_state(patch)[0]))
+        git("add", str(batch))
     if not git("status", "--porcelain", "--untracked-files=no"):
         raise PromoteError(f"{env} already serves what {target.model} {to} deployed: no commit")
     body = f"Env: {env}\nModel: {target.model}\nVersion: {to}\nRollback-To: {target.commit}"

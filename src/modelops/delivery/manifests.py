@@ -23,6 +23,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from modelops.delivery import batch_rules
 from modelops.errors import ManifestError, ModelopsError
 
 GITOPS = Path("gitops")
@@ -230,6 +231,45 @@ def seldon_problems(obj: dict[str, Any]) -> list[str]:
     return problems
 
 
+def main_of(obj: dict[str, Any]) -> batch_rules.Main | None:
+    """What a SeldonDeployment's main predictor runs, as its batch job must too (None if no main)."""
+    main = next((p for p in obj.get("spec", {}).get("predictors") or [] if p.get("name") == MAIN), None)
+    if main is None:
+        return None
+    graph, env = main.get("graph") or {}, container_env(main)
+    spec, box = {}, {}
+    for component in main.get("componentSpecs") or []:
+        for candidate in component.get("spec", {}).get("containers") or []:
+            if candidate.get("name") == graph.get("name"):
+                spec, box = component["spec"], candidate
+    uri = graph.get("modelUri", "")
+    return batch_rules.Main(
+        uri=uri,
+        version=str(env.get("MODELOPS_MODEL_VERSION")),
+        content_hash=str(env.get("MODELOPS_EXPECTED_HASH")),
+        placeholder=bool(PLACEHOLDER_URI.match(uri)),
+        image=box.get("image"),
+        secret=graph.get("envSecretRefName"),
+        pod_security=spec.get("securityContext"),
+        container_security=box.get("securityContext"),
+    )
+
+
+def batch_problems(objects: Sequence[dict[str, Any]]) -> list[str]:
+    """The batch rules (`batch_rules`) for every batch CronJob, against its model's main predictor."""
+    mains = {
+        o.get("metadata", {}).get("name"): main_of(o)
+        for o in objects
+        if isinstance(o, dict) and o.get("kind") == "SeldonDeployment"
+    }
+    return [
+        f"{_label(o)} {issue}"
+        for o in objects
+        if isinstance(o, dict) and o.get("kind") == "CronJob" and batch_rules.model_of(o)
+        for issue in batch_rules.problems(o, mains.get(batch_rules.model_of(o)))
+    ]
+
+
 def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS) -> list[str]:
     """Every problem of the objects, each as `Kind/name path: message`."""
     found: list[str] = []
@@ -245,7 +285,7 @@ def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS) -> list[str
         else:
             issues = core_problems(obj)
         found.extend(f"{_label(obj)} {issue}" for issue in issues)
-    return found
+    return found + batch_problems(objects)
 
 
 def validate(objects: Sequence[dict[str, Any]], root: Path = GITOPS, where: str = "") -> None:

@@ -1,4 +1,5 @@
-"""`modelops new model` and `modelops new dataset`: scaffold a model or a dataset for review.
+"""`modelops new model`, `new dataset` and `new batch`: scaffold a model, a dataset or an env's batch
+job for review.
 
 A sub-app of its own so the main CLI needs one line for it. It lives on the delivery floor because
 it reaches `delivery.scaffold` (manifests, params, CODEOWNERS) and `pipeline.profile` (CSV to
@@ -15,7 +16,8 @@ import typer
 from modelops.app import errors_to_exit
 
 app = typer.Typer(
-    help="Scaffold a model or a dataset: all files or none, ready to review.", no_args_is_help=True
+    help="Scaffold a model, a dataset or a batch job: all files or none, ready to review.",
+    no_args_is_help=True,
 )
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -62,3 +64,33 @@ def dataset(
         f"after edits, track data/sources/{name}.csv (git add, or dvc add if large), then "
         f"`modelops new model NAME --dataset {name} --estimator E`",
     )
+
+
+@app.command("batch")
+@errors_to_exit
+def batch(
+    name: Annotated[str, typer.Argument(help="a model with manifests in the env")],
+    env: Annotated[str, typer.Option("--env", help="the env under gitops/envs/ that runs the job")],
+    input_url: Annotated[
+        str, typer.Option("--input", help="input path or URL, CSV or Parquet; may hold {date}")
+    ],
+    output_url: Annotated[
+        str, typer.Option("--output", help="output path or URL; {date}, and {shard} with --shards > 1")
+    ],
+    schedule: Annotated[str, typer.Option("--schedule", help="cron schedule, read in UTC")] = "0 2 * * *",
+    shards: Annotated[int, typer.Option("--shards", help="pods per run, each scoring one shard")] = 1,
+    on_bad: Annotated[str | None, typer.Option("--on-bad", help="bad rows: fail (default) or reject")] = None,
+) -> None:
+    """Opt an env into a model's batch job: a CronJob scoring with what its main predictor serves."""
+    from modelops.delivery import batch_scaffold
+
+    written = batch_scaffold.new_batch(
+        name,
+        env,
+        input_url=input_url,
+        output_url=output_url,
+        schedule=schedule,
+        shards=shards,
+        on_bad=on_bad,
+    )
+    _report(written, f"next: review gitops/envs/{env}/batch/{name}.yaml and open a PR")

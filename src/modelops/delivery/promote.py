@@ -3,8 +3,10 @@
 `promote` publishes the packaged model (content-addressed, immutable), registers it in MLflow, edits
 the env's patch file under gitops/ (round-trip YAML: only `value:` lines change), re-renders and
 validates the env, commits with trailers, and only then moves the MLflow alias: git leads, the
-registry mirrors it. A promotion commit touches exactly one file, so `git revert` of it restores
-that file byte for byte, which is all a rollback is.
+registry mirrors it. When the env runs the model's batch job, the same commit writes main's release
+into its batch patch too (`batch_patch`): batch scores with what main serves, so a canary or a shadow
+leaves it alone. A promotion commit touches the model's patch file (and its batch patch) only, so
+`git revert` of it restores them byte for byte, which is all a rollback is.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelops.changeset import write_all
 from modelops.delivery import manifests
+from modelops.delivery.batch_patch import batch_file, render_release
 from modelops.delivery.gitflow import PUSH_ATTEMPTS, Entry, git, history, open_pr, preflight, push, rollback
 from modelops.delivery.patches import (
     ANN,
@@ -114,23 +118,23 @@ def promote(
         run = registry.find_run(model, digest) or "unknown"
         new = Release(version, digest, uri, git("rev-parse", "HEAD"), run, source_pr or "none")
     after_main, after_extras = plan(main, extras, mode, new, canary)
-    before = path.read_text()
-    after = render_state(path, model, after_main, after_extras)
-    diff = "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True), after.splitlines(keepends=True), f"a/{path}", f"b/{path}"
-        )
-    )
+    edits = {path: render_state(path, model, after_main, after_extras)}
+    batch = batch_file(env, model)
+    if batch is not None:  # batch follows main: unchanged by a canary or a shadow
+        edits[batch] = render_release(batch, after_main)
+    changed = {p: text for p, text in edits.items() if text != p.read_text()}
+    diff = "".join(_diff(p, text) for p, text in changed.items())
     released = new or after_main
-    if after == before:
+    if not changed:
         return Result(
             None, "", released, f"{model} is already deployed to {env} as {released.version}: no commit"
         )
-    _check_rendered(env, path, after)
+    _check_rendered(env, changed)
     if dry_run:
-        return Result(None, diff, released, f"dry run: merging would commit this change to {path}")
-    path.write_text(after)
-    git("add", str(path))
+        where = " and ".join(map(str, changed))
+        return Result(None, diff, released, f"dry run: merging would commit this change to {where}")
+    write_all(changed)
+    git("add", *map(str, changed))
     finished = "canary" if any(e.name == "canary" for e in extras) else "shadow"
     subject = {
         "full": f"promote({env}): {model} {released.version}",
@@ -151,12 +155,19 @@ def promote(
     return Result(git("rev-parse", "HEAD"), diff, released, subject)
 
 
-def _check_rendered(env: str, path: Path, text: str) -> None:
-    """Render and validate the env with the edited file in a scratch copy: nothing is written on failure."""
+def _diff(path: Path, text: str) -> str:
+    """The unified diff of one file's edit, as `git diff` names it."""
+    before = path.read_text().splitlines(keepends=True)
+    return "".join(difflib.unified_diff(before, text.splitlines(keepends=True), f"a/{path}", f"b/{path}"))
+
+
+def _check_rendered(env: str, edits: dict[Path, str]) -> None:
+    """Render and validate the env with the edited files in a scratch copy: nothing is written on failure."""
     with tempfile.TemporaryDirectory(prefix="modelops-promote-") as tmp:
         scratch = Path(tmp) / "gitops"
         shutil.copytree(GITOPS, scratch)
-        (scratch / path.relative_to(GITOPS)).write_text(text)
+        for path, text in edits.items():
+            (scratch / path.relative_to(GITOPS)).write_text(text)
         try:
             manifests.validate(manifests.render(env, scratch), scratch, where=f"envs/{env}")
         except ModelopsError as exc:

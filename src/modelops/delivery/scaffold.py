@@ -146,6 +146,8 @@ def codeowners_change(name: str, dataset: str, owner: str, root: Path = Path()) 
         f"/models/{name}/ {owner}\n"
         f"/gitops/base/{name}.yaml {owner}\n"
         f"/gitops/envs/*/{name}.yaml {owner}\n"
+        f"/gitops/base/batch/{name}/ {owner}\n"
+        f"/gitops/envs/*/batch/{name}.yaml {owner}\n"
     )
     return path, text + block
 

@@ -1,5 +1,5 @@
 """Commands of delivery and the local runtime: changed, promote, conclude, rollback, history, status,
-sync, demo.
+sync (and sync --batch), demo.
 
 Thin: each parses its options and calls the module that does the work.
 """
@@ -220,6 +220,7 @@ def status(
 
 @command
 def sync(
+    model: Annotated[str | None, typer.Argument(help="with --batch: only this model's batch job")] = None,
     env: Annotated[str, typer.Option(help="the env under gitops/envs/ to serve")] = "production",
     watch: Annotated[bool, typer.Option(help="stay in the foreground, reconciling as git changes")] = False,
     stop: Annotated[bool, typer.Option(help="stop the env's runtime and its servers")] = False,
@@ -231,10 +232,28 @@ def sync(
     state_dir: Annotated[Path, typer.Option(help="runtime state, logs and model cache")] = Path(
         ".modelops/runtime"
     ),
+    batch: Annotated[
+        bool, typer.Option("--batch", help="run the env's batch jobs once, here (a process per shard)")
+    ] = False,
+    input_url: Annotated[
+        str | None, typer.Option("--input", help="with --batch: this input instead of the manifest's")
+    ] = None,
+    output_url: Annotated[
+        str | None, typer.Option("--output", help="with --batch: this output instead of the manifest's")
+    ] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="with --batch: at most this many shards at once")
+    ] = None,
 ) -> None:
-    """Serve what gitops/envs/ENV says on one loopback endpoint, like Argo CD + Seldon would."""
+    """Serve what gitops/envs/ENV says on one loopback endpoint, like Argo CD + Seldon would; with
+    --batch, run its batch jobs once, here, as one tick of their CronJobs would."""
     from modelops.runtime import sync as runtime
 
+    if batch:
+        _batch(env, model, input_url, output_url, branch, remote, max_parallel, state_dir)
+        return
+    if model or input_url or output_url:
+        raise runtime.SyncError("MODEL, --input and --output go with --batch")
     if stop:
         print(f"{env}: {'stopped' if runtime.stop(env, state_dir) else 'no runtime was running'}")
         return
@@ -252,6 +271,38 @@ def sync(
         return
     result = runtime.sync(env, port=port, state_dir=state_dir, **options)
     runtime.print_result(result)
+
+
+def _batch(
+    env: str,
+    model: str | None,
+    input_url: str | None,
+    output_url: str | None,
+    branch: str,
+    remote: str,
+    max_parallel: int | None,
+    state_dir: Path,
+) -> None:
+    """`sync --batch`: run, print each shard's result, fail if any shard failed."""
+    from modelops.runtime import jobs
+
+    with progress.step(f"batch jobs of {env}"):
+        outcomes = jobs.run(
+            env,
+            model,
+            input_url=input_url,
+            output_url=output_url,
+            branch=branch,
+            remote=remote,
+            max_parallel=max_parallel,
+            state_dir=state_dir,
+        )
+    for outcome in outcomes:
+        if outcome.note:
+            print(f"{outcome.job.name}: {outcome.note}")
+        for shard in outcome.shards:
+            print(jobs.describe(outcome.job, shard))
+    jobs.check(outcomes)
 
 
 @command

@@ -81,7 +81,7 @@ def fetch(mirror: Path, origin: str, branch: str) -> str:
     return git(mirror, "rev-parse", f"refs/heads/{branch}^{{commit}}")
 
 
-def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
+def rendered(repo: Path, rev: str, env: str) -> list[dict[str, Any]]:
     """Render and validate `gitops/envs/<env>` as committed at `rev` in `repo` (a bare mirror)."""
     archive = git(repo, "archive", "--format=tar", rev, "gitops", binary=True)
     with tempfile.TemporaryDirectory(prefix="modelops-sync-") as tmp:
@@ -90,7 +90,12 @@ def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
         root = Path(tmp) / "gitops"
         objects = manifests.render(env, root)
         manifests.validate(objects, root, where=f"gitops/envs/{env} at {rev}")
-    return [deployment(obj) for obj in objects if obj.get("kind") == "SeldonDeployment"]
+    return objects
+
+
+def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
+    """The SeldonDeployments `gitops/envs/<env>` serves at `rev`, rendered and validated."""
+    return [deployment(obj) for obj in rendered(repo, rev, env) if obj.get("kind") == "SeldonDeployment"]
 
 
 def deployment(obj: dict[str, Any]) -> DeploymentSpec:
