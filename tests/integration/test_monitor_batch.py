@@ -17,12 +17,22 @@ from modelops.workspace import PROJECT_ROOT
 from tests.conftest import run
 
 MODEL, DATASET = "concrete-hgb", "concrete"
-RAW = PROJECT_ROOT / "data" / DATASET / "raw.csv"
+ROOT = PROJECT_ROOT  # the shared reproduced pipeline, set by `_trained`: a clean clone has no DVC outputs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _trained(trained_repo: Path) -> None:
+    global ROOT
+    ROOT = trained_repo
+
+
+def raw() -> Path:
+    return ROOT / "data" / DATASET / "raw.csv"
 
 
 def score(tmp: Path, frame: pd.DataFrame, name: str, model: str = MODEL) -> tuple[Path, Path]:
     """Write the input, score it with the real engine, return (input, output)."""
-    directory = PROJECT_ROOT / "models" / model / "model"
+    directory = ROOT / "models" / model / "model"
     source, output = tmp / f"{name}.csv", tmp / f"{name}-scores.parquet"
     frame.to_csv(source, index=False)
     env = {
@@ -39,7 +49,7 @@ def score(tmp: Path, frame: pd.DataFrame, name: str, model: str = MODEL) -> tupl
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The whole dataset scored once: (input, output); tests copy the output before changing it."""
-    return score(tmp_path_factory.mktemp("healthy"), pd.read_csv(RAW), "healthy")
+    return score(tmp_path_factory.mktemp("healthy"), pd.read_csv(raw()), "healthy")
 
 
 def monitor(tmp: Path, source: Path, output: Path, *extra: str) -> tuple[int, str, dict]:
@@ -56,7 +66,7 @@ def monitor(tmp: Path, source: Path, output: Path, *extra: str) -> tuple[int, st
             str(out),
             *extra,
         ],
-        PROJECT_ROOT,
+        ROOT,
         check=False,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -70,13 +80,13 @@ def test_a_healthy_input_is_judged_against_the_version_that_scored_it(
     source, output = healthy
     code, out, report = monitor(tmp_path, source, output)
     assert code == 0, out
-    assert f"{MODEL} in batch: no drift in {len(pd.read_csv(RAW)):,} rows" in out
+    assert f"{MODEL} in batch: no drift in {len(pd.read_csv(raw())):,} rows" in out
     text = json.dumps(report)
-    assert tree_hash(PROJECT_ROOT / "models" / MODEL / "model") in text and '"v3"' in text
+    assert tree_hash(ROOT / "models" / MODEL / "model") in text and '"v3"' in text
 
 
 def test_a_drifted_input_is_found_through_the_output_columns_alone(tmp_path: Path) -> None:
-    frame = pd.read_csv(RAW)
+    frame = pd.read_csv(raw())
     frame = frame[frame.cement > frame.cement.median()]  # in the declared range, but the upper half only
     source, output = score(tmp_path, frame, "drifted")
     Path(f"{output}.success.json").unlink()  # the version and hash columns name the model too
@@ -97,11 +107,11 @@ def test_what_cannot_be_judged_is_named(tmp_path: Path, healthy: tuple[Path, Pat
         bad.write_text("{}")
         code, out, _ = monitor(tmp_path, bad, output)
         assert code == MonitorError.exit_code and f"{bad}: expected a .csv or .parquet file" in out
-    proc = run(["modelops", "monitor", "--batch-input", str(source)], PROJECT_ROOT, check=False)
+    proc = run(["modelops", "monitor", "--batch-input", str(source)], ROOT, check=False)
     assert proc.returncode == MonitorError.exit_code and "go together" in proc.stderr
 
 
 def test_too_few_rows_is_insufficient_data(tmp_path: Path) -> None:
-    source, output = score(tmp_path, pd.read_csv(RAW).head(50), "few")
+    source, output = score(tmp_path, pd.read_csv(raw()).head(50), "few")
     code, out, _ = monitor(tmp_path, source, output)
     assert code == 15 and "has 50 rows" in out  # neither drift nor a clean bill of health

@@ -22,20 +22,21 @@ JOB = f"{MODEL}-batch"
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> dict:
-    """A scratch repository holding the project's gitops/ on main, and an empty artifact store."""
+def site(tmp_path: Path, trained_repo: Path) -> dict:
+    """A scratch repository holding the project's gitops/ on main, and an empty artifact store;
+    models and raw data from the shared reproduced pipeline (a clean clone has no DVC outputs)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copytree(PROJECT_ROOT / "gitops", repo / "gitops")
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "gitops"], repo)
-    return {"repo": repo, "store": tmp_path / "store", "state": tmp_path / "state"}
+    return {"repo": repo, "store": tmp_path / "store", "state": tmp_path / "state", "trained": trained_repo}
 
 
 def promote(site: dict, model: str = MODEL) -> publish.Published:
     """Publish the work tree's packaged model and write its release into both files, as promote does."""
-    done = publish.publish(PROJECT_ROOT / "models" / model / "model", model, str(site["store"]))
+    done = publish.publish(site["trained"] / "models" / model / "model", model, str(site["store"]))
     for path in (
         site["repo"] / f"gitops/envs/{ENV}/{model}.yaml",
         site["repo"] / f"gitops/envs/{ENV}/batch/{model}.yaml",
@@ -146,13 +147,14 @@ def test_overrides_name_one_job_and_go_with_batch(site: dict) -> None:
     )
 
 
-RAW = PROJECT_ROOT / "data" / "concrete" / "raw.csv"
+RAW = Path("data") / "concrete" / "raw.csv"  # in the reproduced pipeline: site["trained"] / RAW
 
 
 def test_every_shard_runs_the_engine_and_the_shards_cover_every_id_once(site: dict, tmp_path: Path) -> None:
     done = promote(site)
     out = tmp_path / "scores"
-    code, report = sync_batch(site, MODEL, "--input", str(RAW), "--output", f"{out}/part-{{shard}}.csv")
+    source = str(site["trained"] / RAW)
+    code, report = sync_batch(site, MODEL, "--input", source, "--output", f"{out}/part-{{shard}}.csv")
     assert code == 0, report
     for i in range(4):
         assert f"{JOB} shard {i}/4: exit 0 in " in report
@@ -163,7 +165,7 @@ def test_every_shard_runs_the_engine_and_the_shards_cover_every_id_once(site: di
         assert manifest["shard"] == {"index": i, "count": 4}
         assert (manifest["model"]["content_hash"], manifest["model"]["version"]) == (done.content_hash, "v1")
         ids += pd.read_csv(out / f"part-{i}.csv", dtype=str)["id"].tolist()
-    expected = pd.read_csv(RAW, dtype=str)["id"].tolist()
+    expected = pd.read_csv(site["trained"] / RAW, dtype=str)["id"].tolist()
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))  # each id exactly once
 
 
@@ -171,7 +173,7 @@ def test_bad_rows_follow_the_manifests_policy_and_a_failing_shard_fails_the_run(
     site: dict, tmp_path: Path
 ) -> None:
     promote(site)
-    frame = pd.read_csv(RAW)
+    frame = pd.read_csv(site["trained"] / RAW)
     frame.loc[5, "cement"] = 1e6  # far above the declared maximum: bad input in one shard only
     bad_id = str(frame.loc[5, "id"])
     source = tmp_path / "bad.csv"
