@@ -15,32 +15,6 @@ import pytest
 from modelops.workspace import create_pipeline_repo
 from tests.processes import Processes
 
-# The longest files first (measured with --durations; e2e's demo alone is ~8 min): with
-# `--dist loadfile` each worker takes whole files in collection order, so a long file collected
-# last ran alone at the end while the other worker idled. Started first, the two finish together.
-LONGEST_FIRST = (
-    "tests/e2e/test_readme_commands.py",
-    "tests/workflows/test_promote_workflow.py",
-    "tests/workflows/test_model_pr_workflow.py",
-    "tests/workflows/test_retrain_workflow.py",
-    "tests/integration/test_promote.py",
-    "tests/integration/test_pipeline.py",
-    "tests/workflows/test_canary_workflow.py",
-    "tests/workflows/test_rollback_workflow.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Collect LONGEST_FIRST's files before the rest (a stable sort: order within a file kept)."""
-    root = Path(str(config.rootpath))
-
-    def rank(item: pytest.Item) -> int:
-        path = Path(str(item.path)).relative_to(root).as_posix()
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)
-
-
 VENV_BIN = Path(sys.executable).parent
 
 
