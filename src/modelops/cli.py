@@ -123,50 +123,6 @@ def show(params_file: ParamsOpt = Path("params.yaml")) -> None:
     print(summary.render(load_params(params_file)))
 
 
-@command
-def batch(
-    name: ModelArg,
-    input_url: Annotated[str, typer.Option("--input", help="CSV or Parquet, a path or fsspec URL ({date})")],
-    output_url: Annotated[
-        str, typer.Option("--output", help="where the scores go, .csv or .parquet ({date}, {shard})")
-    ],
-    env: Annotated[str | None, typer.Option(help="score with the model gitops/envs/ENV serves")] = None,
-    local: Annotated[
-        bool, typer.Option("--local", help="score with models/MODEL/model (hash checked against its card)")
-    ] = False,
-    shard: Annotated[str | None, typer.Option(help="I/N: only the rows whose id hashes to shard I")] = None,
-    shards: Annotated[int | None, typer.Option(help="N shards, this one $JOB_COMPLETION_INDEX")] = None,
-    on_bad: Annotated[str, typer.Option("--on-bad", help="fail (default) or reject bad rows")] = "fail",
-    rejects: Annotated[
-        str | None, typer.Option(help="rejects file (default <output stem>.rejects.csv)")
-    ] = None,
-    metrics_file: Annotated[
-        str | None, typer.Option(help="Prometheus textfile metrics, written at the end")
-    ] = None,
-    chunk_rows: Annotated[int | None, typer.Option(help="rows per chunk (default 100,000)")] = None,
-    params_file: ParamsOpt = Path("params.yaml"),
-) -> None:
-    """Score a file with a model, streaming and atomically, as the env's batch CronJob does."""
-    from modelops.runtime import batch as runner
-
-    if (env is None) == (not local):
-        raise runner.BatchFailed("choose the model: --env ENV (what the env serves) or --local", exit_code=2)
-    if local:
-        load_params(params_file).model(name)  # an unknown model fails here, naming the known ones
-    options = runner.engine_options(
-        input_url,
-        output_url,
-        shard=shard,
-        shards=shards,
-        on_bad=on_bad,
-        rejects=rejects,
-        metrics_file=metrics_file,
-        chunk_rows=chunk_rows,
-    )
-    chosen = runner.from_env(name, env) if env else runner.from_work_tree(name)
-    print(runner.summary(chosen, runner.batch(chosen, options)))
-
-
 # Registered after the pipeline's, so `--help` lists the loop in order.
 from modelops.runtime import commands as _runtime_commands  # noqa: E402, F401
 

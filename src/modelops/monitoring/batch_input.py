@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from modelops_serving.batch_output import manifest_url
 
 from modelops.config import Params
 from modelops.monitoring.logs import HASH, MonitorError, Records, parse_time
 from modelops.monitoring.render import write
 from modelops.monitoring.verdict import ModelResult, deployed, judge
 
-MANIFEST_SUFFIX = ".success.json"
 VERSION, CONTENT_HASH, PREDICTION, PROBABILITY = "model_version", "content_hash", "prediction", "p_"
 SAMPLE = 50_000  # rows judged at most: the checks' power is long saturated, their cost is not
 
@@ -45,7 +45,7 @@ def read_table(url: str) -> pd.DataFrame:
 def scored_by(output: str, scores: pd.DataFrame) -> dict[str, Any]:
     """{"name", "version", "content_hash", "started_at", "finished_at"} of the run that wrote `output`:
     its success manifest, else the output's own version and hash columns (then one content only)."""
-    path = output + MANIFEST_SUFFIX
+    path = manifest_url(output)
     try:
         import fsspec
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import uuid
 from importlib import metadata
@@ -125,6 +126,15 @@ def save_mlflow_model(name: str, ds: Dataset, out: Path, seed: int = 0) -> None:
     _pin_mlmodel(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+
+
+CARD_HASH = re.compile(r"\*\*Model content hash\*\* \(sha256 of `model/`\): `(?P<hash>[0-9a-f]{64})`")
+
+
+def card_hash(card: str) -> str | None:
+    """The content hash a model card (render_card's text) states, or None."""
+    found = CARD_HASH.search(card)
+    return found["hash"] if found else None
 
 
 def render_card(name: str, params: Params, content_hash: str, data_md5: str) -> str:

@@ -10,14 +10,12 @@ unpickling, as the CronJob's container does.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelops.errors import ModelopsError
 
-CARD_HASH = re.compile(r"\*\*Model content hash\*\* \(sha256 of `model/`\): `(?P<hash>[0-9a-f]{64})`")
 LOCAL_VERSION = "local"
 
 
@@ -70,18 +68,18 @@ def from_work_tree(model: str) -> Chosen:
     """models/MODEL/model, if its tree hash is the one its model card states."""
     from modelops_serving.integrity import tree_hash
 
-    from modelops.pipeline.package import card_file, package_dir
+    from modelops.pipeline.package import card_file, card_hash, package_dir
 
     path, card = package_dir(model), card_file(model)
     if not path.is_dir() or not card.is_file():
         raise BatchFailed(f"{path}: no packaged model (run `dvc repro package@{model}`, or `dvc pull`)")
-    stated = CARD_HASH.search(card.read_text())
+    stated = card_hash(card.read_text())
     if stated is None:
         raise BatchFailed(f"{card}: no 'Model content hash' line; re-run `dvc repro package@{model}`")
     actual = tree_hash(path)
-    if actual != stated["hash"]:
+    if actual != stated:
         raise BatchFailed(
-            f"{path} hashes to {actual}, but {card} states {stated['hash']}: the work tree's model is not "
+            f"{path} hashes to {actual}, but {card} states {stated}: the work tree's model is not "
             f"the one its card describes (`dvc checkout {path}`, or `dvc repro package@{model}`)"
         )
     return Chosen(model, str(path.resolve()), actual, LOCAL_VERSION, f"{path} (hash as in {card.name})")
