@@ -45,6 +45,9 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
         }
     )
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    # A container's PYTHONDONTWRITEBYTECODE=1 made each of the suite's CLI subprocesses compile
+    # the project's modules again; caching them changes no behaviour.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
 
 

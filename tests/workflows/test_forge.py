@@ -48,6 +48,7 @@ jobs:
           uv --version
           uv run --frozen modelops --help
           modelops --help > /dev/null
+          uv run --frozen python -c "import sys; print('bytecode', 'off' if sys.dont_write_bytecode else 'cached')"
           echo "workspace=$GITHUB_WORKSPACE"
       - uses: iterative/setup-cml@{FAKE_PIN} # v2
       - name: commit and push
@@ -90,6 +91,9 @@ def test_smoke_workflow_runs_with_standins(forge: Forge) -> None:
         assert f"matched https://github.com/{repo} with ref {sha}" in result.log
     assert re.search(r"\| uv \d+\.\d+", result.log)
     assert "Usage: modelops" in result.log
+    # A runner caches bytecode whatever the host's PYTHONDONTWRITEBYTECODE says (else every
+    # process of a job compiles its fresh venv's imports again).
+    assert "bytecode cached" in result.log
     # The job's commit reached the bare origin (not the clone act copied).
     assert forge.origin_log("bot/smoke")[0] == "commit made by the job"
     # gh was called with a token from the workflow's env, and opened PR #2.
