@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -110,3 +111,16 @@ def test_clients_send_modelops_token_else_the_first_token_of_the_file(
     monkeypatch.setenv(credentials.TOKENS_FILE_ENV, str(tmp_path / "missing"))
     with pytest.raises(SyncError, match=r"no bearer token to send: .*missing"):  # never "no token"
         credentials.headers()
+
+
+def test_sync_refuses_a_tokens_file_it_cannot_use_before_starting_anything(tmp_path: Path) -> None:
+    from modelops.runtime import sync
+
+    empty = tmp_path / "tokens"
+    empty.write_text("# no token yet\n")
+    state = tmp_path / "state"
+    with pytest.raises(
+        SyncError, match=rf"not started: MODELOPS_AUTH_TOKENS_FILE={re.escape(str(empty))}: .*no token"
+    ):
+        sync.sync("production", tokens_file=empty, state_dir=state)
+    assert not state.exists()  # no daemon, no record
