@@ -9,6 +9,8 @@ requests at concurrency 1, 16 and 64, and 1,000-row requests at concurrency 1. I
   seldon            seldon-core-microservice 1.19 + modelops_serving.seldon.SeldonModel, defaults
   seldon-2w         the same with --workers 2 (GUNICORN_WORKERS)
   mlserver          MLServer 1.7 + mlserver-sklearn, adaptive batching on, pandas-codec V2 bodies
+  auth              this server with bearer tokens off and on (MODELOPS_AUTH_TOKENS_FILE), single
+                    rows at c=16, the two measured in alternation (--auth-rounds each) in this run
 
 With --pin (the default) wrk runs on CPU 0 and each server, with all its processes, on CPU 1, so
 the load generator never takes cycles from the server it measures; every server gets one core.
@@ -17,6 +19,7 @@ The competitors run from their own locked environment (benchmarks/competitors/.v
     uv sync --frozen --project benchmarks/competitors   # once
     apt-get install -y wrk                              # Debian's wrk 4
     uv run --frozen python benchmarks/serving.py [--duration 10] [--only modelops seldon]
+    uv run --frozen python benchmarks/serving.py --only auth --duration 5   # auth on vs off only
 """
 
 from __future__ import annotations
@@ -50,11 +53,16 @@ COMPETITORS_BIN = ROOT / "benchmarks" / "competitors" / ".venv" / "bin"
 RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
 BATCH_ROWS = 1000
 START_TIMEOUT_S = 90.0
+COMPETITORS = {"seldon", "seldon-2w", "mlserver"}
+BENCH_TOKEN = "benchmark-token-0123456789abcdef0123456789abcdef"
 
 # wrk calls done() once at the end; one JSON line on stdout carries everything the report needs.
 WRK_SCRIPT = r"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+if os.getenv("BENCH_TOKEN") then
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+end
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.body = f:read("*a")
 f:close()
@@ -101,6 +109,7 @@ class Server:
     scenarios: tuple[Scenario, ...] = SCENARIOS
     cwd: Path | None = None
     notes: str = ""
+    token: str | None = None  # a bearer token to send (the server requires it)
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -111,11 +120,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def post_json(url: str, body: dict, timeout: float = 30.0) -> dict:
+def post_json(url: str, body: dict, timeout: float = 30.0, token: str | None = None) -> dict:
     """POST a JSON body; the decoded JSON answer (raises on non-2xx)."""
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -380,7 +388,15 @@ def wait_ready(server: Server, proc: subprocess.Popen, logs: Path) -> None:
     raise RuntimeError(f"{server.name} not ready after {START_TIMEOUT_S:.0f}s ({server.ready_url})")
 
 
-def run_wrk(url: str, body_file: Path, script: Path, connections: int, seconds: int, pin: bool) -> dict:
+def run_wrk(
+    url: str,
+    body_file: Path,
+    script: Path,
+    connections: int,
+    seconds: int,
+    pin: bool,
+    token: str | None = None,
+) -> dict:
     """One wrk run; its done() summary as a dict."""
     threads = min(connections, 2)
     cmd = ["taskset", "-c", "0"] if pin else []
@@ -388,7 +404,7 @@ def run_wrk(url: str, body_file: Path, script: Path, connections: int, seconds: 
     cmd += ["-s", str(script), url]
     proc = subprocess.run(
         cmd,
-        env=os.environ | {"BENCH_BODY": str(body_file)},
+        env=os.environ | {"BENCH_BODY": str(body_file)} | ({"BENCH_TOKEN": token} if token else {}),
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -403,36 +419,109 @@ def measure(
     server: Server, rows: pd.DataFrame, expected: np.ndarray, work: Path, args: argparse.Namespace
 ) -> None:
     """Check the server's answer against in-process predict, then one wrk run per scenario."""
-    script = work / "post.lua"
     with running(server, work / "logs", args.pin):
-        probe = server.parse(post_json(server.infer_url, server.body(rows.iloc[:5])))
-        parity = float(np.max(np.abs(probe - expected[:5])))
+        parity = check_answer(server, rows, expected)
         for sc in server.scenarios:
-            body_file = work / f"{server.name}-{sc.rows}.json"
-            body_file.write_text(json.dumps(server.body(rows.iloc[: sc.rows])))
-            out = run_wrk(server.infer_url, body_file, script, sc.connections, args.duration, args.pin)
-            seconds = out["duration_us"] / 1e6
-            errors = out["connect"] + out["read"] + out["write"] + out["status"] + out["timeout"]
-            result = {
-                "server": server.name,
-                "scenario": sc.label,
-                "rows": sc.rows,
-                "connections": sc.connections,
-                "requests": out["requests"],
-                "requests_per_s": round(out["requests"] / seconds, 1),
-                "rows_per_s": round(out["requests"] * sc.rows / seconds),
-                "p50_ms": round(out["p50_us"] / 1e3, 2),
-                "p99_ms": round(out["p99_us"] / 1e3, 2),
-                "errors": errors,
-                "max_abs_diff_vs_in_process": parity,
-            }
-            server.results.append(result)
-            print(
-                f"  {server.name:12} {sc.label:16} {result['requests_per_s']:>9} req/s "
-                f"p50 {result['p50_ms']:>7} ms  p99 {result['p99_ms']:>7} ms  errors {errors}",
-                file=sys.stderr,
-                flush=True,
+            server.results.append(
+                wrk_cell(server, sc, rows, work, args) | {"max_abs_diff_vs_in_process": parity}
             )
+
+
+def check_answer(server: Server, rows: pd.DataFrame, expected: np.ndarray) -> float:
+    """The largest difference between the server's probabilities and in-process predict_proba."""
+    probe = server.parse(post_json(server.infer_url, server.body(rows.iloc[:5]), token=server.token))
+    return float(np.max(np.abs(probe - expected[:5])))
+
+
+def wrk_cell(server: Server, sc: Scenario, rows: pd.DataFrame, work: Path, args: argparse.Namespace) -> dict:
+    """One wrk run of one scenario against a running server, as a result row (printed too)."""
+    body_file = work / f"{server.name}-{sc.rows}.json"
+    body_file.write_text(json.dumps(server.body(rows.iloc[: sc.rows])))
+    script = work / "post.lua"
+    out = run_wrk(server.infer_url, body_file, script, sc.connections, args.duration, args.pin, server.token)
+    seconds = out["duration_us"] / 1e6
+    errors = out["connect"] + out["read"] + out["write"] + out["status"] + out["timeout"]
+    result = {
+        "server": server.name,
+        "scenario": sc.label,
+        "rows": sc.rows,
+        "connections": sc.connections,
+        "requests": out["requests"],
+        "requests_per_s": round(out["requests"] / seconds, 1),
+        "rows_per_s": round(out["requests"] * sc.rows / seconds),
+        "p50_ms": round(out["p50_us"] / 1e3, 2),
+        "p99_ms": round(out["p99_us"] / 1e3, 2),
+        "errors": errors,
+    }
+    print(
+        f"  {server.name:12} {sc.label:16} {result['requests_per_s']:>9} req/s "
+        f"p50 {result['p50_ms']:>7} ms  p99 {result['p99_ms']:>7} ms  errors {errors}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
+def auth_pair(work: Path) -> tuple[Server, Server]:
+    """This server twice, as the manifests run it: bearer tokens off, and on (a tokens file)."""
+    tokens = work / "tokens"
+    tokens.write_text(f"# as Secret modelops-serving-tokens mounts it\n{BENCH_TOKEN}\n")
+    pair = []
+    for name, extra, token in (
+        ("auth-off", {}, None),
+        ("auth-on", {"MODELOPS_AUTH_TOKENS_FILE": str(tokens)}, BENCH_TOKEN),
+    ):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        pair.append(
+            Server(
+                name,
+                [sys.executable, "-m", "modelops_serving"],
+                modelops_env(port) | extra,
+                f"{base}/v2/health/ready",
+                f"{base}/api/v1.0/predictions",
+                seldon_v1_body,
+                seldon_v1_probs,
+                notes="Seldon v1 body" + (", Authorization: Bearer" if token else ""),
+                token=token,
+            )
+        )
+    return pair[0], pair[1]
+
+
+def measure_auth(rows: pd.DataFrame, expected: np.ndarray, work: Path, args: argparse.Namespace) -> dict:
+    """Single rows at c=16 against the server with auth off and on, both up at once (one idles
+    while the other is measured, both on the server CPU), in alternating order for --auth-rounds
+    rounds: drift of a shared machine hits both alike. The ratio is of the medians."""
+    off, on = auth_pair(work)
+    sc = SCENARIOS[1]
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    with running(off, work / "logs", args.pin), running(on, work / "logs", args.pin):
+        try:  # auth really is on: without the token, refused
+            post_json(on.infer_url, on.body(rows.iloc[:1]))
+            raise RuntimeError("the auth-on server answered a request without a token")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:
+                raise
+        parity = max(check_answer(off, rows, expected), check_answer(on, rows, expected))
+        for i in range(args.auth_rounds):
+            for key, server in (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off)):
+                runs[key].append(wrk_cell(server, sc, rows, work, args))
+
+    def median(key: str, what: str) -> float:
+        return float(np.median([r[what] for r in runs[key]]))
+
+    ratio = median("on", "requests_per_s") / median("off", "requests_per_s")
+    return {
+        "scenario": sc.label,
+        "rounds": args.auth_rounds,
+        "requests_per_s": {k: median(k, "requests_per_s") for k in runs},
+        "p99_ms": {k: median(k, "p99_ms") for k in runs},
+        "errors": sum(r["errors"] for k in runs for r in runs[k]),
+        "max_abs_diff_vs_in_process": parity,
+        "throughput_on_vs_off": round(ratio, 3),
+        "runs": runs,
+    }
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -442,8 +531,8 @@ def find(results: list[dict], server: str, scenario: str) -> dict | None:
     return next((r for r in results if r["server"] == server and r["scenario"] == scenario), None)
 
 
-def ratios(results: list[dict], floor: dict[str, Any]) -> dict[str, float | None]:
-    """The quantities issue 3 sets targets on."""
+def ratios(results: list[dict], floor: dict[str, Any], auth: dict | None) -> dict[str, float | None]:
+    """The quantities issues 3 and 14 set targets on."""
     c16, batch = "1 row, c=16", f"{BATCH_ROWS} rows, c=1"
     ours, seldon, mlserver = (find(results, s, c16) for s in ("modelops", "seldon", "mlserver"))
     ours_batch = find(results, "modelops", batch)
@@ -458,10 +547,11 @@ def ratios(results: list[dict], floor: dict[str, Any]) -> dict[str, float | None
         "batch_rows_per_s_vs_in_process (target >= 0.5)": (
             round(ours_batch["rows_per_s"] / floor["batch_rows_per_s"], 2) if ours_batch else None
         ),
+        "auth_on_vs_off_c16 (target >= 0.95)": auth["throughput_on_vs_off"] if auth else None,
     }
 
 
-def markdown(results: list[dict], floor: dict[str, Any], notes: dict[str, str]) -> str:
+def markdown(results: list[dict], floor: dict[str, Any], notes: dict[str, str], auth: dict | None) -> str:
     lines = [
         "| server | requests | req/s | rows/s | p50 ms | p99 ms | errors |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -480,6 +570,12 @@ def markdown(results: list[dict], floor: dict[str, Any], notes: dict[str, str]) 
         f"| in-process predict_proba (1 thread) | {BATCH_ROWS} rows | "
         f"{1e3 / floor['batch_ms']:,.1f} | {floor['batch_rows_per_s']:,} | {floor['batch_ms']} | | |"
     )
+    for key in ("off", "on") if auth else ():
+        rate, p99 = auth["requests_per_s"][key], auth["p99_ms"][key]
+        lines.append(
+            f"| modelops, bearer tokens {key} (median of {auth['rounds']}, alternated) | {auth['scenario']} "
+            f"| {rate:,.0f} | {rate:,.0f} | | {p99} | {auth['errors']} |"
+        )
     return "\n".join(lines)
 
 
@@ -494,14 +590,16 @@ def main() -> None:
         "--seldon-class", default="modelops_serving.seldon.SeldonModel", help="the Seldon wrapper class"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--auth-rounds", type=int, default=3, help="alternated runs each of auth off/on")
     args = parser.parse_args()
+    only = set(args.only) if args.only else None
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install it with `apt-get install -y wrk` (Debian/Ubuntu)")
     if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
         print("taskset or a second CPU missing: running unpinned", file=sys.stderr)
         args.pin = False
-    if not (COMPETITORS_BIN / "seldon-core-microservice").exists():
+    if (only is None or only & COMPETITORS) and not (COMPETITORS_BIN / "seldon-core-microservice").exists():
         raise SystemExit("competitors not installed: uv sync --frozen --project benchmarks/competitors")
 
     pipeline = load_pipeline()
@@ -514,7 +612,7 @@ def main() -> None:
         work = Path(tmp)
         (work / "logs").mkdir()
         (work / "post.lua").write_text(WRK_SCRIPT)
-        todo = servers(work, set(args.only) if args.only else None, args.seldon_class)
+        todo = servers(work, only, args.seldon_class)
         failures: dict[str, str] = {}
         for server in todo:
             print(f"{server.name}: {' '.join(server.cmd)}", file=sys.stderr, flush=True)
@@ -523,6 +621,14 @@ def main() -> None:
             except Exception as exc:  # one broken competitor must not lose the others' numbers
                 failures[server.name] = str(exc)[-2000:]
                 print(f"  {server.name} FAILED: {exc}", file=sys.stderr, flush=True)
+        auth = None
+        if only is None or "auth" in only:
+            print("auth: the server with bearer tokens off and on, alternated", file=sys.stderr, flush=True)
+            try:
+                auth = measure_auth(rows, expected, work, args)
+            except Exception as exc:
+                failures["auth"] = str(exc)[-2000:]
+                print(f"  auth FAILED: {exc}", file=sys.stderr, flush=True)
     results = [r for s in todo for r in s.results]
     notes = {s.name: s.notes for s in todo}
     report = {
@@ -537,12 +643,13 @@ def main() -> None:
         "model": {"dir": str(MODEL_DIR.relative_to(ROOT)), "content_hash": content_hash()},
         "in_process": floor,
         "results": results,
-        "ratios": ratios(results, floor),
+        "auth": auth,
+        "ratios": ratios(results, floor, auth),
         "failures": failures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(markdown(results, floor, notes))
+    print(markdown(results, floor, notes, auth))
     print()
     for key, value in report["ratios"].items():
         print(f"- {key}: {value}")

@@ -30,7 +30,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.Compl
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Git identity for test commits; no MLflow server or user git config leaks in."""
+    """Git identity for test commits; no MLflow server, user git config or bearer token leaks in."""
     home = tmp_path_factory.mktemp("home")
     os.environ.update(
         {
@@ -45,6 +45,9 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
         }
     )
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    # Bearer tokens are on only where a test turns them on.
+    for name in ("MODELOPS_TOKEN", "MODELOPS_AUTH_TOKENS_FILE"):
+        os.environ.pop(name, None)
     # A container's PYTHONDONTWRITEBYTECODE=1 made each of the suite's CLI subprocesses compile
     # the project's modules again; caching them changes no behaviour.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

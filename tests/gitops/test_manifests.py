@@ -122,6 +122,28 @@ def test_every_env_renders_and_validates(rendered: dict[str, list[Obj]], env: st
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
+def test_every_predictor_mounts_the_tokens_secret_read_only(rendered: dict[str, list[Obj]], env: str) -> None:
+    """By reference only (no Secret in git), as a directory (no subPath: the kubelet updates it in
+    place on a rotation), and the server is told where the file is."""
+    assert not [o for o in rendered[f"envs/{env}"] if o["kind"] == "Secret"]
+    for obj in [o for o in rendered[f"envs/{env}"] if o["kind"] == "SeldonDeployment"]:
+        main = obj["spec"]["predictors"][0]
+        pod = main["componentSpecs"][0]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "serving-tokens"]
+        assert volume == {
+            "name": "serving-tokens",
+            "secret": {"secretName": "modelops-serving-tokens", "defaultMode": 0o440},
+        }
+        (mount,) = [m for m in container(main)["volumeMounts"] if m["name"] == "serving-tokens"]
+        assert mount == {
+            "name": "serving-tokens",
+            "mountPath": "/etc/modelops/serving-tokens",
+            "readOnly": True,
+        }
+        assert env_of(main)["MODELOPS_AUTH_TOKENS_FILE"] == "/etc/modelops/serving-tokens/tokens"
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
 def test_every_env_patches_every_model_of_the_base(env: str) -> None:
     import yaml
 
@@ -248,6 +270,10 @@ def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) 
     manifests.validate([obj], gitops)
     shares = {p["name"]: (p["traffic"], p.get("shadow", False)) for p in obj["spec"]["predictors"]}
     assert shares == {"main": (90, False), "canary": (10, False), "shadow": (0, True)}
+    # a canary or shadow is a copy of main: it requires the same tokens
+    assert {env_of(p)["MODELOPS_AUTH_TOKENS_FILE"] for p in obj["spec"]["predictors"]} == {
+        "/etc/modelops/serving-tokens/tokens"
+    }
     assert obj["metadata"]["annotations"]["modelops.dev/content-hash"] == HASH
 
 
@@ -401,6 +427,23 @@ SELDON_RULES: list[tuple[str, Mutation, str]] = [
         "requests: 'memory' is a required property",
     ),
     ("expected hash env", _set(f"{C0}.env.2.name", "OTHER"), "(the server reads MODELOPS_EXPECTED_HASH)"),
+    # the pod spec is a core PodSpec: a misplaced or misspelt field the API server would prune
+    (
+        "volumeMounts belong to the container",
+        _set(f"{P0}.componentSpecs.0.spec.volumeMounts", [{"name": "tmp", "mountPath": "/tmp"}]),
+        "spec.predictors[0].componentSpecs[0].spec: Additional properties are not allowed "
+        "('volumeMounts' was unexpected)",
+    ),
+    (
+        "secret field name",
+        _set(f"{P0}.componentSpecs.0.spec.volumes.1.secret.secretname", "modelops-serving-tokens"),
+        "componentSpecs[0].spec.volumes[1].secret: Additional properties are not allowed",
+    ),
+    (
+        "mount readOnly type",
+        _set(f"{C0}.volumeMounts.1.readOnly", "yes"),
+        "componentSpecs[0].spec.containers[0].volumeMounts[1].readOnly: 'yes' is not of type 'boolean'",
+    ),
     (
         "annotation required",
         _set(("metadata", "annotations", "modelops.dev/source-pr"), None),

@@ -298,26 +298,34 @@ def test_analyze_reads_the_local_runtimes_own_counters(
     run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(cluster)], tmp_path)
     port = free_port()
     log = tmp_path / "sync.log"
+    # bearer tokens on, from the environment (`analyze` then sends the token of the runtime's file)
+    tokens = tmp_path / "tokens"
+    tokens.write_text("analyze-test-token-0123456789abcdef\n")
+    bearer = {"authorization": "Bearer analyze-test-token-0123456789abcdef"}
     # the default state dir (.modelops/runtime): `analyze` finds the runtime as `status` does
     processes.start(
-        [MODELOPS, "sync", "--env", "production", "--watch", "--port", str(port)], log, cwd=cluster
+        [MODELOPS, "sync", "--env", "production", "--watch", "--port", str(port)],
+        log,
+        cwd=cluster,
+        env=os.environ | {"MODELOPS_AUTH_TOKENS_FILE": str(tokens)},
     )
     router = f"http://127.0.0.1:{port}"
     status = wait_for(
         "the first sync",
-        lambda: (s := httpx.get(router + "/_modelops/status").json())["applied_rev"] and s,
+        lambda: (s := httpx.get(router + "/_modelops/status", headers=bearer).json())["applied_rev"] and s,
         log=log,
     )
     (deployment,) = [d for d in status["deployments"] if d["name"] == MODEL]
     assert all(len(p["backends"]) == 1 for p in deployment["predictors"])
-    with httpx.Client() as client:
+    assert httpx.get(router + "/_modelops/counters?since=0").status_code == 401
+    with httpx.Client(headers=bearer) as client:
         for i in range(40):
             url = f"{router}/seldon/{NAMESPACE}/{MODEL}/api/v1.0/predictions"
             assert predict(client, url, site.rows[i]).status_code == 200
 
     time.sleep(2.5)  # the router samples each second: a sample after the last request, before `first`
     first = datetime.now(UTC)
-    with httpx.Client() as client:
+    with httpx.Client(headers=bearer) as client:
         for i in range(40, 80):
             url = f"{router}/seldon/{NAMESPACE}/{MODEL}/api/v1.0/predictions"
             assert predict(client, url, site.rows[i]).status_code == 200

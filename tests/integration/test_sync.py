@@ -39,6 +39,8 @@ OTHER = "hpc-forest"
 PATCH = f"gitops/envs/production/{MODEL}.yaml"
 PROJECT = Path(__file__).resolve().parents[2]
 MODELOPS = str(Path(sys.executable).with_name("modelops"))
+TOKEN = "sync-test-token-0123456789abcdef"
+BEARER = {"authorization": f"Bearer {TOKEN}"}
 ROW = {
     "seniority": 9,
     "home": "rent",
@@ -407,20 +409,39 @@ def test_a_bad_manifest_or_a_bad_hash_is_not_applied(site: Site, runtime_for, tm
 
 
 def test_background_sync_status_and_stop(site: Site, tmp_path: Path) -> None:
+    """With bearer tokens: the router and the servers it starts require one; `sync`, `status` and
+    `--stop` send it (the runtime's record names its tokens file)."""
     deploy(site, site.a)
     seen_by_user = run(["git", "rev-parse", "origin/main"], site.cluster).stdout
     state_dir = tmp_path / "state"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# modelops-serving-tokens\n{TOKEN}\n")
     args = ["--env", "production", "--state-dir", str(state_dir), "--interval", "0.3"]
-    proc = run([MODELOPS, "sync", *args], site.cluster, check=False)
+    proc = run([MODELOPS, "sync", *args, "--tokens-file", str(tokens)], site.cluster, check=False)
     record = json.loads((state_dir / "production.json").read_text())
     try:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "started" in proc.stdout and "main v1 100%" in proc.stdout
-        answer = httpx.post(
-            f"{record['endpoint']}/seldon/modelops-production/{MODEL}/api/v1.0/predictions",
-            json={"data": {"names": list(ROW), "ndarray": [list(ROW.values())]}},
-        )
+        assert record["tokens_file"] == str(tokens)
+        url = f"{record['endpoint']}/seldon/modelops-production/{MODEL}/api/v1.0/predictions"
+        body = {"data": {"names": list(ROW), "ndarray": [list(ROW.values())]}}
+        assert httpx.post(url, json=body).status_code == 401
+        assert httpx.post(url, json=body, headers={"authorization": "Bearer " + "x" * 20}).status_code == 403
+        answer = httpx.post(url, json=body, headers=BEARER)
         assert answer.headers["x-model-version"] == "v1"
+        # the server behind the router requires it too (the router passed the header on)
+        status = httpx.get(f"{record['endpoint']}/_modelops/status", headers=BEARER).json()
+        assert status["auth"] == {"tokens_required": True, "refused": {"missing": 1, "unknown": 1}}
+        (backend,) = predictor_of(status)["main"]["backends"]
+        assert httpx.post(f"{backend}/api/v1.0/predictions", json=body).status_code == 401
+        assert httpx.post(f"{backend}/api/v1.0/predictions", json=body, headers=BEARER).status_code == 200
+        assert httpx.get(f"{backend}/metrics").status_code == 200
+        # the running runtime keeps its tokens file: another one is refused, nothing changes
+        other = tmp_path / "other-tokens"
+        other.write_text("another-token-0123456789abcdef\n")
+        refused = run([MODELOPS, "sync", *args, "--tokens-file", str(other)], site.cluster, check=False)
+        assert refused.returncode == 13 and f"runs with the tokens of {tokens}" in refused.stderr
+        assert "stop it first" in refused.stderr
         # A second one-shot sync talks to the same runtime instead of starting another.
         again = run([MODELOPS, "sync", *args], site.cluster)
         assert json.loads((state_dir / "production.json").read_text())["pid"] == record["pid"]

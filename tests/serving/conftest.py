@@ -25,6 +25,8 @@ from tests.conftest import credit_params, free_port, shipped_dataset
 NAME = "credit-small"
 DS = shipped_dataset()
 VERSION = "v7"
+# Bearer tokens of the servers started with auth on (a rotation's old and new token); the first is sent.
+TOKENS = ("serving-test-token-0123456789abcdef", "serving-test-token-rotated-fedcba987")
 
 
 @dataclass
@@ -94,12 +96,17 @@ class Server:
     proc: subprocess.Popen
     url: str
     log: Path
+    token: str | None = None  # set: the server requires bearer tokens, and client() sends this one
 
     def log_text(self) -> str:
         return self.log.read_text()
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
     def client(self, **kw) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kw)
+        return httpx.Client(base_url=self.url, timeout=30, headers=self.headers, **kw)
 
     def wait(self, predicate, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -126,9 +133,14 @@ class Server:
         self.proc.wait(10)
 
 
-def start_server(tmp_path: Path, packaged: Packaged, **env: str) -> Server:
-    """Start a server for the packaged model; settings overridable as MODELOPS_* keyword arguments."""
+def start_server(tmp_path: Path, packaged: Packaged, auth: bool = False, **env: str) -> Server:
+    """Start a server for the packaged model; settings overridable as MODELOPS_* keyword arguments;
+    `auth`: with a tokens file of TOKENS (the Server sends the first)."""
     port = free_port()
+    if auth:
+        tokens = tmp_path / f"tokens-{port}"
+        tokens.write_text("# the test's tokens\n" + "\n".join(TOKENS) + "\n")
+        env = {"auth_tokens_file": str(tokens), **env}
     settings = {
         "MODELOPS_MODEL_URI": packaged.path.as_uri(),
         "MODELOPS_MODEL_NAME": packaged.name,
@@ -148,19 +160,17 @@ def start_server(tmp_path: Path, packaged: Packaged, **env: str) -> Server:
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
-    return Server(proc, f"http://127.0.0.1:{port}", log)
+    return Server(proc, f"http://127.0.0.1:{port}", log, TOKENS[0] if auth else None)
+
+
+# Small limits, so that the limit tests stay cheap.
+SMALL = {"max_rows_per_request": "2000", "max_body_bytes": str(1024 * 1024), "max_batch_wait_ms": "2"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, packaged: Packaged) -> Iterator[Server]:
-    """One ready server per module, with small limits so that the limit tests stay cheap."""
-    srv = start_server(
-        tmp_path_factory.mktemp("server"),
-        packaged,
-        max_rows_per_request="2000",
-        max_body_bytes=str(1024 * 1024),
-        max_batch_wait_ms="2",
-    )
+    """One ready server per module, with small limits."""
+    srv = start_server(tmp_path_factory.mktemp("server"), packaged, **SMALL)
     try:
         srv.wait_ready()
         yield srv
@@ -209,7 +219,8 @@ def task_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pac
 
 @pytest.fixture(scope="session")
 def task_server(tmp_path_factory: pytest.TempPathFactory, task_models) -> Iterator[Callable[[str], Server]]:
-    """kind -> a ready server of that model, started on first use; every one stopped by PID at the end."""
+    """kind -> a ready server of that model, started on first use; every one stopped by PID at the end.
+    Bearer tokens on (its client() sends one): every test of the other tasks runs with auth."""
     started: dict[str, Server] = {}
 
     def get(kind: str) -> Server:
@@ -217,9 +228,8 @@ def task_server(tmp_path_factory: pytest.TempPathFactory, task_models) -> Iterat
             started[kind] = start_server(
                 tmp_path_factory.mktemp(f"server-{kind}"),
                 task_models(kind),
-                max_rows_per_request="2000",
-                max_body_bytes=str(1024 * 1024),
-                max_batch_wait_ms="2",
+                auth=True,
+                **SMALL,
             )
             started[kind].wait_ready()
         return started[kind]

@@ -1,5 +1,6 @@
 """Protocol conformance: Seldon's own OpenAPI spec (from the seldon-core package) and schemathesis,
-against the binary model and the multiclass and regression ones (fewer examples: same code paths)."""
+against the binary model and the multiclass and regression ones (fewer examples: same code paths).
+Every server here requires bearer tokens: the runs send one, and refusals keep the protocols' formats."""
 
 from __future__ import annotations
 
@@ -18,12 +19,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.serving.conftest import MULTICLASS, REGRESSION
+from tests.serving.conftest import MULTICLASS, REGRESSION, SMALL, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = "/api/v1.0/predictions"
 # Schemathesis examples per operation and mode: the binary model as before, the other tasks fewer.
 EXAMPLES = {"binary": 60, REGRESSION: 15, MULTICLASS: 15}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, packaged):
+    """conftest's binary-model server, with bearer tokens on (as the task servers are)."""
+    srv = start_server(tmp_path_factory.mktemp("server"), packaged, auth=True, **SMALL)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(params=list(EXAMPLES))
@@ -82,6 +94,17 @@ def test_responses_match_seldon_message_schema(served, seldon_spec) -> None:
                 json={"response": ok[1].json(), "truth": {"data": {"ndarray": [True] * 3}}},
             ),
         ]
+        refused = [
+            c.post(V1, json={"data": {"ndarray": rows}}, headers={"authorization": ""}),
+            c.post(
+                "/predict", json={"data": {"ndarray": rows}}, headers={"authorization": "Bearer two tokens"}
+            ),
+            c.post("/send-feedback", json=feedback, headers={"authorization": "Bearer " + "0" * 32}),
+        ]
+    assert [r.status_code for r in refused] == [401, 401, 403]
+    for r in refused:
+        message.validate(r.json())
+        seldon_validator(seldon_spec, "Status").validate(r.json()["status"])
     for r in ok:
         assert r.status_code == 200, r.text
         message.validate(r.json())
@@ -97,13 +120,15 @@ def test_responses_match_seldon_message_schema(served, seldon_spec) -> None:
 
 
 def fuzz(
-    schema: schemathesis.BaseSchema, base_url: str, examples: int
-) -> tuple[Counter, list[str], set[str]]:
-    """Run every operation with generated valid and invalid cases; return (cases by status, 5xx
-    failures, the paths called)."""
+    schema: schemathesis.BaseSchema, base_url: str, examples: int, headers: dict[str, str]
+) -> tuple[Counter, list[str], set[str], Counter]:
+    """Run every operation with generated valid and invalid cases, sending `headers` (the bearer
+    token); return (cases by status, 5xx failures, the paths called, 401/403 answers by generation
+    mode: a negative case may drop the Authorization header on purpose)."""
     session = requests.Session()
     failures: list[str] = []
     count: Counter = Counter()
+    refused: Counter = Counter()
     called: set[str] = set()
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -118,8 +143,10 @@ def fuzz(
                 suppress_health_check=list(HealthCheck),
             )
             def run(case) -> None:
-                response = case.call(base_url=base_url, session=session, timeout=10)
+                response = case.call(base_url=base_url, session=session, headers=headers, timeout=10)
                 count[response.status_code] += 1
+                if response.status_code in (401, 403):
+                    refused[f"{mode.value} {response.status_code}"] += 1  # noqa: B023 (run now)
                 called.add(case.operation.path)
                 if response.status_code >= 500:
                     where = f"{case.method} {case.formatted_path}"
@@ -130,7 +157,7 @@ def fuzz(
             except Exception as exc:  # a strategy that cannot generate for this mode is not a server bug
                 if "Unsatisfiable" not in type(exc).__name__ and "generat" not in str(exc).lower():
                     raise
-    return count, failures, called
+    return count, failures, called, refused
 
 
 def test_schemathesis_own_openapi_no_5xx(served) -> None:
@@ -156,10 +183,22 @@ def test_schemathesis_own_openapi_no_5xx(served) -> None:
     } <= paths
     for path in (V1, "/api/v1.0/feedback", "/v2/models/{model_name}/feedback"):
         assert doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    # the bearer scheme, on exactly the operations that need it (probes and /metrics stay open)
+    scheme = doc["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    secured = {p for p, ops in doc["paths"].items() for op in ops.values() if op.get("security")}
+    opened = {"/health/ping", "/health/status", "/v2/health/live", "/v2/health/ready", "/metrics"}
+    assert secured == paths - opened - {"/v2/models/{model_name}/ready"}
+    assert doc["paths"][V1]["post"]["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SeldonError"
+    }
     examples = EXAMPLES[kind]
-    count, failures, called = fuzz(schemathesis.openapi.from_dict(doc), server.url, examples=examples)
+    schema = schemathesis.openapi.from_dict(doc)
+    count, failures, called, refused = fuzz(schema, server.url, examples=examples, headers=server.headers)
     assert failures == [], "\n".join(failures[:20])
     assert count.total() > 5 * examples and count[200] > 0, count
+    # valid cases always carried the token; schemathesis' negative ones drop it on purpose: a 401
+    assert set(refused) == {"negative 401"} and refused["negative 401"] == count[401], refused
     assert called == set(paths), set(paths) - called  # the feedback routes too
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
@@ -173,8 +212,10 @@ def test_schemathesis_seldon_spec_no_5xx(served, seldon_spec) -> None:
         "/send-feedback": {"post": seldon_spec["paths"]["/send-feedback"]["post"]},
     }
     examples = 50 if kind == "binary" else EXAMPLES[kind]
-    count, failures, called = fuzz(schemathesis.openapi.from_dict(spec), server.url, examples=examples)
+    schema = schemathesis.openapi.from_dict(spec)
+    count, failures, called, refused = fuzz(schema, server.url, examples=examples, headers=server.headers)
     assert failures == [], "\n".join(failures[:20])
+    assert not refused, refused  # Seldon's spec declares no security: every case carried the token
     assert count.total() > 2 * examples and count[200] + count[400] > 0, count
     assert called == set(spec["paths"]), called
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
@@ -205,6 +246,7 @@ def test_valid_rows_with_any_values_are_answered_or_refused_never_5xx(
     )
     statuses: Counter = Counter()
     session = requests.Session()
+    session.headers.update(server.headers)
 
     @given(rows=rows, v2=st.booleans())
     @settings(

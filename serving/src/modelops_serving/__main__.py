@@ -48,8 +48,13 @@ def main() -> None:
     import uvicorn
 
     from modelops_serving.app import create_app
+    from modelops_serving.auth import AuthConfigError
 
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except AuthConfigError as exc:  # never serve open by accident: no tokens, no server
+        logging.getLogger("modelops_serving").critical("REFUSED to start: %s", exc)
+        raise SystemExit(2) from None
     config = uvicorn.Config(
         app,
         host=settings.host,

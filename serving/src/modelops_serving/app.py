@@ -4,6 +4,9 @@ Prediction and feedback handlers read the body themselves (bodies.py): every fai
 in the caller's protocol, never FastAPI's 422. Every answered prediction carries a request id (ids.py)
 and is remembered for its feedback (memory.py, feedback.py).
 
+With `MODELOPS_AUTH_TOKENS_FILE` set, prediction, feedback and metadata routes need a bearer token
+(auth.py: one ASGI middleware in front of the routes); probes and /metrics stay open.
+
 A model that fails to load (hash mismatch, missing file, bad pickle) keeps the process up and never
 ready: the readiness probe holds the rollout, the previous ReplicaSet keeps serving, and the reason
 stays visible in the log, /health/status and /v2/health/ready instead of in a crash loop.
@@ -26,7 +29,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from modelops_serving import ids, protocol_v1, protocol_v2
+from modelops_serving import auth, ids, protocol_v1, protocol_v2
 from modelops_serving.batching import Batcher
 from modelops_serving.bodies import JSON, install_openapi, openapi_body, read_json
 from modelops_serving.feedback import open_feedback
@@ -50,9 +53,21 @@ BODIES = (
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The server for `settings`: the model loads in the background after startup."""
+    """The server for `settings`: the model loads in the background after startup.
+
+    Raises auth.AuthConfigError when a tokens file is configured but cannot be used."""
     settings = settings or Settings()
     state = ServerState(settings)
+    tokens = None
+    if settings.auth_tokens_file is not None:
+        tokens = auth.TokenFile(
+            settings.auth_tokens_file, settings.auth_reload_interval_s, on_load=state.metrics.auth_tokens.set
+        )
+        log.info(
+            "bearer tokens required on prediction, feedback and metadata routes: %d from %s",
+            len(tokens.digests),
+            tokens.path,
+        )
 
     async def load() -> None:
         try:
@@ -387,5 +402,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Route("/api/v1.0/predictions", fast_v1, methods=["POST"], include_in_schema=False),
         Route("/v2/models/{model_name}/infer", fast_v2, methods=["POST"], include_in_schema=False),
     ]
-    install_openapi(app, BODIES)
+    if tokens is None:
+        install_openapi(app, BODIES)
+        return app
+
+    def refuse(path: str, refusal: auth.Refusal) -> Response:
+        return error_response(path.startswith("/v2"), refusal.status, refusal.message)
+
+    app.add_middleware(
+        auth.BearerAuth,
+        tokens=tokens,
+        needs=auth.protected,
+        respond=refuse,
+        on_refusal=lambda reason: state.metrics.auth_refusals.labels(reason).inc(),
+    )
+    error_schema = lambda path: "ErrorResponse" if path.startswith("/v2") else "SeldonError"  # noqa: E731
+    install_openapi(app, BODIES, lambda doc: auth.openapi_security(doc, auth.protected, error_schema))
     return app

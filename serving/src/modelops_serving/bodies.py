@@ -7,6 +7,7 @@ validation layers. The pydantic models still document the bodies in /openapi.jso
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -75,8 +76,10 @@ def openapi_body(model: type) -> dict[str, Any]:
     }
 
 
-def install_openapi(app: FastAPI, bodies: tuple[type, ...]) -> None:
-    """Add the hand-parsed request bodies' schemas to the generated document."""
+def install_openapi(
+    app: FastAPI, bodies: tuple[type, ...], finish: Callable[[dict[str, Any]], None] | None = None
+) -> None:
+    """Add the hand-parsed request bodies' schemas to the generated document (then `finish` it)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -88,6 +91,8 @@ def install_openapi(app: FastAPI, bodies: tuple[type, ...]) -> None:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
+            if finish is not None:
+                finish(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 

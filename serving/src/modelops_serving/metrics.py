@@ -1,5 +1,5 @@
 """Prometheus metrics of one server: requests, latency, batch sizes, predictions (classes or values),
-inference log, feedback, model info."""
+inference log, feedback, bearer-token refusals, model info."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric, SummaryMetricFamily
+
+from modelops_serving.auth import REASONS as REFUSALS
 
 __all__ = ["CONTENT_TYPE_LATEST", "VALUE_BUCKETS", "Metrics"]
 
@@ -138,6 +140,22 @@ class Metrics:
         for reason in ("queue_full", "write_error"):  # exposed as 0 from the start, for rate() alerts
             self.inference_log_dropped.labels(reason)
             self.feedback_dropped.labels(reason)
+        # Refused requests are not in modelops_requests_total: a scan without a token must not move
+        # the error rate a canary analysis or an alert reads.
+        self.auth_refusals = Counter(
+            "modelops_auth_refusals",
+            "Requests refused by the bearer-token check: missing or malformed Authorization header, "
+            "unknown token, token in the query string",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REFUSALS:
+            self.auth_refusals.labels(reason)
+        self.auth_tokens = Gauge(
+            "modelops_auth_tokens",
+            "Bearer tokens accepted now (0: auth off, or a tokens file emptied at run time)",
+            registry=r,
+        )
         self.model_info = Info("modelops_model", "The served model", registry=r)
         self._class_counters: list[Counter] = []
         self._regression = False

@@ -126,6 +126,8 @@ class SeldonError(BaseModel):
 
 _REASONS = {
     400: "MICROSERVICE_BAD_DATA",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",

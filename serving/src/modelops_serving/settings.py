@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     # is removed from the Service before connections are refused), then in-flight requests finish.
     shutdown_delay_s: float = Field(5.0, ge=0)
 
+    # Bearer tokens (auth.py): unset, the server answers anyone (the local default); set, prediction,
+    # feedback and metadata need `Authorization: Bearer <token>`, and a missing, empty or unreadable
+    # file stops the server from starting (it never serves open by accident).
+    auth_tokens_file: str | None = Field(
+        None, description="Tokens file, one a line (# comments), e.g. a mounted Secret; unset: no auth"
+    )
+    auth_reload_interval_s: float = Field(
+        1.0, ge=0, description="How often, at most, the tokens file is checked for a change (rotation)"
+    )
+
     # The sampled inference log (inference_log.py) that `modelops monitor` reads. /tmp: the only
     # writable path of the read-only container. 0.1: drift statistics need hundreds of rows per
     # window, which a tenth of even modest traffic gives, at a tenth of the disk and writer CPU.

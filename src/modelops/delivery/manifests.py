@@ -2,9 +2,9 @@
 
 Core kinds are checked by kubernetes-validate (offline, strict, Kubernetes ``KUBERNETES_VERSION``);
 SeldonDeployment, Application, AppProject and PrometheusRule by the JSON Schemas in
-``gitops/schemas/``; what a schema cannot say (traffic sums, one main predictor, URI hash = env hash =
-annotation) is checked here. Every problem is collected and reported at once, each naming where,
-kind/name and path.
+``gitops/schemas/`` (and a SeldonDeployment's pod specs as core PodSpecs); what a schema cannot say
+(traffic sums, one main predictor, URI hash = env hash = annotation) is checked here. Every problem
+is collected and reported at once, each naming where, kind/name and path.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,29 @@ def core_problems(obj: dict[str, Any]) -> list[str]:
     return []
 
 
+def pod_problems(obj: dict[str, Any]) -> list[str]:
+    """Each predictor's `componentSpecs[].spec` checked as what Seldon's CRD says it is, a core
+    PodSpec (strict: a misplaced field such as a container's volumeMounts under the pod would be
+    pruned by the API server without a word)."""
+    found: list[str] = []
+    for i, predictor in enumerate(obj.get("spec", {}).get("predictors") or []):
+        for j, component in enumerate(
+            predictor.get("componentSpecs") or [] if isinstance(predictor, dict) else []
+        ):
+            spec = component.get("spec") if isinstance(component, dict) else None
+            if isinstance(spec, dict):
+                where = f"spec.predictors[{i}].componentSpecs[{j}]."
+                found.extend(where + p for p in _pod_spec_problems(json.dumps(spec, sort_keys=True)))
+    return found
+
+
+@lru_cache(maxsize=256)
+def _pod_spec_problems(spec: str) -> tuple[str, ...]:
+    # Keyed by the spec's JSON: renders repeat the same pod specs (every env, every promotion).
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod"}, "spec": json.loads(spec)}
+    return tuple(core_problems(pod))
+
+
 def container_env(predictor: dict[str, Any]) -> dict[str, str]:
     """The env of the container serving the predictor's graph node (named like the node)."""
     node = predictor.get("graph", {}).get("name")
@@ -281,7 +304,7 @@ def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS) -> list[str
         if (obj["apiVersion"], obj["kind"]) in SCHEMAS:
             issues = schema_problems(obj, schema_dir)
             if obj["kind"] == "SeldonDeployment":
-                issues += seldon_problems(obj)
+                issues += seldon_problems(obj) + pod_problems(obj)
         else:
             issues = core_problems(obj)
         found.extend(f"{_label(obj)} {issue}" for issue in issues)

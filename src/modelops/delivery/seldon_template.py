@@ -16,6 +16,8 @@ BASE = Template(
 # container are both named $model (a custom server: our image, no prepackaged runtime).
 # Seldon's storage initializer downloads graph.modelUri into /mnt/models before the container
 # starts; the server then refuses the model unless its tree hash is MODELOPS_EXPECTED_HASH.
+# Clients need a bearer token from Secret modelops-serving-tokens (Seldon's executor passes the
+# request's Authorization header on to the container).
 #
 # The values below are the "unpromoted" state: valid manifests that name no model (the
 # placeholder URI cannot be fetched and the all-zero hash matches no directory). The env
@@ -63,6 +65,14 @@ spec:
               - name: tmp
                 emptyDir:
                   sizeLimit: 1Gi
+              # The bearer tokens clients must send (one a line; docs/serving.md#authentication).
+              # The Secret is created out of band, never in git; the pod does not start without it.
+              # Mounted as a directory (no subPath): the kubelet then updates the file in place on
+              # a rotation, and the server re-reads it.
+              - name: serving-tokens
+                secret:
+                  secretName: modelops-serving-tokens
+                  defaultMode: 288  # 0440: readable by the pod's fsGroup only
             containers:
               - name: $model
                 image: modelops-serving
@@ -75,6 +85,10 @@ spec:
                     value: "0000000000000000000000000000000000000000000000000000000000000000"
                   - name: MODELOPS_LOG_LEVEL
                     value: info
+                  # Prediction, feedback and metadata need `Authorization: Bearer <token>`; probes
+                  # and /metrics stay open. A missing or empty file stops the server from starting.
+                  - name: MODELOPS_AUTH_TOKENS_FILE
+                    value: /etc/modelops/serving-tokens/tokens
                 ports:
                   - name: http
                     containerPort: 9000
@@ -117,6 +131,9 @@ spec:
                 volumeMounts:
                   - name: tmp
                     mountPath: /tmp
+                  - name: serving-tokens
+                    mountPath: /etc/modelops/serving-tokens
+                    readOnly: true
 """
 )
 

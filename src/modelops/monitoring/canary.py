@@ -255,13 +255,15 @@ def counter_source(
     """Prometheus when a URL is given (or in $MODELOPS_PROMETHEUS_URL), else the local runtime."""
     import httpx
 
-    from modelops.runtime import sync
+    from modelops.runtime import credentials, sync
 
     if url := prometheus_url(prometheus):
         return PrometheusSource(url, pair.namespace, pair.model, pair.hashes, since)
     if runtime:
+        headers = credentials.headers()  # $MODELOPS_TOKEN or $MODELOPS_AUTH_TOKENS_FILE, if any
         try:
-            status = httpx.get(runtime.rstrip("/") + "/_modelops/status", timeout=10).json()
+            answer = httpx.get(runtime.rstrip("/") + "/_modelops/status", headers=headers, timeout=10)
+            status = answer.raise_for_status().json()
         except (httpx.HTTPError, ValueError) as exc:
             raise AnalysisError(f"the local runtime at {runtime} did not answer: {exc}") from None
     else:
@@ -272,7 +274,9 @@ def counter_source(
                 f"$MODELOPS_PROMETHEUS_URL), or --runtime URL, or run `modelops sync --env {pair.env}`"
             )
         runtime = status["endpoint"]
-    return RuntimeSource(runtime, runtime_backends(status, pair.namespace, pair.model, pair.hashes), since)
+        headers = sync.client_headers(pair.env, state_dir or sync.STATE_DIR)
+    backends = runtime_backends(status, pair.namespace, pair.model, pair.hashes)
+    return RuntimeSource(runtime, backends, since, headers=headers)
 
 
 # --------------------------------------------------------------------------- the analysis

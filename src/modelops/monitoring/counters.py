@@ -190,6 +190,7 @@ class RuntimeSource:
     backends: dict[str, list[str]]  # content hash -> backend URLs
     since: datetime
     queries: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # the runtime's bearer token
     _samples: dict[str, list[Sample]] | None = field(default=None, repr=False)
 
     @property
@@ -216,7 +217,7 @@ class RuntimeSource:
             query = f"{self.url.rstrip('/')}/_modelops/counters?since={self.since.timestamp():.3f}"
             self.queries.append(f"GET {query}")
             try:
-                body = httpx.get(query, timeout=TIMEOUT_S).raise_for_status().json()
+                body = httpx.get(query, headers=self.headers, timeout=TIMEOUT_S).raise_for_status().json()
                 raw = body["servers"]
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 raise AnalysisError(f"{query} did not answer: {type(exc).__name__}: {exc}") from None

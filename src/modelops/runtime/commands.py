@@ -288,6 +288,13 @@ def sync(
     max_parallel: Annotated[
         int | None, typer.Option(help="with --batch: at most this many shards at once")
     ] = None,
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELOPS_AUTH_TOKENS_FILE",
+            help="bearer tokens (one a line) the router and its servers require; default: no auth",
+        ),
+    ] = None,
 ) -> None:
     """Serve what gitops/envs/ENV says on one loopback endpoint, like Argo CD + Seldon would; with
     --batch, run its batch jobs once, here, as one tick of their CronJobs would."""
@@ -311,9 +318,10 @@ def sync(
             remote=remote,
             max_replicas=max_replicas,
             state_dir=state_dir,
+            tokens_file=tokens_file,
         )
         return
-    result = runtime.sync(env, port=port, state_dir=state_dir, **options)
+    result = runtime.sync(env, port=port, state_dir=state_dir, tokens_file=tokens_file, **options)
     runtime.print_result(result)
 
 

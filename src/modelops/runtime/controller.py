@@ -27,6 +27,7 @@ import httpx
 
 from modelops.delivery import manifests
 from modelops.errors import ModelopsError
+from modelops.runtime.credentials import TOKENS_FILE_ENV
 from modelops.runtime.desired import DeploymentSpec, PredictorSpec, SyncError, desired, fetch, git, source
 from modelops.runtime.router import Backend, Deployment, Predictor, Router, Table
 
@@ -97,6 +98,9 @@ class Controller:
     remote: str | None = "origin"
     max_replicas: int = 1
     state_dir: Path = STATE_DIR
+    # The servers' MODELOPS_AUTH_TOKENS_FILE (the router's own): the manifests' path is the
+    # cluster's Secret mount, which does not exist here.
+    tokens_file: Path | None = None
     router: Router = field(default_factory=Router)
     endpoint: str = ""
     replicas: dict[tuple[Any, ...], Replica] = field(default_factory=dict)
@@ -201,6 +205,9 @@ class Controller:
             # One sampled inference log per env, where `modelops monitor --env` looks first.
             "MODELOPS_INFERENCE_LOG_DIR": str(inference_log_dir(self.env, self.state_dir).resolve()),
         }
+        env.pop(TOKENS_FILE_ENV, None)  # without a tokens file: no auth on loopback, as before
+        if self.tokens_file is not None:
+            env[TOKENS_FILE_ENV] = str(self.tokens_file)
         with log_path.open("ab") as out:
             process = subprocess.Popen(
                 serve_command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -310,6 +317,7 @@ class Controller:
             "in_sync": self.applied_rev is not None and self.tracked_rev == self.applied_rev,
             "last_error": self.last_error,
             "failed_rev": self.failed_rev,
+            "auth": {"tokens_required": self.tokens_file is not None, "refused": dict(self.router.refused)},
             "deployments": deployments,
             "pid": os.getpid(),
         }

@@ -23,6 +23,7 @@ import httpx
 
 from modelops.config import Params, load_params
 from modelops.errors import ModelopsError
+from modelops.runtime import sync as runtime
 from modelops.runtime.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError, tool_env
 
 PR_BRANCH = "propose/slower-learning-rate"
@@ -287,10 +288,17 @@ class Demo:
         out = self.cli("sync", "--env", env, "--interval", "1")
         self.say("\n".join(f"   {line}" for line in out.splitlines()))
 
+    def auth(self, env: str) -> dict[str, str]:
+        """The Authorization header of the env's runtime, if it was started with tokens (run the
+        demo with MODELOPS_AUTH_TOKENS_FILE set to see auth on)."""
+        return runtime.client_headers(env, self.forge.work / ".modelops/runtime")
+
     def predict_all(self, env: str, expect: dict[str, str]) -> None:
         """Each model answers with its expected version; the unchanged one from the same servers."""
         status = json.loads((self.forge.work / ".modelops/runtime" / f"{env}.json").read_text())
-        served = httpx.get(status["endpoint"] + "/_modelops/status", timeout=10).json()
+        served = httpx.get(
+            status["endpoint"] + "/_modelops/status", headers=self.auth(env), timeout=10
+        ).json()
         for model, version in expect.items():
             self.predict(env, model, version, status["endpoint"])
         pids = {
@@ -321,7 +329,7 @@ class Demo:
         ]
         body = {"data": {"names": features, "ndarray": values}}
         url = endpoint + ENDPOINT.format(env=env, model=model)
-        answer = httpx.post(url, json=body, timeout=30)
+        answer = httpx.post(url, json=body, headers=self.auth(env), timeout=30)
         if answer.status_code != 200:
             raise DemoError(f"POST {url}: {answer.status_code} {answer.text}")
         version, digest = answer.headers.get("x-model-version"), answer.headers.get("x-model-hash", "")
@@ -399,7 +407,10 @@ class Demo:
         self.sync("production")
         self.predict_all("production", {model: "v2", self.other: "v1"})
         served = json.loads((forge.work / ".modelops/runtime/production.json").read_text())
-        status = httpx.get(served["endpoint"] + "/_modelops/status", timeout=10).json()
+        status = httpx.get(
+            served["endpoint"] + "/_modelops/status", headers=self.auth("production"), timeout=10
+        )
+        status = status.json()
         mine = next(d for d in status["deployments"] if d["name"] == model)
         versions = sorted({p["version"] for p in mine["predictors"]})
         self.say(f"   production serves {model} {', '.join(versions)} only")
@@ -414,7 +425,9 @@ class Demo:
         served = json.loads((self.forge.work / ".modelops/runtime" / f"{env}.json").read_text())
         total: dict[str, int] = {}
         for seed in range(most // batch):
-            counts = traffic.send(self.forge.work, served["endpoint"], env, model, batch, seed=seed)
+            counts = traffic.send(
+                self.forge.work, served["endpoint"], env, model, batch, seed=seed, headers=self.auth(env)
+            )
             for version, n in counts.items():
                 total[version] = total.get(version, 0) + n
             code = self.code(

@@ -10,6 +10,12 @@ every replica of every predictor, since only the one that answered the predictio
 first 200 is the answer, else the most specific refusal (see `_rank`). Feedback is not counted as
 traffic. A table swap is one assignment; every backend counts its in-flight requests so the old one
 is drained, not cut. `/_modelops/counters` serves the servers' counter history (recorder.py).
+
+Given a tokens file (`modelops sync --tokens-file`), the router requires bearer tokens as the model
+server does (`modelops_serving.auth`, the same middleware and policy): on every `/_modelops/*`
+endpoint, and on the prediction, feedback and metadata paths under `/seldon/...`, refused at the
+door in the path's protocol before anything is forwarded or mirrored. The Authorization header is
+passed on to the servers, which the controller starts with the same tokens file.
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ import itertools
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from modelops_serving import ids
+from modelops_serving import auth, ids, protocol_v1
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -130,6 +138,7 @@ class Router:
 
     def __init__(self, timeout_s: float = 30.0) -> None:
         self.table = Table()
+        self.refused: Counter[str] = Counter()  # requests refused for want of a good bearer token
         self._timeout = timeout_s
         self._client: httpx.AsyncClient | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
@@ -256,14 +265,34 @@ def _error(status: int, message: str) -> Response:
     return Response(json.dumps({"error": message}), status, media_type="application/json")
 
 
+def needs_token(path: str) -> bool:
+    """The router's policy with a tokens file: every admin endpoint, and under a deployment's
+    `/seldon/<namespace>/<name>` prefix what the model server itself protects."""
+    if path.startswith(ADMIN + "/"):
+        return True
+    parts = path.split("/", 4)  # ['', 'seldon', ns, name, rest]
+    return len(parts) == 5 and parts[1] == "seldon" and auth.protected("/" + parts[4])
+
+
+def _refuse(path: str, refusal: auth.Refusal) -> Response:
+    """A refusal in the path's protocol: Seldon's status for v1 paths, `{"error"}` for V2 and admin."""
+    parts = path.split("/", 4)
+    if parts[1] == "seldon" and not parts[4].startswith("v2/"):
+        body = protocol_v1.error_body(refusal.status, refusal.message)
+        return Response(body, refusal.status, media_type="application/json")
+    return _error(refusal.status, refusal.message)
+
+
 def create_app(
     router: Router,
     status: Callable[[], dict[str, Any]],
     sync_now: Callable[[], Awaitable[dict[str, Any]]],
     lifespan_tasks: Callable[[], contextlib.AbstractAsyncContextManager[None]],
     counters: Callable[[float], Awaitable[dict[str, Any]]] | None = None,
+    tokens: auth.TokenFile | None = None,
 ) -> Starlette:
-    """The ASGI app: admin endpoints under /_modelops, everything else routed by the table."""
+    """The ASGI app: admin endpoints under /_modelops, everything else routed by the table; with
+    `tokens`, behind the bearer-token check (`needs_token`)."""
 
     async def get_status(request: Request) -> Response:
         return Response(json.dumps(status(), indent=2), media_type="application/json")
@@ -294,7 +323,17 @@ def create_app(
             await router.close()
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    middleware = []
+    if tokens is not None:
+
+        def count(reason: str) -> None:
+            router.refused[reason] += 1
+
+        middleware.append(
+            Middleware(auth.BearerAuth, tokens=tokens, needs=needs_token, respond=_refuse, on_refusal=count)
+        )
     return Starlette(
+        middleware=middleware,
         routes=[
             Route(f"{ADMIN}/status", get_status, methods=["GET"]),
             Route(f"{ADMIN}/sync", post_sync, methods=["POST"]),

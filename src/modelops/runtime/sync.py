@@ -7,6 +7,10 @@ process per predictor replica of every SeldonDeployment of the env (the project'
 endpoint, `/seldon/<namespace>/<deployment>/...`, by the predictors' traffic and shadow flags
 (`runtime.controller`, `runtime.router`). This module runs it: a daemon per env, its state file,
 and the one-shot `sync`, `stop` and `status` views.
+
+With a tokens file (`--tokens-file` or `$MODELOPS_AUTH_TOKENS_FILE`) the router and the servers it
+starts require its bearer tokens; the state record keeps the file's path so that `status`,
+`analyze` and `sync` itself can send one (runtime/credentials.py).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from modelops_serving import auth
 
 from modelops.delivery import manifests
+from modelops.runtime import credentials
 from modelops.runtime.controller import (
     DRAIN_TIMEOUT_S,
     READY_TIMEOUT_S,
@@ -44,6 +50,7 @@ __all__ = [
     "STATE_DIR",
     "Controller",
     "SyncError",
+    "client_headers",
     "describe",
     "inference_log_dir",
     "running",
@@ -57,6 +64,29 @@ def state_file(env: str, state_dir: Path = STATE_DIR) -> Path:
     return state_dir / f"{env}.json"
 
 
+def record_of(env: str, state_dir: Path = STATE_DIR) -> dict[str, Any] | None:
+    """The env's state record (pid, endpoint, tokens file), or None."""
+    try:
+        return json.loads(state_file(env, state_dir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def client_headers(env: str, state_dir: Path = STATE_DIR) -> dict[str, str]:
+    """The Authorization header for the env's runtime (credentials.py: its own tokens file)."""
+    return credentials.headers((record_of(env, state_dir) or {}).get("tokens_file"))
+
+
+def _tokens(path: str | Path | None) -> auth.TokenFile | None:
+    """The tokens file as the router holds it (absolute path); a file that cannot be used stops here."""
+    if path is None:
+        return None
+    try:
+        return auth.TokenFile(Path(path).resolve())
+    except auth.AuthConfigError as exc:
+        raise SyncError(f"not started: {exc}") from None
+
+
 def watch(
     env: str,
     *,
@@ -66,17 +96,22 @@ def watch(
     remote: str | None = "origin",
     max_replicas: int = 1,
     state_dir: Path = STATE_DIR,
+    tokens_file: Path | None = None,
 ) -> None:
-    """Serve `env` in the foreground, reconciling every `interval_s` until SIGTERM or Ctrl-C."""
+    """Serve `env` in the foreground, reconciling every `interval_s` until SIGTERM or Ctrl-C;
+    with `tokens_file`, behind its bearer tokens (the servers too)."""
     import uvicorn
 
+    tokens = _tokens(tokens_file)
     repo = Path(git(Path.cwd(), "rev-parse", "--show-toplevel"))
     state_dir = (repo / state_dir) if not state_dir.is_absolute() else state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    controller = Controller(repo, env, branch, remote, max_replicas, state_dir)
+    controller = Controller(
+        repo, env, branch, remote, max_replicas, state_dir, tokens.path if tokens else None
+    )
     controller.endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
     record = state_file(env, state_dir)
 
@@ -84,7 +119,8 @@ def watch(
     async def tasks() -> AsyncIterator[None]:
         first = await controller.reconcile()
         print_result(first)
-        record.write_text(json.dumps({"pid": os.getpid(), "endpoint": controller.endpoint, "env": env}))
+        mine = {"pid": os.getpid(), "endpoint": controller.endpoint, "env": env}
+        record.write_text(json.dumps(mine | ({"tokens_file": str(tokens.path)} if tokens else {})))
 
         async def loop() -> None:
             while True:
@@ -118,13 +154,18 @@ def watch(
         return {"interval_s": recorder.interval_s, "servers": recorder.export(since)}
 
     app = create_app(
-        controller.router, controller.status, lambda: controller.reconcile(force=True), tasks, counters
+        controller.router,
+        controller.status,
+        lambda: controller.reconcile(force=True),
+        tasks,
+        counters,
+        tokens,
     )
+    # access_log off: no request line (and so no query string) is ever logged
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    print(
-        f"modelops sync: {env} on {controller.endpoint} (tracking {controller.status()['tracking']})",
-        flush=True,
-    )
+    guarded = f", bearer tokens from {tokens.path}" if tokens else ""
+    tracking = controller.status()["tracking"]
+    print(f"modelops sync: {env} on {controller.endpoint} (tracking {tracking}{guarded})", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -143,27 +184,55 @@ def print_result(result: dict[str, Any]) -> None:
 
 def running(env: str, state_dir: Path = STATE_DIR) -> dict[str, Any] | None:
     """The status of the env's runtime if one answers, else None."""
-    try:
-        record = json.loads(state_file(env, state_dir).read_text())
-    except (OSError, ValueError):
+    record = record_of(env, state_dir)
+    if record is None:
         return None
+    headers = credentials.headers(record.get("tokens_file"))
     try:
-        return httpx.get(record["endpoint"] + "/_modelops/status", timeout=5).json()
+        answer = httpx.get(record["endpoint"] + "/_modelops/status", headers=headers, timeout=5)
+        if answer.status_code in (401, 403):  # it runs, and refuses us: never start a second one
+            raise SyncError(
+                f"the {env} runtime at {record['endpoint']} refused the bearer token: "
+                f"{answer.json().get('error')} (set {credentials.TOKEN_ENV} to one of its tokens)"
+            )
+        return answer.raise_for_status().json()
     except (httpx.HTTPError, ValueError, KeyError):
         return None
 
 
-def sync(env: str, *, port: int = 0, state_dir: Path = STATE_DIR, **watch_options: Any) -> dict[str, Any]:
-    """Sync `env` now: start its runtime in the background if none runs, else make it reconcile."""
+def sync(
+    env: str,
+    *,
+    port: int = 0,
+    state_dir: Path = STATE_DIR,
+    tokens_file: Path | None = None,
+    **watch_options: Any,
+) -> dict[str, Any]:
+    """Sync `env` now: start its runtime in the background if none runs, else make it reconcile.
+    A runtime runs with the tokens file it was started with: another one is refused."""
     manifests.render(env)  # an unknown env fails here, naming the known ones
+    tokens = _tokens(tokens_file)
     current = running(env, state_dir)
     if current is not None:
+        recorded = (record_of(env, state_dir) or {}).get("tokens_file")
+        if tokens is not None and str(tokens.path) != recorded:
+            now = f"with the tokens of {recorded}" if recorded else "without bearer tokens"
+            raise SyncError(
+                f"the {env} runtime at {current['endpoint']} runs {now}; to use {tokens.path}, stop it "
+                f"first (`modelops sync --env {env} --stop`); nothing was changed"
+            )
         try:
-            result = httpx.post(current["endpoint"] + "/_modelops/sync", timeout=READY_TIMEOUT_S + 60).json()
+            answer = httpx.post(
+                current["endpoint"] + "/_modelops/sync",
+                headers=credentials.headers(recorded),
+                timeout=READY_TIMEOUT_S + 60,
+            )
+            result = answer.raise_for_status().json()
         except httpx.HTTPError as exc:
             raise SyncError(f"the {env} runtime at {current['endpoint']} did not answer: {exc}") from None
     else:
-        result = _start_daemon(env, port, state_dir, watch_options)
+        options = watch_options | ({"tokens_file": tokens.path} if tokens else {})
+        result = _start_daemon(env, port, state_dir, options)
     if result.get("last_error"):
         serving = result.get("applied_rev") or "nothing"
         raise SyncError(f"{env}: not applied: {result['last_error']} (still serving {serving})")

@@ -45,13 +45,20 @@ def rows(work: Path, model: str) -> tuple[list[str], list[list[Any]], list[Any]]
 
 
 async def _send(
-    endpoint: str, env: str, model: str, names: list[str], values: list, truth: list, picks: np.ndarray
+    endpoint: str,
+    env: str,
+    model: str,
+    names: list[str],
+    values: list,
+    truth: list,
+    picks: np.ndarray,
+    headers: dict[str, str],
 ) -> Counter[str]:
     import httpx
 
     by_version: Counter[str] = Counter()
     limit = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(base_url=endpoint, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=endpoint, timeout=30, headers=headers) as client:
 
         async def one(i: int) -> None:
             async with limit:
@@ -70,8 +77,17 @@ async def _send(
     return by_version
 
 
-def send(work: Path, endpoint: str, env: str, model: str, requests: int, seed: int = 0) -> Counter[str]:
-    """`requests` single-row predictions with their outcomes fed back; how many each version answered."""
+def send(
+    work: Path,
+    endpoint: str,
+    env: str,
+    model: str,
+    requests: int,
+    seed: int = 0,
+    headers: dict[str, str] | None = None,
+) -> Counter[str]:
+    """`requests` single-row predictions with their outcomes fed back; how many each version answered.
+    `headers`: e.g. the runtime's Authorization (sync.client_headers)."""
     names, values, truth = rows(work, model)
     picks = np.random.default_rng(seed).integers(0, len(values), requests)
-    return asyncio.run(_send(endpoint, env, model, names, values, truth, picks))
+    return asyncio.run(_send(endpoint, env, model, names, values, truth, picks, headers or {}))
