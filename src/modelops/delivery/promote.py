@@ -169,7 +169,7 @@ def _check_rendered(env: str, edits: dict[Path, str]) -> None:
         for path, text in edits.items():
             (scratch / path.relative_to(GITOPS)).write_text(text)
         try:
-            manifests.validate(manifests.render(env, scratch), scratch, where=f"envs/{env}")
+            manifests.validate(manifests.render(env, scratch), scratch, where=f"envs/{env}", env=env)
         except ModelopsError as exc:
             raise PromoteError(
                 f"the promotion would break gitops/envs/{env}; nothing written:\n{exc}"
