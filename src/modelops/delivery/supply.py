@@ -1,16 +1,17 @@
-"""`modelops image pin`: the supply chain's verbs.
+"""`modelops image pin` and `modelops policy check`: the supply chain's verbs.
 
-A small sub-app, so the main CLI needs one line for it; the work is in `delivery.image`,
-imported lazily like every verb's module so `modelops --help` stays quick.
+Two small sub-apps, so the main CLI needs one line for each; the work is in `delivery.image` and
+`delivery.policy`, imported lazily like every verb's module so `modelops --help` stays quick.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from modelops.app import errors_to_exit
+from modelops.app import ParamsOpt, errors_to_exit
 
 image_app = typer.Typer(
     help="The serving image, pinned by digest in gitops/ through a commit.", no_args_is_help=True
@@ -63,3 +64,18 @@ def pin(
     finally:
         if start:
             gitflow.git("checkout", "--quiet", start)
+
+
+@policy_app.command("check")
+@errors_to_exit
+def check(
+    base: Annotated[str, typer.Option(help="the branch or commit the pull request merges into")] = "main",
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Judge the work tree's gitops/ against --base: exit 0 passed, 22 refused, 23 cannot judge."""
+    from modelops.config import load_params
+    from modelops.delivery import policy
+
+    outcomes = policy.check(base, load_params(params_file))
+    for line in policy.enforce(outcomes, base):
+        print(line)
