@@ -93,7 +93,7 @@ class Change:
         self.gitops = self.root / GITOPS
         self.envs = manifests.envs(self.gitops)
         self._rendered: dict[str, list[dict[str, Any]]] = {}
-        self._history: dict[str, list[tuple[str, str]]] = {}
+        self._history: dict[str, list[tuple[str, str | None]]] = {}
 
     def _git(self, *args: str) -> str:
         proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True)
@@ -129,9 +129,9 @@ class Change:
         for extra in extras:
             yield extra.name, extra.release
 
-    def history(self, env: str, model: str) -> list[tuple[str, str]]:
+    def history(self, env: str, model: str) -> list[tuple[str, str | None]]:
         """(commit, file text) of every state of the patch file on the base's first-parent line,
-        newest first (its state at the base included)."""
+        newest first, so the first is its state at the base (text None: that commit deleted it)."""
         rel = self.patch(env, model)
         if rel in self._history:
             return self._history[rel]
@@ -143,12 +143,14 @@ class Change:
         proc = subprocess.run(
             ["git", "cat-file", "--batch"], cwd=self.root, input=batch.encode(), capture_output=True
         )
-        out, states, pos = proc.stdout, [], 0
+        out, pos = proc.stdout, 0
+        states: list[tuple[str, str | None]] = []
         for sha in shas:
             header_end = out.index(b"\n", pos)
             header = out[pos:header_end].split()
             pos = header_end + 1
             if header[-1] == b"missing":  # the commit deleted the file
+                states.append((sha, None))
                 continue
             size = int(header[2])
             states.append((sha, out[pos : pos + size].decode()))
@@ -160,11 +162,21 @@ class Change:
         """content hash -> (commit, version) of what the env's `roles` served on the base's line."""
         found: dict[str, tuple[str, str]] = {}
         for sha, text in reversed(self.history(env, model)):  # oldest first: keep the first commit
-            main, extras = parse_state(text, f"{sha[:12]}:{self.patch(env, model)}")
+            if text is None:
+                continue
+            main, extras = self._parse(text, f"{sha[:12]}:{self.patch(env, model)}")
             for name, release in [("main", main), *((e.name, e.release) for e in extras)]:
                 if name in roles:
                     found.setdefault(release.content_hash, (sha, release.version))
         return found
+
+    @staticmethod
+    def _parse(text: str, where: str) -> tuple[Release, list[Extra]]:
+        """A past state of a patch file; one the reader cannot parse means the check cannot judge."""
+        try:
+            return parse_state(text, where)
+        except ModelopsError as exc:
+            raise PolicyError(f"cannot read the history: {exc}") from None
 
     def received(self, env: str) -> list[tuple[str, str, Release]]:
         """(model, predictor, release) the env gets with this change: work-tree predictors whose
@@ -173,8 +185,8 @@ class Change:
         for model in self.models(env):
             history = self.history(env, model)
             before: set[str] = set()
-            if history:
-                main, extras = parse_state(history[0][1], f"{self.base}:{self.patch(env, model)}")
+            if history and history[0][1] is not None:
+                main, extras = self._parse(history[0][1], f"{self.base}:{self.patch(env, model)}")
                 before = {main.content_hash, *(e.release.content_hash for e in extras)}
             out += [(model, n, r) for n, r in self.predictors(env, model) if r.content_hash not in before]
         return out
