@@ -112,7 +112,7 @@ def test_every_env_renders_and_validates(rendered: dict[str, list[Obj]], env: st
         model = obj["metadata"]["name"]
         assert obj["metadata"]["namespace"] == f"modelops-{env}"
         main = obj["spec"]["predictors"][0]
-        # The shipped placeholder digest: no image built yet (docs/delivery.md#the-serving-image-by-digest).
+        # The shipped placeholder digest: no image built yet (docs/delivery.md, the image by digest).
         assert container(main)["image"] == f"ghcr.io/your-org/modelops-serving@{image_rules.UNBUILT}"
         assert (container(main)["name"], main["graph"]["name"]) == (model, model)
         assert env_of(main)["MODELOPS_MODEL_NAME"] == model
