@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from modelops.delivery.patches import Extra, Release, read_state, render_state
+
 TEMPLATE = "credit-hgb"
 
 
@@ -69,3 +71,15 @@ def remove_manifests(root: Path, model: str, batch: bool = True) -> None:
                     del k["components"]
 
         _edit(env / "kustomization.yaml", drop)
+
+
+def write_release(
+    root: Path, env: str, model: str, digest: str, version: str, canary: int | None = None
+) -> None:
+    """Write what `modelops promote` would into the env's patch file (with `canary`: a canary taking
+    that share), through the same pure function, without publishing or registering anything."""
+    path = root / "gitops" / "envs" / env / f"{model}.yaml"
+    release = Release(version, digest, f"file:///srv/store/{model}/{digest}/", "0" * 40, "run", "7")
+    main, _ = read_state(path)
+    extras = [] if canary is None else [Extra("canary", release, canary)]
+    path.write_text(render_state(path, model, release if canary is None else main, extras))

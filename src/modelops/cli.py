@@ -14,8 +14,11 @@ from modelops import progress
 from modelops.app import DatasetArg, EnvOpt, ModelArg, ParamsOpt, app, command
 from modelops.config import load_params
 from modelops.delivery.new import app as new_app
+from modelops.delivery.supply import image_app, policy_app
 
 app.add_typer(new_app, name="new")
+app.add_typer(image_app, name="image")
+app.add_typer(policy_app, name="policy")
 
 
 @command

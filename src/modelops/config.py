@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelops import stats, tasks
 from modelops.declarations import (
@@ -212,6 +220,34 @@ class CanaryParams(_Strict):
     margins: CanaryMargins = CanaryMargins()
 
 
+class CanaryShare(_Strict):
+    """The share of an env's traffic a canary may take, in percent, both bounds included."""
+
+    min: int = Field(default=1, ge=1, le=99)
+    max: int = Field(default=50, ge=1, le=99)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CanaryShare:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max})")
+        return self
+
+
+class PolicyParams(_Strict):
+    """The promotion policy `modelops policy check` enforces on pull requests that touch gitops/."""
+
+    # Each env may only receive a content hash the env before it has served (main or canary).
+    order: list[str] = Field(default_factory=lambda: ["staging", "production"], min_length=2)
+    canary_share: CanaryShare = CanaryShare()
+
+    @field_validator("order")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"an env is listed twice: {value}")
+        return value
+
+
 class Params(_Strict):
     """The whole params.yaml, with the declaration of every dataset it lists."""
 
@@ -221,6 +257,7 @@ class Params(_Strict):
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
     canary: CanaryParams = CanaryParams()
+    policy: PolicyParams = PolicyParams()
     models: dict[str, ModelParams]
     _declarations: dict[str, Dataset] = PrivateAttr(default_factory=dict)
 

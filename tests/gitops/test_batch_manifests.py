@@ -94,7 +94,7 @@ def test_the_env_that_opts_in_renders_a_valid_indexed_cronjob(rendered: dict[str
     assert "{shard}" in args[args.index("--output") + 1] and "{date}" in args[args.index("--input") + 1]
     # the same image, hardening and store credentials as the predictor, and its release
     main = predictor_box(seldon)
-    assert container["image"] == main["image"] == "ghcr.io/your-org/modelops-serving:0.1.0"
+    assert container["image"] == main["image"] == f"ghcr.io/your-org/modelops-serving@sha256:{'0' * 64}"
     assert container["securityContext"] == main["securityContext"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert (

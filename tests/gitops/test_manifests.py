@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modelops.delivery import manifests
+from modelops.delivery import image_rules, manifests
 from modelops.delivery.manifests import ManifestError
 from tests.gitops_models import add_manifests
 
@@ -112,7 +112,8 @@ def test_every_env_renders_and_validates(rendered: dict[str, list[Obj]], env: st
         model = obj["metadata"]["name"]
         assert obj["metadata"]["namespace"] == f"modelops-{env}"
         main = obj["spec"]["predictors"][0]
-        assert container(main)["image"] == "ghcr.io/your-org/modelops-serving:0.1.0"
+        # The shipped placeholder digest: no image built yet (docs/delivery.md, the image by digest).
+        assert container(main)["image"] == f"ghcr.io/your-org/modelops-serving@{image_rules.UNBUILT}"
         assert (container(main)["name"], main["graph"]["name"]) == (model, model)
         assert env_of(main)["MODELOPS_MODEL_NAME"] == model
         # Not deployed yet: the explicit, valid placeholder state.

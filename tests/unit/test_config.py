@@ -63,6 +63,16 @@ def test_shipped_params_and_declarations_are_valid() -> None:
             "seed",
         ),
         (lambda p: p["models"].update({"Bad_Name": p["models"]["credit-hgb"]}), "models", "Bad_Name"),
+        (
+            lambda p: p["policy"]["canary_share"].update(min=60),
+            "policy.canary_share",
+            "min (60) is more than max (50)",
+        ),
+        (
+            lambda p: p["policy"].update(order=["staging", "staging"]),
+            "policy.order",
+            "an env is listed twice",
+        ),
         (lambda p: p.update(models={}), "models", "at least one model"),
         (lambda p: p["models"]["credit-hgb"].pop("dataset"), "models.credit-hgb.dataset", "Field required"),
         (

@@ -81,3 +81,39 @@ def test_a_patch_file_that_is_not_a_list_of_operations_is_named(tmp_path: Path) 
     path.write_text("- op: test\n  path: /x\n  value: 1\n")
     with pytest.raises(PromoteError, match="no operation for /metadata/annotations"):
         promote.read_state(path)
+
+
+def test_a_canary_share_beyond_the_policy_is_refused_before_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """params.yaml policy.canary_share bounds `--canary` (as `modelops policy check` does on a PR)."""
+    shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(
+        PROJECT_ROOT / "data", tmp_path / "data", ignore=shutil.ignore_patterns("raw.csv", "prepared")
+    )
+    monkeypatch.chdir(tmp_path)  # no git, no gitops/: the refusal comes first
+    with pytest.raises(PromoteError, match=r"--canary 60: the promotion policy allows a canary 1% to 50%"):
+        promote.promote("credit-hgb", "production", mode="canary", canary=60)
+
+
+def test_promote_validates_the_env_with_its_image_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What promote renders and validates before committing includes production's digest rule."""
+    shutil.copytree(PROJECT_ROOT / "gitops", tmp_path / "gitops")
+    monkeypatch.chdir(tmp_path)
+    kustomization = Path("gitops/envs/production/kustomization.yaml")
+    kustomization.write_text(
+        kustomization.read_text().replace(f"digest: sha256:{'0' * 64}", "newTag: latest")
+    )
+    path = patches.patch_file("production", "credit-hgb")
+    edit = {path: patches.render_state(path, "credit-hgb", A, [])}
+    before = path.read_text()
+    with pytest.raises(PromoteError) as info:
+        promote._check_rendered("production", edit)
+    message = str(info.value)
+    assert message.startswith("the promotion would break gitops/envs/production; nothing written")
+    assert (
+        "'ghcr.io/your-org/modelops-serving:latest' is a tag without a digest, and production runs" in message
+    )
+    assert path.read_text() == before

@@ -149,6 +149,9 @@ def test_an_env_without_models_takes_the_base_sizing(repo: Path) -> None:
     (env / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: modelops-dev\n"
         "resources:\n  - ../../base\n"
+        # every env says which build of the server it runs
+        f"images:\n  - name: modelops-serving\n    newName: ghcr.io/your-org/modelops-serving\n"
+        f"    digest: sha256:{'0' * 64}\n"
     )
     scaffold.write_manifests("hpc-et", root=repo)
     objects = {o["metadata"]["name"]: o for o in manifests.render("dev", repo / "gitops")}

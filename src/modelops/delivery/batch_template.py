@@ -14,7 +14,7 @@ from string import Template
 import yaml
 
 # Everything a component needs: the CronJob, and the image of the model's main predictor copied
-# into it, so batch and online run the same build (a fork sets the image once, in base/).
+# into it, so batch and online run the same build (the one the env's `images:` pins).
 COMPONENT = Template(
     """\
 # $model's batch job, for the envs that opt in: their kustomization lists this directory under
@@ -24,7 +24,7 @@ apiVersion: kustomize.config.k8s.io/v1alpha1
 kind: Component
 resources:
   - cronjob.yaml
-# The same image as the online predictor, whatever base/kustomization.yaml `images:` makes of it.
+# The same image as the online predictor, whatever the env's kustomization.yaml `images:` makes of it.
 replacements:
   - source:
       kind: SeldonDeployment

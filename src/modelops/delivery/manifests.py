@@ -23,7 +23,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from modelops.delivery import batch_rules
+from modelops.delivery import batch_rules, image_rules
 from modelops.errors import ManifestError, ModelopsError
 
 GITOPS = Path("gitops")
@@ -293,8 +293,9 @@ def batch_problems(objects: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS) -> list[str]:
-    """Every problem of the objects, each as `Kind/name path: message`."""
+def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS, env: str | None = None) -> list[str]:
+    """Every problem of the objects, each as `Kind/name path: message`; `env` names the env they
+    render (its image rules: `image_rules.DIGEST_ENVS` run images by digest only)."""
     found: list[str] = []
     schema_dir = Path(root) / "schemas"
     for obj in objects:
@@ -307,13 +308,16 @@ def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS) -> list[str
                 issues += seldon_problems(obj) + pod_problems(obj)
         else:
             issues = core_problems(obj)
+        issues += image_rules.problems(obj, env)
         found.extend(f"{_label(obj)} {issue}" for issue in issues)
     return found + batch_problems(objects)
 
 
-def validate(objects: Sequence[dict[str, Any]], root: Path = GITOPS, where: str = "") -> None:
+def validate(
+    objects: Sequence[dict[str, Any]], root: Path = GITOPS, where: str = "", env: str | None = None
+) -> None:
     """Raise one ManifestError listing every problem of the objects (nothing if they are valid)."""
-    found = problems(objects, root)
+    found = problems(objects, root, env)
     if found:
         head = f"{where}: " if where else ""
         raise ManifestError(
@@ -327,7 +331,8 @@ def check_all(root: Path = GITOPS) -> int:
     count = 0
     for where, objects in render_all(root).items():
         count += len(objects)
-        found.extend(f"{Path(root) / where}: {p}" for p in problems(objects, root))
+        env = where.removeprefix("envs/") if where.startswith("envs/") else None
+        found.extend(f"{Path(root) / where}: {p}" for p in problems(objects, root, env))
     if found:
         raise ManifestError(f"{len(found)} manifest problem(s):\n" + "\n".join(f"  - {p}" for p in found))
     return count

@@ -71,7 +71,7 @@ def _yaml() -> YAML:
     return round_trip(sequence=2, offset=0)
 
 
-def _ops(text: str, path: Path) -> list[dict[str, Any]]:
+def _ops(text: str, path: Path | str) -> list[dict[str, Any]]:
     try:
         ops = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -81,7 +81,7 @@ def _ops(text: str, path: Path) -> list[dict[str, Any]]:
     return ops
 
 
-def _value(ops: list[dict[str, Any]], path: str, where: Path) -> Any:
+def _value(ops: list[dict[str, Any]], path: str, where: Path | str) -> Any:
     for op in ops:
         if op.get("path") == path and op.get("op") in ("replace", "add"):
             return op.get("value")
@@ -90,7 +90,11 @@ def _value(ops: list[dict[str, Any]], path: str, where: Path) -> Any:
 
 def read_state(path: Path) -> tuple[Release, list[Extra]]:
     """The main release and any canary/shadow, as the patch file states them."""
-    text = path.read_text()
+    return parse_state(path.read_text(), path)
+
+
+def parse_state(text: str, path: Path | str) -> tuple[Release, list[Extra]]:
+    """`read_state` of a patch file's text (e.g. as an older commit had it); `path` names it in errors."""
     head, _, blocks = _split(text)
     ops = _ops(head, path)
     ann = _value(ops, "/metadata/annotations", path) or {}

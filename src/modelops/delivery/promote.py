@@ -93,7 +93,14 @@ def promote(
     from modelops.delivery import publish, registry
     from modelops.pipeline.package import package_dir
 
-    load_params().model(model)  # an unknown model fails here, naming the known ones
+    params = load_params()
+    params.model(model)  # an unknown model fails here, naming the known ones
+    share = params.policy.canary_share
+    if mode == "canary" and canary is not None and 0 < canary < 100 and not share.min <= canary <= share.max:
+        raise PromoteError(
+            f"--canary {canary}: the promotion policy allows a canary {share.min}% to {share.max}% of the "
+            "traffic (params.yaml policy.canary_share; `modelops policy check` refuses it on a pull request)"
+        )
     if not dry_run:
         preflight()
     path = patch_file(env, model)
@@ -169,7 +176,7 @@ def _check_rendered(env: str, edits: dict[Path, str]) -> None:
         for path, text in edits.items():
             (scratch / path.relative_to(GITOPS)).write_text(text)
         try:
-            manifests.validate(manifests.render(env, scratch), scratch, where=f"envs/{env}")
+            manifests.validate(manifests.render(env, scratch), scratch, where=f"envs/{env}", env=env)
         except ModelopsError as exc:
             raise PromoteError(
                 f"the promotion would break gitops/envs/{env}; nothing written:\n{exc}"

@@ -8,7 +8,6 @@ then are the files written, all or none, so a refused scaffold leaves the tree a
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -20,17 +19,12 @@ import yaml
 from modelops import tasks
 from modelops.changeset import Content, ScaffoldError, add_entry, dump, round_trip, write_all
 from modelops.config import MODEL_NAME, PARAMS_FILE, load_params, parse_params
-from modelops.delivery import manifests, seldon_template
+from modelops.delivery import codeowners, manifests, seldon_template
 from modelops.errors import ModelopsError
 
-CODEOWNERS = Path(".github/CODEOWNERS")
-DEFAULT_OWNER = "@your-org/ml-team"
-OWNER = re.compile(r"^(@[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)?|[^@\s]+@[^@\s]+\.[^@\s]+)$")
-CODEOWNERS_HEADER = """\
-# Who must review what: GitHub asks the owners of every path a pull request touches for a review
-# (with branch protection, their approval is required). `modelops new model` appends one block per
-# model; replace the placeholder team with yours. The last matching pattern wins.
-"""
+CODEOWNERS = codeowners.PATH
+DEFAULT_OWNER = codeowners.DEFAULT_OWNER
+CODEOWNERS_HEADER = codeowners.HEADER
 RESOURCES = "/spec/predictors/0/componentSpecs/0/spec/containers/0/resources"
 REPLICAS = "/spec/predictors/0/replicas"
 SELDON_TARGET = {"group": "machinelearning.seldon.io", "version": "v1", "kind": "SeldonDeployment"}
@@ -134,22 +128,11 @@ def check_renders(changes: Mapping[Path, Content], root: Path = Path()) -> None:
 
 
 def codeowners_change(name: str, dataset: str, owner: str, root: Path = Path()) -> tuple[Path, str]:
-    """CODEOWNERS with a block for the model's outputs and manifests (created with a header)."""
-    if not OWNER.match(owner):
-        raise ScaffoldError(f"--owner {owner!r}: expected @org/team, @user or an e-mail address")
+    """CODEOWNERS with the model's block above the production block (created if missing)."""
     path = root / CODEOWNERS
-    text = path.read_text() if path.exists() else CODEOWNERS_HEADER
-    if text and not text.endswith("\n"):
-        text += "\n"
-    block = (
-        f"\n# {name} (dataset {dataset}): its outputs and manifests\n"
-        f"/models/{name}/ {owner}\n"
-        f"/gitops/base/{name}.yaml {owner}\n"
-        f"/gitops/envs/*/{name}.yaml {owner}\n"
-        f"/gitops/base/batch/{name}/ {owner}\n"
-        f"/gitops/envs/*/batch/{name}.yaml {owner}\n"
-    )
-    return path, text + block
+    text = path.read_text() if path.exists() else None
+    envs = manifests.envs(root / manifests.GITOPS)
+    return path, codeowners.add_model(text, name, dataset, owner, envs)
 
 
 def plan_model(

@@ -27,6 +27,10 @@ ACTION_STANDINS = {
     "actions/download-artifact": "download-artifact",
     "actions/checkout": "checkout",
     "iterative/setup-cml": "setup-cml",
+    "docker/setup-buildx-action": "setup-buildx",
+    "docker/login-action": "login",
+    "docker/build-push-action": "build-push",
+    "actions/attest": "attest",
 }
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*['\"]?(?P<ref>[^\s'\"#]+)", re.MULTILINE)
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z=>]|[=>])")
@@ -102,6 +106,10 @@ class ActResult:
     def calls_to(self, tool: str) -> list[list[str]]:
         """The argv of each call to one recorded tool (gh, cml, or a stub such as make)."""
         return [c["argv"] for c in self.calls if c["tool"] == tool]
+
+    def inputs_to(self, action: str) -> list[dict[str, Any]]:
+        """What each call of a recording action stand-in (e.g. docker/build-push-action) was asked."""
+        return [c.get("inputs", {}) for c in self.calls if c["tool"] == action]
 
     @property
     def log(self) -> str:

@@ -49,7 +49,7 @@ def from_env(model: str, env: str, root: Path | None = None) -> Chosen:
 
     root = root or manifests.GITOPS
     objects = manifests.render(env, root)
-    manifests.validate(objects, root, where=f"gitops/envs/{env}")
+    manifests.validate(objects, root, where=f"gitops/envs/{env}", env=env)
     found = [o for o in objects if o.get("kind") == "SeldonDeployment" and o["metadata"]["name"] == model]
     if not found:
         served = sorted(o["metadata"]["name"] for o in objects if o.get("kind") == "SeldonDeployment")

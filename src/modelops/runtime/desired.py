@@ -89,7 +89,7 @@ def rendered(repo: Path, rev: str, env: str) -> list[dict[str, Any]]:
             tar.extractall(tmp, filter="data")
         root = Path(tmp) / "gitops"
         objects = manifests.render(env, root)
-        manifests.validate(objects, root, where=f"gitops/envs/{env} at {rev}")
+        manifests.validate(objects, root, where=f"gitops/envs/{env} at {rev}", env=env)
     return objects
 
 

@@ -416,6 +416,7 @@ class Forge:
             "MODELOPS_HARNESS_UV": str(find_uv()),
             "MODELOPS_HARNESS_CML_BIN": str(self.state / "cml-bin"),
             "MODELOPS_HARNESS_ORIGIN": str(self.origin),
+            "MODELOPS_HARNESS_STANDINS": str(STANDINS),
             # No network: uv uses its cache only and never downloads a Python.
             "UV_OFFLINE": "1",
             "UV_PYTHON_DOWNLOADS": "never",
