@@ -4,7 +4,9 @@
 UV ?= $(HOME)/.local/bin/uv
 RUN := $(UV) run --frozen
 # Test modules run on two workers (a module's fixtures stay in one): most of the suite waits on
-# subprocesses (act, git, DVC, servers), so two workers fit a 2-core machine.
+# subprocesses (act, git, DVC, servers), so two workers fit a 2-core machine. Files go out in
+# collection order (tests/conftest.py puts the slowest folders first): xdist's default reorder,
+# by test count, sent the 2-test demo file last, and one worker ran it alone for ~8 minutes.
 TEST_WORKERS ?= 2
 
 .PHONY: demo setup setup-competitors setup-tools test lint mlflow-ui bench
@@ -50,7 +52,7 @@ setup-tools: setup  ## promtool and prometheus for the monitoring tests, into $(
 
 test: setup setup-competitors setup-tools  ## the whole suite: pre-commit checks, then pytest
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
-	$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile
+	$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
