@@ -141,7 +141,7 @@ def _reason(exc: Exception, accepted: Policy) -> str:
     if text.startswith("Key mismatch"):
         return f"signed with another key, not as required ({accepted.describe()})"
     if text.startswith("Signature mismatch"):
-        return f"the model's files differ from the signed ones ({text})"
+        return f"the model's files differ from the signed ones ({_mismatch(text)})"
     if accepted.keyless:
         return f"not verified as {accepted.describe()}: {type(exc).__name__}: {text}"
     return f"not a valid signature for {accepted.describe()}: {type(exc).__name__}: {text}"
@@ -183,3 +183,16 @@ def check(model_uri: str, model_dir: Path, demand: Required, cache_dir: Path | N
         verify(model_dir, found, demand.policy, demand.uri)
     except SignatureError as exc:
         raise SignatureError(f"model {model_uri} REFUSED: bad signature: {exc}") from None
+
+
+def _mismatch(text: str) -> str:
+    """model-signing's manifest diff as file names (its own text quotes raw digest bytes)."""
+    import re
+
+    changed = re.findall(r"Hash mismatch for '([^']+)'", text)
+    extra = re.search(r"Extra files found in model '[^']*': ([^\"'\]]+)", text)
+    missing = re.search(r"Missing files in model '[^']*': ([^\"'\]]+)", text)
+    parts = [f"changed: {', '.join(changed)}"] if changed else []
+    parts += [f"not signed: {extra.group(1)}"] if extra else []
+    parts += [f"missing: {missing.group(1)}"] if missing else []
+    return "; ".join(parts) or text

@@ -23,7 +23,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from modelops.delivery import batch_rules
+from modelops.delivery import batch_rules, signing_rules
 from modelops.errors import ManifestError, ModelopsError
 
 GITOPS = Path("gitops")
@@ -285,7 +285,7 @@ def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS) -> list[str
         else:
             issues = core_problems(obj)
         found.extend(f"{_label(obj)} {issue}" for issue in issues)
-    return found + batch_problems(objects)
+    return found + batch_problems(objects) + signing_rules.problems(list(objects))
 
 
 def validate(objects: Sequence[dict[str, Any]], root: Path = GITOPS, where: str = "") -> None:
