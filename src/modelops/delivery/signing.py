@@ -33,7 +33,6 @@ from modelops.errors import PublishError
 KEY_ENV = "MODELOPS_SIGNING_KEY"
 KEYLESS_ENV = "MODELOPS_SIGNING_KEYLESS"
 LOCAL_KEY_ENV = "MODELOPS_LOCAL_SIGNER_KEY"
-SUFFIX = signature.SUFFIX
 
 
 class SigningError(PublishError):

@@ -147,17 +147,6 @@ def predictor_container(predictor: dict[str, Any]) -> tuple[dict[str, Any], dict
     return {}, {}
 
 
-def deployment_policies(
-    obj: dict[str, Any], objects: list[dict[str, Any]]
-) -> list[tuple[str, Stated | None]]:
-    """(predictor name, its stated policy) for each predictor of a SeldonDeployment."""
-    out = []
-    for predictor in obj.get("spec", {}).get("predictors") or []:
-        pod, box = predictor_container(predictor)
-        out.append((str(predictor.get("name")), stated(pod, box, objects)[0] if box else None))
-    return out
-
-
 def problems(objects: list[dict[str, Any]]) -> list[str]:
     """Every signing rule the rendered objects break, each as `Kind/name path: message`."""
     found: list[str] = []
