@@ -48,7 +48,8 @@ jobs:
           uv --version
           uv run --frozen modelops --help
           modelops --help > /dev/null
-          uv run --frozen python -c "import sys; print('bytecode', 'off' if sys.dont_write_bytecode else 'cached')"
+          uv run --frozen python -c \
+            "import sys; print('bytecode', 'off' if sys.dont_write_bytecode else 'cached')"
           echo "workspace=$GITHUB_WORKSPACE"
       - uses: iterative/setup-cml@{FAKE_PIN} # v2
       - name: commit and push
