@@ -87,6 +87,11 @@ def test_who_signs_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, k
         "GITHUB_WORKFLOW_REF", "your-org/modelops/.github/workflows/promote.yml@refs/heads/main"
     )
     assert Signer(None).policy() == signature.Policy(identity=IDENTITY, issuer=signature.GITHUB_ISSUER)
+    for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)  # no `id-token: write`: never an interactive login
+    with pytest.raises(SigningError, match="no ambient OIDC credential"):
+        Signer(None).sign(make_model(tmp_path / "keyless"), tmp_path / "keyless.sig")
+    assert not (tmp_path / "keyless.sig").exists()
     monkeypatch.setenv(signing.KEY_ENV, str(keys["ours"][0]))  # a key wins: under act, on laptops
     assert Signer.from_env() == Signer(keys["ours"][0])
     with pytest.raises(SigningError, match="not a readable, unencrypted PEM private key"):
