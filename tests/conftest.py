@@ -40,7 +40,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.Compl
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Git identity for test commits; no MLflow server, user git config or bearer token leaks in."""
+    """Git identity for test commits, a signing key; no MLflow server, user git config or bearer
+    token leaks in."""
     home = tmp_path_factory.mktemp("home")
     os.environ.update(
         {
@@ -58,6 +59,13 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Bearer tokens are on only where a test turns them on.
     for name in ("MODELOPS_TOKEN", "MODELOPS_AUTH_TOKENS_FILE"):
         os.environ.pop(name, None)
+    # The shipped envs require signed models: every promotion (in-process, CLI, act job, demo)
+    # signs with this session's key, which also stands in for the promote workflow's keyless
+    # identity wherever signatures are checked here (`modelops.delivery.signing.local`).
+    from modelops.delivery import signing
+
+    private, public = signing.generate_key(home / "signing")
+    os.environ.update({signing.KEY_ENV: str(private), signing.LOCAL_KEY_ENV: str(public)})
     # A container's PYTHONDONTWRITEBYTECODE=1 made each of the suite's CLI subprocesses compile
     # the project's modules again; caching them changes no behaviour.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -112,6 +112,9 @@ def test_the_env_that_opts_in_renders_a_valid_indexed_cronjob(rendered: dict[str
         "MODELOPS_MODEL_URI": seldon["spec"]["predictors"][0]["graph"]["modelUri"],
         "MODELOPS_MODEL_VERSION": served["MODELOPS_MODEL_VERSION"],
         "MODELOPS_EXPECTED_HASH": served["MODELOPS_EXPECTED_HASH"],
+        # the signing policy the predictor verifies with (components/signed-keyless)
+        "MODELOPS_SIGNER_IDENTITY": served["MODELOPS_SIGNER_IDENTITY"],
+        "MODELOPS_SIGNER_ISSUER": served["MODELOPS_SIGNER_ISSUER"],
     }
 
 

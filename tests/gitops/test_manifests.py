@@ -202,15 +202,20 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
     assert {a["spec"]["source"]["path"] for a in apps.values()} == {
         f"gitops/envs/{e}" for e in manifests.envs(GITOPS)
     } | {"gitops/monitoring"}
-    # Least privilege per project: the model namespaces get SeldonDeployments only, the monitoring
-    # namespace the alerts and the dashboard only.
+    # Least privilege per project: the model namespaces get SeldonDeployments, batch CronJobs and
+    # the signer's public key (a ConfigMap) only, the monitoring namespace the alerts and the
+    # dashboard only.
     projects = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "AppProject"}
     allowed = {
         name: sorted((k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"])
         for name, spec in projects.items()
     }
     assert allowed == {
-        "modelops": [("batch", "CronJob"), ("machinelearning.seldon.io", "SeldonDeployment")],
+        "modelops": [
+            ("", "ConfigMap"),
+            ("batch", "CronJob"),
+            ("machinelearning.seldon.io", "SeldonDeployment"),
+        ],
         "modelops-monitoring": [("", "ConfigMap"), ("monitoring.coreos.com", "PrometheusRule")],
     }
     assert "clusterResourceWhitelist" not in projects["modelops-monitoring"]

@@ -27,6 +27,7 @@ import yaml
 from modelops.config import load_params
 from modelops.delivery import publish
 from modelops.delivery.promote import Extra, Release, render_state
+from modelops.delivery.signing import Signer
 from modelops.runtime.controller import serve_command
 from tests import feedback_log, prometheus
 from tests.conftest import free_port, project_files, run, train_and_package
@@ -70,11 +71,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     train_and_package(train, MODEL, params, rows=1500, metrics={"roc_auc": 0.8, "f1": 0.5, "log_loss": 0.5})
     store = root / "store"
     model_dir = train / "models" / MODEL / "model"
-    main = publish.publish(model_dir, MODEL, str(store))
+    signer = Signer.from_env()  # the session's key: the shipped envs require signed models
+    main = publish.publish(model_dir, MODEL, str(store), signer)
     twin = root / "twin"
     shutil.copytree(model_dir, twin)
     (twin / "CANARY.txt").write_text("the same model under another content hash\n")
-    canary = publish.publish(twin, MODEL, str(store))
+    canary = publish.publish(twin, MODEL, str(store), signer)
     assert main.content_hash != canary.content_hash
     ds = params.dataset_of(MODEL)
     test = read_split(train / ds.test_file)[list(ds.features)].astype(object)

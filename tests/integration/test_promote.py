@@ -59,6 +59,7 @@ def test_promote_publishes_registers_edits_only_values_and_commits_with_trailers
         work,
     ).stdout.strip()
     assert (deploy["store"] / "credit-hgb" / digest / "MLmodel").exists()
+    assert (deploy["store"] / "credit-hgb" / f"{digest}.sig").exists()  # signed: staging requires it
     body = run(["git", "log", "-1", "--format=%B"], work).stdout
     for trailer in ("Model: credit-hgb", "Version: v1", "Env: staging", f"Hash: {digest}", "Source-PR: 12"):
         assert trailer in body
@@ -155,6 +156,38 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(deploy: dict, args, setup
     assert message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert head(work) == before and gitops_bytes(work) == files
+
+
+def test_an_env_that_requires_signatures_refuses_an_unsigned_model_and_changes_nothing(
+    deploy: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped envs require the promote workflow's keyless signature, for which the session's
+    key stands in here (MODELOPS_LOCAL_SIGNER_KEY): no signer, or another key, is refused before
+    anything is published, registered or committed."""
+    from modelops.delivery.promote import PromoteError, promote
+    from modelops.delivery.signing import generate_key
+
+    work, store = deploy["work"], deploy["store"]
+    stranger, _ = generate_key(deploy["tmp"] / "stranger")
+    monkeypatch.chdir(work)
+    for key, value in deploy["env"].items():
+        monkeypatch.setenv(key, value)
+    before, files = head(work), gitops_bytes(work)
+    for signing_key, message in [
+        ("", "unsigned, and no signer is configured"),
+        (str(stranger), f"the key {stranger} (MODELOPS_SIGNING_KEY) makes signatures made with the private"),
+    ]:
+        monkeypatch.setenv("MODELOPS_SIGNING_KEY", signing_key)
+        with pytest.raises(PromoteError) as refused:
+            promote("credit-hgb", "staging")
+        text = str(refused.value)
+        assert refused.value.exit_code == 9
+        assert "credit-hgb to staging REFUSED: gitops/envs/staging requires signed models" in text
+        assert message in text and "standing in for keyless signatures of" in text
+        assert text.endswith("Nothing was registered in MLflow and gitops/ is unchanged")
+        assert head(work) == before and gitops_bytes(work) == files
+        assert not store.exists()  # refused before publishing
+        assert not (deploy["tmp"] / "mlflow.db").exists()  # nor registered
 
 
 def test_two_racing_promotions_both_land_in_order(deploy: dict) -> None:

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modelops_serving.integrity import tree_hash
 
 from modelops.config import load_params
 from modelops.delivery import publish
 from modelops.delivery.promote import Extra, Release, render_state
+from modelops.delivery.signing import Signer, generate_key
 from tests.conftest import free_port, project_files, run, train_and_package
 from tests.gitops_models import add_manifests
 
@@ -77,7 +79,8 @@ def _release(root: Path, version: str, hyper: dict, store: Path, model: str = MO
     params.models[model] = params.models[model].model_copy(update={"hyperparams": hyper})
     metrics = {"roc_auc": 0.8, "f1": 0.5, "log_loss": 0.5, "accuracy": 0.5, "macro_f1": 0.5}
     train_and_package(root, model, params, rows=1500, metrics=metrics)
-    published = publish.publish(root / "models" / model / "model", model, str(store))
+    # Signed with the session's key, which stands in for the shipped envs' keyless policy here.
+    published = publish.publish(root / "models" / model / "model", model, str(store), Signer.from_env())
     return Release(version, published.content_hash, published.uri, "abc1234", "run", "1")
 
 
@@ -368,7 +371,7 @@ def test_feedback_finds_the_replica_that_answered_and_a_shadow_shares_the_reques
     assert logged() == {site.a.content_hash: "bad", site.b.content_hash: "bad"}
 
 
-def test_a_bad_manifest_or_a_bad_hash_is_not_applied(site: Site, runtime_for, tmp_path: Path) -> None:
+def test_a_bad_manifest_hash_or_signature_is_not_applied(site: Site, runtime_for, tmp_path: Path) -> None:
     deploy(site, site.a)
     rt = runtime_for()
     good = rt.status()["applied_rev"]
@@ -398,6 +401,26 @@ def test_a_bad_manifest_or_a_bad_hash_is_not_applied(site: Site, runtime_for, tm
     rev = deploy(site, bad)
     state = rt.wait_rev(rev)
     assert f"hashes to {site.b.content_hash}, but the manifest expects {fake}" in state["last_error"]
+    assert [p["version"] for p in predictor_of(state).values()] == ["v1"]
+    assert rt.predict().headers["x-model-hash"] == site.a.content_hash
+
+    # Bytes that hash as the manifest says (its hash edited to match) but that nobody signed; then
+    # signed, by a key the env's policy does not name. Refused before any server starts.
+    scratch = Path(shutil.copytree(publish.storage.local_path(site.b.uri), tmp_path / "unsigned"))
+    (scratch / "conda.yaml").chmod(0o644)
+    (scratch / "conda.yaml").write_text((scratch / "conda.yaml").read_text() + "# edited\n")
+    stored = site.store / MODEL / tree_hash(scratch)
+    scratch.rename(stored)
+    unsigned = Release("v4", stored.name, stored.as_uri() + "/")
+    rev = deploy(site, unsigned)
+    state = rt.wait_rev(rev)
+    assert f"{unsigned.uri} REFUSED: unsigned" in state["last_error"], state["last_error"]
+    assert "MODELOPS_LOCAL_SIGNER_KEY, standing in for keyless signatures of" in state["last_error"]
+    stranger, _ = generate_key(tmp_path / "stranger")
+    Signer(stranger).sign(stored, stored.with_name(stored.name + ".sig"))
+    rev = deploy(site, Release("v5", unsigned.content_hash, unsigned.uri))
+    state = rt.wait_rev(rev)
+    assert "REFUSED" in state["last_error"] and "signed with another key" in state["last_error"]
     assert [p["version"] for p in predictor_of(state).values()] == ["v1"]
     assert rt.predict().headers["x-model-hash"] == site.a.content_hash
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from modelops.delivery import manifests, publish
+from modelops.delivery.signing import Signer
 from modelops.runtime import jobs
 from modelops.runtime.desired import SyncError
 from modelops.workspace import PROJECT_ROOT
@@ -34,9 +35,11 @@ def site(tmp_path: Path, trained_repo: Path) -> dict:
     return {"repo": repo, "store": tmp_path / "store", "state": tmp_path / "state", "trained": trained_repo}
 
 
-def promote(site: dict, model: str = MODEL) -> publish.Published:
-    """Publish the work tree's packaged model and write its release into both files, as promote does."""
-    done = publish.publish(site["trained"] / "models" / model / "model", model, str(site["store"]))
+def promote(site: dict, model: str = MODEL, signed: bool = True) -> publish.Published:
+    """Publish the work tree's packaged model (signed by the session's key unless `signed` is False)
+    and write its release into both files, as promote does."""
+    signer = Signer.from_env() if signed else None
+    done = publish.publish(site["trained"] / "models" / model / "model", model, str(site["store"]), signer)
     for path in (
         site["repo"] / f"gitops/envs/{ENV}/{model}.yaml",
         site["repo"] / f"gitops/envs/{ENV}/batch/{model}.yaml",
@@ -119,6 +122,14 @@ def test_a_tampered_artifact_is_refused_before_any_shard_starts(site: dict) -> N
         f"{JOB}: {done.uri} hashes to " in out
         and f"but the manifest expects {done.content_hash}; not run" in out
     )
+    assert not list(site["state"].glob(f"{ENV}/batch/*.log"))  # no shard started
+
+
+def test_an_unsigned_model_is_refused_before_any_shard_starts(site: dict) -> None:
+    done = promote(site, signed=False)
+    code, out = sync_batch(site, MODEL, "--input", "in.csv", "--output", "out-{shard}.csv")
+    assert code == SyncError.exit_code
+    assert f"{JOB}: {done.uri} REFUSED: unsigned" in out and "; not run" in out
     assert not list(site["state"].glob(f"{ENV}/batch/*.log"))  # no shard started
 
 

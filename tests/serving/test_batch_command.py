@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelops.delivery.signing import Signer
 from modelops.pipeline.package import CARD_HASH
 from tests.conftest import ROOT, VENV_BIN, project_files, run
 from tests.gitops.test_manifests import promote_text
@@ -40,12 +41,20 @@ def test_env_scores_with_what_the_env_serves(packaged: Packaged, project: Path, 
     overlay.write_text(promote_text(overlay.read_text(), uri=uri, digest=packaged.content_hash, version="v9"))
     frame = rows(500)
     source = write(frame, tmp_path / "in.csv")
+    # staging requires signed models (the session's key stands in for the keyless policy here)
+    proc = modelops(
+        project, "batch", MODEL, "--env", "staging", "--input", str(source), "--output", "out.parquet"
+    )
+    assert proc.returncode == 4 and f"model {uri} REFUSED: unsigned" in proc.stderr, proc.stderr
+    assert not (project / "out.parquet").exists()
+    Signer.from_env().sign(store, store.with_name(store.name + ".sig"))
     proc = modelops(
         project, "batch", MODEL, "--env", "staging", "--input", str(source), "--output", "out.parquet"
     )
     assert proc.returncode == 0, proc.stderr
     assert f"500 rows of {source} scored by {MODEL} v9 ({packaged.content_hash[:12]}, " in proc.stdout
     assert "from gitops/envs/staging (main predictor)" in proc.stdout
+    assert "signature: verified before loading (signatures made with the private key of" in proc.stdout
     out = read(project / "out.parquet")
     assert set(out["model_version"]) == {"v9"} and set(out["content_hash"]) == {packaged.content_hash}
     np.testing.assert_allclose(out[["p_good", "p_bad"]].to_numpy(), expected(packaged, frame), rtol=1e-9)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modelops.delivery import manifests
 from modelops.runtime.forge import DVC_CONFIG, PROJECT_ROOT, ActResult, Forge, copy_files, tool_env
 from tests.gitops_models import add_manifests, remove_manifests
 
@@ -239,6 +240,12 @@ def test_merge_promotes_each_changed_model_and_opens_one_production_pr_each(
     from modelops_serving.integrity import tree_hash
 
     assert tree_hash(store_dir) == variant.content_hash
+    # Signed beside it when the staging job published it (with the session's key under act: the
+    # keyless identity cannot be had here), as staging and production require.
+    from modelops.delivery import signing
+
+    accepted = signing.policy_for(manifests.render("staging", PROJECT_ROOT / "gitops"), MODEL)
+    signing.check(store_dir.resolve().as_uri() + "/", accepted)
     # The alias followed git (invariant 3).
     assert alias_version(site, "staging") == "1"
 

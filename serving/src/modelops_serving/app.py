@@ -29,7 +29,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from modelops_serving import auth, ids, protocol_v1, protocol_v2
+from modelops_serving import auth, ids, protocol_v1, protocol_v2, signature
 from modelops_serving.batching import Batcher
 from modelops_serving.bodies import JSON, install_openapi, openapi_body, read_json
 from modelops_serving.feedback import open_feedback
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 name=settings.model_name,
                 version=settings.model_version,
                 cache_dir=settings.cache_dir,
+                signer=signature.required(settings),
             )
         except ModelLoadError as exc:
             state.load_error = str(exc)

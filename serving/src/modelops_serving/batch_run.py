@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 import pyarrow as pa
 
+from modelops_serving import signature
 from modelops_serving.batch_io import (
     BadInput,
     Chunk,
@@ -113,6 +114,7 @@ def load(settings: Settings) -> tuple[ServedModel, Declaration]:
             name=settings.model_name,
             version=settings.model_version,
             cache_dir=settings.cache_dir,
+            signer=signature.required(settings),
         )
         return model, read_declaration(model, settings.model_uri)
     except ModelLoadError as exc:

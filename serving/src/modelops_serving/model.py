@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modelops_serving.integrity import tree_hash
+from modelops_serving.signature import Required, check
 from modelops_serving.storage import ModelLoadError, resolve
 
 __all__ = ["TASKS", "Feature", "FeatureRows", "ModelLoadError", "ServedModel", "load_model", "pin_threads"]
@@ -145,8 +146,10 @@ def load_model(
     version: str,
     cache_dir: Path | None = None,
     class_names: Sequence[str] | None = None,
+    signer: Required | None = None,
 ) -> ServedModel:
-    """Resolve, hash-verify, then unpickle and prepare the model at `uri` (ModelLoadError if not)."""
+    """Resolve, verify its hash (and its signature when `signer` demands one), then unpickle and
+    prepare the model at `uri` (ModelLoadError if not)."""
     path = resolve(uri, cache_dir)
     try:
         content_hash = tree_hash(path)
@@ -165,6 +168,9 @@ def load_model(
             f"{uri}: content hash mismatch: expected {expected_hash}, found {content_hash}; "
             "refusing to load a model that is not the one the manifest names"
         )
+    if signer is not None:  # who produced it: the policy the manifest carries
+        check(uri, path, signer, cache_dir)
+        log.info("model %s: signature %s verified: %s", uri, signer.uri, signer.policy.describe())
     # Only now is anything in the directory trusted enough to be unpickled.
     mlmodel = _read_mlmodel(uri, path)
     features = _signature(uri, mlmodel)

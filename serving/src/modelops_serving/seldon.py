@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from modelops_serving import protocol_v1
+from modelops_serving import protocol_v1, signature
 from modelops_serving.feedback import check_truth
 from modelops_serving.model import NUMERIC_KINDS, ServedModel, load_model, pin_threads
 from modelops_serving.settings import Settings
@@ -76,6 +76,7 @@ class SeldonModel:
             name=s.model_name,
             version=s.model_version,
             cache_dir=s.cache_dir,
+            signer=signature.required(s),
         )
 
     def _require_model(self) -> ServedModel:

@@ -20,6 +20,14 @@ class Settings(BaseSettings):
     model_version: str = "unversioned"
     expected_hash: str | None = Field(None, description="sha256 tree hash the manifest promises")
     cache_dir: Path = Path("/tmp/modelops-models")
+    # Who may have signed the model (signature.py): a public key, or a keyless identity + issuer.
+    # Unset: no signature required. The env overlay's manifests set one.
+    signer_public_key: Path | None = Field(None, description="PEM public key the signature must verify with")
+    signer_identity: str | None = Field(None, description="keyless: the signing certificate's identity")
+    signer_issuer: str | None = Field(None, description="keyless: the OIDC issuer of that identity")
+    # The store root the signature is read from when the model was copied elsewhere first
+    # (Seldon's storage initializer: /mnt/models); unset: the signature is beside model_uri.
+    signature_store: str | None = None
 
     max_batch_size: int = Field(64, ge=1)
     # 0 = continuous batching: a batch is whatever queued while the previous predict ran (measured

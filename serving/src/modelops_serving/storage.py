@@ -72,3 +72,28 @@ def _fetch(uri: str, cache_dir: Path) -> Path:
     tmp.replace(dest)
     log.info("model %s: copied to %s", uri, dest)
     return dest
+
+
+def fetch_file(uri: str, cache_dir: Path | None = None) -> Path:
+    """A local path holding the one file `uri` names: local files in place, remote ones copied
+    afresh (a signature is small, and a cached copy could outlive a repaired store)."""
+    if is_local(uri):
+        path = local_path(uri)
+        if not path.is_file():
+            raise ModelLoadError(f"{uri}: no such file")
+        return path
+    import fsspec
+
+    name = hashlib.sha256(uri.encode()).hexdigest()[:24] + ".file"
+    dest = (cache_dir or Path("/tmp/modelops-models")) / name
+    try:
+        fs, remote = fsspec.core.url_to_fs(uri)
+        if not fs.isfile(remote):
+            raise ModelLoadError(f"{uri}: no such file")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(remote, str(dest))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # backends, network, credentials: all mean "cannot read it"
+        raise ModelLoadError(f"{uri}: copying failed: {type(exc).__name__}: {exc}") from None
+    return dest

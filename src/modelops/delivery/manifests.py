@@ -23,7 +23,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from modelops.delivery import batch_rules, image_rules
+from modelops.delivery import batch_rules, image_rules, signing_rules
 from modelops.errors import ManifestError, ModelopsError
 
 GITOPS = Path("gitops")
@@ -310,7 +310,7 @@ def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS, env: str | 
             issues = core_problems(obj)
         issues += image_rules.problems(obj, env)
         found.extend(f"{_label(obj)} {issue}" for issue in issues)
-    return found + batch_problems(objects)
+    return found + batch_problems(objects) + signing_rules.problems(list(objects))
 
 
 def validate(

@@ -118,7 +118,7 @@ def promote(
             version = f"v{known[0].version}" if known else f"v{len(registry.versions(model)) + 1}"
             uri = publish.artifact_uri(model, digest, store)
         else:
-            uri = publish.publish(directory, model, store).uri
+            uri = _publish_signed(directory, model, env, digest, store)
             head = git("rev-parse", "HEAD")
             number = registry.register(model, uri, digest, head, source_pr, None)
             version = f"v{number}"
@@ -160,6 +160,34 @@ def promote(
     body = "\n".join(f"{k}: {v}" for k, v in trailers.items())
     git("commit", "--quiet", "-m", subject, "-m", f"Mode: {mode}\n{body}")
     return Result(git("rev-parse", "HEAD"), diff, released, subject)
+
+
+def _publish_signed(directory: Path, model: str, env: str, digest: str, store: str | None) -> str:
+    """Publish (and sign, when a signer is configured); where the env requires signatures, refuse
+    before publishing what cannot be signed as required, and after it what is not."""
+    from modelops.delivery import publish, signing
+
+    signer = signing.Signer.from_env()
+    try:
+        objects = manifests.render(env)
+    except ModelopsError as exc:
+        raise PromoteError(
+            f"the promotion would break gitops/envs/{env}, which does not render as it is (so its "
+            f"signing policy cannot be read); nothing written:\n{exc}"
+        ) from None
+    accepted = signing.policy_for(objects, model)
+    if accepted is None:
+        return publish.publish(directory, model, store, signer).uri
+    try:
+        signing.check_signer(signer, accepted, publish.artifact_uri(model, digest, store))
+        uri = publish.publish(directory, model, store, signer).uri
+        signing.check(uri, accepted)
+    except signing.SigningError as exc:
+        raise PromoteError(
+            f"{model} to {env} REFUSED: gitops/envs/{env} requires signed models: {exc}. "
+            "Nothing was registered in MLflow and gitops/ is unchanged"
+        ) from None
+    return uri
 
 
 def _diff(path: Path, text: str) -> str:

@@ -21,6 +21,12 @@ is ``tree_hash`` of the model directory, the hash the server verifies before ser
   anyway, so even a reader that ignores the marker can never serve wrong bytes silently.
   Re-hashing a remote artifact (on upload, on reuse, in ``verify``) downloads it to a temporary
   directory: models here are megabytes, and a checksum the store computes would not be ours.
+- Signatures (given a ``signing.Signer``): ``<store>/<model>/<sha256>.sig`` beside the tree, which
+  itself does not change. Written once: a local one is created by a hard link that fails if the
+  name exists (two signers racing: one link wins); an existing signature is never replaced, only
+  checked to be this signer's valid signature of this content (else ``SignatureConflict``, and it
+  stays). Object stores check for it, then upload: two signers racing there can both write, each a
+  valid signature of the same bytes by the same signer.
 """
 
 from __future__ import annotations
@@ -29,15 +35,18 @@ import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelops_serving import storage
 from modelops_serving.integrity import tree_hash
 
 from modelops.config import MODEL_NAME
 from modelops.errors import PublishError
+
+if TYPE_CHECKING:
+    from modelops.delivery.signing import Signer
 
 STORE_ENV = "MODELOPS_ARTIFACT_STORE"
 DEFAULT_STORE_DIR = "modelops-artifacts"  # beside the repository, so it never dirties the work tree
@@ -68,6 +77,8 @@ class Published:
     content_hash: str
     uri: str
     reused: bool
+    signature: str | None = None  # the signature's URI, when this publish signed or found one
+    signed: bool = False  # written by this publish (False: kept from before, or not signing)
 
 
 def default_store(root: Path | None = None) -> str:
@@ -87,15 +98,64 @@ def artifact_uri(model: str, content_hash: str, store: str | None = None) -> str
     return fs.unstrip_protocol(f"{root.rstrip('/')}/{model}/{content_hash}") + "/"
 
 
-def publish(model_dir: Path, model: str, store: str | None = None) -> Published:
-    """Copy a packaged model to ``<store>/<model>/<sha256>/``, verified; reuse it if already there."""
+def publish(model_dir: Path, model: str, store: str | None = None, signer: Signer | None = None) -> Published:
+    """Copy a packaged model to ``<store>/<model>/<sha256>/``, verified; reuse it if already there.
+    With a signer, its signature goes to ``<sha256>.sig`` beside it (an existing one is kept)."""
     _check_name(model)
     model_dir = Path(model_dir)
     digest = _packaged_hash(model_dir)
     store = store or default_store()
     if storage.is_local(store):
-        return _publish_local(model_dir, model, digest, _local_root(store))
-    return _publish_remote(model_dir, model, digest, store)
+        done = _publish_local(model_dir, model, digest, _local_root(store))
+    else:
+        done = _publish_remote(model_dir, model, digest, store)
+    if signer is None:
+        return done
+    if storage.is_local(store):
+        where, signed = _sign_local(model_dir, _local_root(store) / model / f"{digest}.sig", signer)
+    else:
+        where, signed = _sign_remote(model_dir, done.uri, signer)
+    return replace(done, signature=where, signed=signed)
+
+
+def _sign_local(model_dir: Path, final: Path, signer: Signer) -> tuple[str, bool]:
+    if final.exists():
+        signer.accepts(model_dir, final, str(final))
+        return final.as_uri(), False
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        signer.sign(model_dir, tmp)
+        tmp.chmod(0o444)
+        try:
+            os.link(tmp, final)  # never replaces: fails if a signature appeared meanwhile
+        except FileExistsError:
+            signer.accepts(model_dir, final, str(final))
+            return final.as_uri(), False
+    except OSError as exc:
+        raise StoreError(f"{final}: cannot write the signature: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final.as_uri(), True
+
+
+def _sign_remote(model_dir: Path, uri: str, signer: Signer) -> tuple[str, bool]:
+    where = uri.rstrip("/") + ".sig"
+    fs, path = _remote(where)
+    with tempfile.TemporaryDirectory(prefix="modelops-sign-") as tmp:
+        local = Path(tmp) / "model.sig"
+        try:
+            exists = fs.exists(path)
+        except Exception as exc:  # credentials, network
+            raise StoreError(
+                f"{where}: cannot read the artifact store: {type(exc).__name__}: {exc}"
+            ) from None
+        if exists:
+            _write(fs, where, lambda: fs.get_file(path, str(local)))
+            signer.accepts(model_dir, local, where)
+            return where, False
+        signer.sign(model_dir, local)
+        _write(fs, where, lambda: fs.put_file(str(local), path))
+    return where, True
 
 
 def verify(uri: str, expected_hash: str) -> None:

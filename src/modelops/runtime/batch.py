@@ -5,14 +5,18 @@ The model is chosen exactly as online serving chooses it: `--env` renders `gitop
 objects Argo CD would apply, validated like CI does) and takes the main predictor's `modelUri`,
 version and expected hash; `--local` takes `models/MODEL/model` and checks its tree hash against
 the model card. Either way the engine (modelops_serving.batch_run) verifies the hash again before
-unpickling, as the CronJob's container does.
+unpickling, as the CronJob's container does, and with `--env` also its signature, under the policy
+the env's manifests state (`signing.local`: MODELOPS_LOCAL_SIGNER_KEY stands in for a keyless one).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from modelops_serving.signature import Policy
 
 from modelops.errors import ModelopsError
 
@@ -40,6 +44,7 @@ class Chosen:
     content_hash: str
     version: str
     source: str  # where the choice came from, for the summary
+    policy: Policy | None = None  # who must have signed it (None: nobody)
 
 
 def from_env(model: str, env: str, root: Path | None = None) -> Chosen:
@@ -55,13 +60,14 @@ def from_env(model: str, env: str, root: Path | None = None) -> Chosen:
         served = sorted(o["metadata"]["name"] for o in objects if o.get("kind") == "SeldonDeployment")
         serves = ", ".join(served) or "nothing"
         raise BatchFailed(f"gitops/envs/{env}: no SeldonDeployment {model!r} (the env serves {serves})")
-    main = next(p for p in deployment(found[0]).predictors if p.name == manifests.MAIN)
+    main = next(p for p in deployment(found[0], objects).predictors if p.name == manifests.MAIN)
     if main.placeholder:
         raise BatchFailed(
             f"gitops/envs/{env}: {model} is not promoted yet (modelUri {main.uri}); "
             f"`modelops promote {model} --env {env}` first, or score with the work tree's model (--local)"
         )
-    return Chosen(model, main.uri, main.content_hash, main.version, f"gitops/envs/{env} (main predictor)")
+    source = f"gitops/envs/{env} (main predictor)"
+    return Chosen(model, main.uri, main.content_hash, main.version, source, main.policy)
 
 
 def from_work_tree(model: str) -> Chosen:
@@ -116,16 +122,28 @@ def batch(chosen: Chosen, options: Any) -> dict[str, Any]:
     from modelops_serving.batch_run import run
     from modelops_serving.settings import Settings
 
-    settings = Settings(
-        model_uri=chosen.uri,
-        expected_hash=chosen.content_hash,
-        model_name=chosen.name,
-        model_version=chosen.version,
-    )
-    try:
-        return run(options, settings)
-    except BatchError as exc:
-        raise BatchFailed(str(exc), exc.exit_code) from None
+    policy = chosen.policy
+    with tempfile.TemporaryDirectory(prefix="modelops-batch-signer-") as tmp:
+        key = None
+        if policy is not None and not policy.keyless:
+            key = Path(tmp) / "signer.pub"
+            key.write_bytes(policy.public_key or b"")
+        settings = Settings(
+            model_uri=chosen.uri,
+            expected_hash=chosen.content_hash,
+            model_name=chosen.name,
+            model_version=chosen.version,
+            # The policy as the env states it (nothing from this shell's MODELOPS_* variables); the
+            # signature beside modelUri, which the engine reads itself.
+            signer_public_key=key,
+            signer_identity=policy.identity if policy else None,
+            signer_issuer=policy.issuer if policy else None,
+            signature_store=None,
+        )
+        try:
+            return run(options, settings)
+        except BatchError as exc:
+            raise BatchFailed(str(exc), exc.exit_code) from None
 
 
 def summary(chosen: Chosen, manifest: dict[str, Any]) -> str:
@@ -135,6 +153,8 @@ def summary(chosen: Chosen, manifest: dict[str, Any]) -> str:
         f"({chosen.content_hash[:12]}, from {chosen.source}) in {manifest['seconds']:.1f} s",
         f"scores: {manifest['output']}",
     ]
+    if chosen.policy is not None:
+        lines.append(f"signature: verified before loading ({chosen.policy.describe()})")
     if manifest["rejects_file"]:
         lines.append(f"rejects: {manifest['rejects']:,} rows in {manifest['rejects_file']}")
     lines.append(f"manifest: {manifest['output']}.success.json")

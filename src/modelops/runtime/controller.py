@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from modelops.delivery import manifests
+from modelops.delivery import manifests, signing
 from modelops.errors import ModelopsError
 from modelops.runtime.credentials import TOKENS_FILE_ENV
 from modelops.runtime.desired import DeploymentSpec, PredictorSpec, SyncError, desired, fetch, git, source
@@ -83,9 +83,9 @@ class Replica:
 
 
 def _replica_key(p: PredictorSpec, index: int) -> tuple[Any, ...]:
-    # What makes a process: its model and container env. Traffic and shadow are routing only,
-    # so changing them never restarts a server.
-    return (p.uri, p.content_hash, p.env, index)
+    # What makes a process: its model, container env and signing policy. Traffic and shadow are
+    # routing only, so changing them never restarts a server.
+    return (p.uri, p.content_hash, p.env, index, p.policy)
 
 
 @dataclass
@@ -163,9 +163,9 @@ class Controller:
                     for i in range(max(1, min(p.replicas, self.max_replicas))):
                         wanted[_replica_key(p, i)] = (d, p)
         new_keys = [k for k in wanted if k not in self.replicas]
-        # Verify every new model before starting anything: a bad hash changes nothing.
-        for key in {k[:3] for k in new_keys}:
-            p = next(p for k, (_, p) in wanted.items() if k[:3] == key)
+        # Verify every new model before starting anything: a bad hash or signature changes nothing.
+        for key in {(*k[:3], k[4]) for k in new_keys}:
+            p = next(p for k, (_, p) in wanted.items() if (*k[:3], k[4]) == key)
             await asyncio.to_thread(_verify, p)
         fresh: dict[tuple[Any, ...], Replica] = {}
         try:
@@ -194,7 +194,8 @@ class Controller:
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{d.name}-{p.name}-{p.version}-{index}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOPS_")}
-        env |= dict(p.env)
+        env |= {k: v for k, v in p.env if k not in signing.PROCESS_ENV}
+        env |= signing.process_env(p.policy, self.state_dir / "signers")
         env |= {
             "MODELOPS_MODEL_URI": p.uri,
             "MODELOPS_HOST": "127.0.0.1",
@@ -341,3 +342,10 @@ def _verify(p: PredictorSpec) -> None:
             f"predictor {p.name!r} {p.version}: {p.uri} hashes to {actual}, but the manifest expects "
             f"{p.content_hash}; not applied"
         )
+    if p.policy is not None:
+        try:
+            signing.check(p.uri, p.policy)
+        except ModelopsError as exc:
+            raise SyncError(
+                f"predictor {p.name!r} {p.version}: {p.uri} REFUSED: {exc}; not applied"
+            ) from None

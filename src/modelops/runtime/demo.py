@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from modelops.config import Params, load_params
+from modelops.delivery import signing
 from modelops.errors import ModelopsError
 from modelops.runtime import sync as runtime
 from modelops.runtime.forge import DVC_CONFIG, VENV_BIN, Forge, HarnessError, tool_env
@@ -157,6 +158,10 @@ class Demo:
             self.stop_leftovers()
             shutil.rmtree(self.workspace)
         self.workspace.mkdir(parents=True)
+        # The envs require signed models: publishing signs with a local key, which stands in for
+        # the promote workflow's keyless identity wherever this laptop checks signatures.
+        self.signing = signing.local_env(self.workspace / "signing")
+        self.env |= self.signing
         self.forge = Forge.from_project(self.workspace)
         self.forge.write(".dvc/config", DVC_CONFIG.format(remote=self.workspace / "dvc-remote"))
         self.forge.commit("DVC remote: a directory in the workspace")
@@ -226,6 +231,7 @@ class Demo:
             "push",
             forge.push_event(before=before),
             variables=self.variables,
+            env=self.signing,
             timeout=900,
         )
         if not result.ok:
@@ -462,6 +468,7 @@ class Demo:
             },
             variables=self.variables
             | {"MODELOPS_RUNTIME_URL": served["endpoint"], "MODELOPS_INFERENCE_LOGS": str(logs)},
+            env=self.signing,
             timeout=900,
         )
         if not result.ok:

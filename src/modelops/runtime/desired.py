@@ -14,7 +14,9 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from modelops.delivery import manifests
+from modelops_serving.signature import Policy
+
+from modelops.delivery import manifests, signing, signing_rules
 from modelops.errors import ModelopsError
 
 
@@ -36,6 +38,8 @@ class PredictorSpec:
     version: str
     content_hash: str
     env: tuple[tuple[str, str], ...]
+    # Who must have signed the model, as checked here (`signing.local`); None: nobody.
+    policy: Policy | None = None
 
     @property
     def placeholder(self) -> bool:
@@ -95,14 +99,20 @@ def rendered(repo: Path, rev: str, env: str) -> list[dict[str, Any]]:
 
 def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
     """The SeldonDeployments `gitops/envs/<env>` serves at `rev`, rendered and validated."""
-    return [deployment(obj) for obj in rendered(repo, rev, env) if obj.get("kind") == "SeldonDeployment"]
+    objects = rendered(repo, rev, env)
+    return [deployment(obj, objects) for obj in objects if obj.get("kind") == "SeldonDeployment"]
 
 
-def deployment(obj: dict[str, Any]) -> DeploymentSpec:
-    """A rendered SeldonDeployment's namespace, name and predictors (release, traffic, shadow)."""
+def deployment(obj: dict[str, Any], objects: list[dict[str, Any]] | None = None) -> DeploymentSpec:
+    """A rendered SeldonDeployment's namespace, name and predictors (release, traffic, shadow);
+    with all the env's `objects`, also each predictor's signing policy."""
     predictors = []
     for p in obj["spec"]["predictors"]:
         env = manifests.container_env(p)
+        policy = None
+        if objects is not None:
+            stated = signing_rules.stated(*signing_rules.predictor_container(p), objects)[0]
+            policy = signing.local(stated.policy()) if stated else None
         predictors.append(
             PredictorSpec(
                 name=p["name"],
@@ -113,6 +123,7 @@ def deployment(obj: dict[str, Any]) -> DeploymentSpec:
                 version=env.get("MODELOPS_MODEL_VERSION", ""),
                 content_hash=env.get("MODELOPS_EXPECTED_HASH", ""),
                 env=tuple(sorted((k, str(v)) for k, v in env.items() if v is not None)),
+                policy=policy,
             )
         )
     meta = obj["metadata"]

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelops.delivery import batch_rules, manifests
+from modelops_serving.signature import Policy
+
+from modelops.delivery import batch_rules, manifests, signing, signing_rules
 from modelops.runtime.controller import STATE_DIR
 from modelops.runtime.desired import SyncError, fetch, git, rendered, source
 
@@ -43,6 +45,7 @@ class BatchJob:
     parallelism: int
     deadline_s: float | None
     suspended: bool
+    policy: Policy | None = None  # who must have signed the model, as checked here
 
     @property
     def uri(self) -> str:
@@ -81,8 +84,9 @@ class Outcome:
         return [s for s in self.shards if not s.ok]
 
 
-def job_of(obj: dict[str, Any]) -> BatchJob:
-    """A rendered batch CronJob as a local run needs it (a value taken from elsewhere is refused)."""
+def job_of(obj: dict[str, Any], objects: list[dict[str, Any]] = ()) -> BatchJob:
+    """A rendered batch CronJob as a local run needs it (a value taken from elsewhere is refused),
+    with its signing policy (a key resolved from the env's `objects`)."""
     name = obj["metadata"]["name"]
     spec = obj["spec"]
     run = spec["jobTemplate"]["spec"]
@@ -95,6 +99,7 @@ def job_of(obj: dict[str, Any]) -> BatchJob:
             )
         env.append((entry["name"], str(entry["value"])))
     deadline = run.get("activeDeadlineSeconds")
+    stated = signing_rules.stated(run.get("template", {}).get("spec", {}), box, list(objects))[0]
     return BatchJob(
         name=name,
         model=str(batch_rules.model_of(obj)),
@@ -105,12 +110,13 @@ def job_of(obj: dict[str, Any]) -> BatchJob:
         parallelism=int(run.get("parallelism", 1)),
         deadline_s=float(deadline) if deadline else None,
         suspended=bool(spec.get("suspend", False)),
+        policy=signing.local(stated.policy()) if stated else None,
     )
 
 
 def select(objects: list[dict[str, Any]], env: str, model: str | None = None) -> list[BatchJob]:
     """The env's batch jobs (of `model` only, when given); none is an error naming what there is."""
-    found = [job_of(o) for o in objects if o.get("kind") == "CronJob" and batch_rules.model_of(o)]
+    found = [job_of(o, objects) for o in objects if o.get("kind") == "CronJob" and batch_rules.model_of(o)]
     if model is not None:
         chosen = [j for j in found if j.model == model]
         if not chosen:
@@ -160,7 +166,8 @@ def executable(command: tuple[str, ...]) -> list[str]:
 
 
 def verify(job: BatchJob) -> None:
-    """The model at the job's URI must hash to its expected hash before any shard starts."""
+    """The model at the job's URI must hash to its expected hash, and be signed as its policy
+    requires, before any shard starts."""
     from modelops.delivery import publish
     from modelops.errors import ModelopsError
 
@@ -173,6 +180,11 @@ def verify(job: BatchJob) -> None:
         raise SyncError(
             f"{job.name}: {job.uri} hashes to {actual}, but the manifest expects {expected}; not run"
         )
+    if job.policy is not None:
+        try:
+            signing.check(job.uri, job.policy)
+        except ModelopsError as exc:
+            raise SyncError(f"{job.name}: {job.uri} REFUSED: {exc}; not run") from None
 
 
 def run_job(
@@ -190,7 +202,9 @@ def run_job(
     command = executable(job.command) + args
     logs.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith("MODELOPS_")}
-    base |= dict(job.env) | {"MODELOPS_CACHE_DIR": str((state_dir / "models").resolve())}
+    base |= {k: v for k, v in job.env if k not in signing.PROCESS_ENV}
+    base |= signing.process_env(job.policy, state_dir / "signers")
+    base |= {"MODELOPS_CACHE_DIR": str((state_dir / "models").resolve())}
     outcome = Outcome(job, [Shard(i, logs / f"{job.name}-{i}.log") for i in range(job.completions)])
     started = time.monotonic()
     running: dict[int, subprocess.Popen[bytes]] = {}
