@@ -61,6 +61,8 @@ def rendered_release(work: Path, env: str = "staging") -> tuple[dict, dict]:
         "MODELOPS_MODEL_URI": main["graph"]["modelUri"],
         "MODELOPS_MODEL_VERSION": served["MODELOPS_MODEL_VERSION"],
         "MODELOPS_EXPECTED_HASH": served["MODELOPS_EXPECTED_HASH"],
+        # batch verifies the signatures serving verifies
+        **{k: v for k, v in served.items() if k.startswith("MODELOPS_SIGNER_")},
     }
 
 

@@ -42,6 +42,9 @@ def promote_text(path: Path, model: str, version: str = "v5") -> None:
     )
 
 
+SIGNER_IDENTITY = "https://github.com/your-org/modelops/.github/workflows/promote.yml@refs/heads/main"
+
+
 def test_new_batch_opts_an_env_in_with_the_release_it_serves(repo: Path) -> None:  # noqa: F811
     promote_text(repo / "gitops/envs/staging/credit-hgb.yaml", "credit-hgb")
     written = batch_scaffold.new_batch(
@@ -63,6 +66,9 @@ def test_new_batch_opts_an_env_in_with_the_release_it_serves(repo: Path) -> None
         "MODELOPS_MODEL_URI": f"file:///store/credit-hgb/{HASH}/",
         "MODELOPS_MODEL_VERSION": "v5",
         "MODELOPS_EXPECTED_HASH": HASH,
+        # the env's signing Component patches the job as it patches the predictor
+        "MODELOPS_SIGNER_IDENTITY": SIGNER_IDENTITY,
+        "MODELOPS_SIGNER_ISSUER": "https://token.actions.githubusercontent.com",
     }
     (box,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert box["args"] == ["--input", IN, "--output", OUT, "--shards", "3", "--on-bad", "reject"]

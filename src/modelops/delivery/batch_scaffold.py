@@ -62,7 +62,10 @@ def _env_kustomization(text: str, model: str, source: Path) -> str:
         isinstance(p, Mapping) and p.get("path") == f"batch/{model}.yaml" for p in patch_list
     ):
         raise ScaffoldError(f"{source}: already lists the batch job of {model}")
-    components.append(component)
+    # Beside the other batch Components, before any other (gitops/components/signed-*), since
+    # a Component patches only the resources listed before it.
+    batch = [i for i, c in enumerate(components) if str(c).startswith("../../base/batch/")]
+    components.insert(batch[-1] + 1 if batch else 0, component)
     patch_list.append({"path": f"batch/{model}.yaml"})
     return dump(rt, data)
 
