@@ -74,12 +74,18 @@ def remove_manifests(root: Path, model: str, batch: bool = True) -> None:
 
 
 def write_release(
-    root: Path, env: str, model: str, digest: str, version: str, canary: int | None = None
+    root: Path,
+    env: str,
+    model: str,
+    digest: str,
+    version: str,
+    canary: int | None = None,
+    store: str = "file:///srv/store",
 ) -> None:
     """Write what `modelops promote` would into the env's patch file (with `canary`: a canary taking
     that share), through the same pure function, without publishing or registering anything."""
     path = root / "gitops" / "envs" / env / f"{model}.yaml"
-    release = Release(version, digest, f"file:///srv/store/{model}/{digest}/", "0" * 40, "run", "7")
+    release = Release(version, digest, f"{store}/{model}/{digest}/", "0" * 40, "run", "7")
     main, _ = read_state(path)
     extras = [] if canary is None else [Extra("canary", release, canary)]
     path.write_text(render_state(path, model, release if canary is None else main, extras))

@@ -19,11 +19,14 @@ from tests.gitops_models import write_release
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "credit-hgb"
-SERVED, NEVER, OLD = "a" * 64, "b" * 64, "c" * 64
+SERVED, NEVER, OLD, UNSIGNED = "a" * 64, "b" * 64, "c" * 64, "d" * 64
+# The artifact store the releases point into (set by `history`): the shipped envs require signed
+# models, and the check looks for each received release's signature beside it there.
+STORE: dict[str, Path] = {}
 
 
 def promote(repo: Path, env: str, digest: str, version: str, canary: int | None = None) -> None:
-    write_release(repo, env, MODEL, digest, version, canary)
+    write_release(repo, env, MODEL, digest, version, canary, store=STORE["path"].as_uri())
 
 
 def commit(repo: Path, message: str) -> str:
@@ -37,6 +40,10 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """main: production once served OLD (before the policy), staging then served SERVED."""
     repo = tmp_path_factory.mktemp("policy") / "repo"
     repo.mkdir()
+    STORE["path"] = repo.parent / "store"
+    (STORE["path"] / MODEL).mkdir(parents=True)
+    for digest in (SERVED, NEVER, OLD):  # published and signed; UNSIGNED was published unsigned
+        (STORE["path"] / MODEL / f"{digest}.sig").write_text("{}")
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     for folder in ("data", "gitops"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("raw.csv", "prepared"))
@@ -83,6 +90,11 @@ def test_production_may_receive_what_staging_served(repo: Path) -> None:
     )
     assert "canary-share: no canary or shadow in any env" in out
     assert "image-digest: production runs ghcr.io/your-org/modelops-serving@sha256:" in out
+    signature = STORE["path"] / MODEL / f"{SERVED}.sig"
+    assert (
+        f"signatures: production receives {MODEL} v2 ({SERVED[:12]}, main): signed ({signature.as_uri()})"
+        in out
+    )
     assert run(["git", "rev-parse", "HEAD"], repo).stdout.strip() == sha and unchanged(repo)
 
 
@@ -153,6 +165,18 @@ def test_a_tag_instead_of_a_digest_in_production_is_refused(repo: Path) -> None:
     )
     assert refusal in out and "To fix: pin it in gitops/envs/production/kustomization.yaml" in out
     assert "CronJob/concrete-hgb-batch" in out  # the batch job's container too
+    assert unchanged(repo)
+
+
+def test_an_unsigned_release_where_signatures_are_required_is_refused(repo: Path) -> None:
+    promote(repo, "staging", UNSIGNED, "v3")
+    commit(repo, "promote(staging): credit-hgb v3, published without a signer")
+    code, out = check(repo)
+    assert code == 22, out
+    file = f"gitops/envs/staging/{MODEL}.yaml"
+    expected = STORE["path"] / MODEL / f"{UNSIGNED}.sig"
+    assert f"[signatures] {MODEL} in staging ({file}): staging requires signed models" in out
+    assert f"(expected {expected.as_uri()})" in out and "To fix: publish it through `modelops promote`" in out
     assert unchanged(repo)
 
 

@@ -14,6 +14,8 @@ what it checked. The rules (`RULES`, in the order they report):
 - `canary-share`: a canary takes between `policy.canary_share.min` and `.max` percent of its
   env's traffic, a shadow none.
 - `image-digest`: the rendered envs of `image_rules.DIGEST_ENVS` run every image by digest.
+- `signatures`: an env whose manifests state a signer policy receives only releases whose
+  signature sits beside them in the artifact store (the job needs read access to the store).
 
 Exit codes: 0 passed; 22 refused; 23 the check cannot run (an unknown base, a shallow clone, an env
 of `policy.order` missing); 6 gitops/ does not render; 2 params.yaml is invalid.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.config import Params
-from modelops.delivery import image_rules, manifests
+from modelops.delivery import image_rules, manifests, signing
 from modelops.delivery.patches import Extra, Release, parse_state
 from modelops.errors import ModelopsError
 
@@ -289,15 +291,54 @@ def image_digest(change: Change) -> Outcome:
     return outcome
 
 
+def signatures(change: Change) -> Outcome:
+    """Every release an env that requires signed models receives has its signature in the store.
+
+    Presence only: who signed is checked where the bytes are used (server, sync, batch) and by
+    `modelops promote`. A store this job cannot read means the rule cannot judge (exit 23)."""
+    outcome = Outcome()
+    for env in change.envs:
+        if not signing.required(change.rendered(env)):
+            outcome.checked.append(f"{env} requires no signature")
+            continue
+        received = change.received(env)
+        if not received:
+            outcome.checked.append(f"{env} requires signatures and receives no new content hash")
+        for model, predictor, release in received:
+            what = f"{env} receives {model} {release.version} ({release.content_hash[:12]}, {predictor})"
+            if release.content_hash == manifests.UNPROMOTED_HASH:
+                outcome.checked.append(f"{what}: the unpromoted placeholder")
+                continue
+            try:
+                signed = signing.present(release.uri)
+            except ModelopsError as exc:
+                raise PolicyError(f"[signatures] {model} in {env}: {exc}") from None
+            if signed:
+                outcome.checked.append(f"{what}: signed ({signing.signature_uri(release.uri)})")
+            else:
+                outcome.refusals.append(
+                    Refusal(
+                        "signatures",
+                        model,
+                        env,
+                        change.patch(env, model),
+                        f"{env} requires signed models, and no signature sits beside {release.uri} "
+                        f"(expected {signing.signature_uri(release.uri)})",
+                        "publish it through `modelops promote` with a signer (promote.yml signs "
+                        "keyless on main; MODELOPS_SIGNING_KEY locally), then propose it again",
+                    )
+                )
+    return outcome
+
+
 Rule = Callable[[Change], Outcome]
 # The rules, in the order they report. Each takes the Change and returns an Outcome; to add one,
-# write it here and list it. "Signatures where required" joins this list when the signing work
-# merges: for each env where `modelops.delivery.signing.required(env)`, every release that
-# `Change.received(env)` lists must have `signing.present(release.uri)`.
+# write it here and list it.
 RULES: tuple[tuple[str, Rule], ...] = (
     ("staging-first", staging_first),
     ("canary-share", canary_share),
     ("image-digest", image_digest),
+    ("signatures", signatures),
 )
 
 
