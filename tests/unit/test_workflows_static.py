@@ -257,16 +257,17 @@ def test_canary_grants_write_and_tokens_only_to_the_step_that_concludes() -> Non
     assert all(f"{code})" in scripts["analyze"] for code in (0, 20, 21)) and "*)" in scripts["analyze"]
 
 
-def test_only_the_job_that_signs_models_can_mint_an_oidc_token() -> None:
-    """Keyless signing needs `id-token: write`: promote.yml's staging job, which publishes and signs,
-    and no other job (a token there could sign anything as this repository's workflow)."""
+def test_only_the_jobs_that_sign_can_mint_an_oidc_token() -> None:
+    """Keyless signing needs `id-token: write`: promote.yml's staging job, which publishes and signs
+    models, and image.yml's build job, which attests the image's provenance; no other job (a token
+    there could sign anything as this repository's workflow)."""
     minting = [
         (path.name, job_id)
         for path in WORKFLOWS
         for job_id, job in _jobs(_load(path)).items()
         if (job.get("permissions") or {}).get("id-token") == "write"
     ]
-    assert minting == [("promote.yml", "staging")]
+    assert sorted(minting) == [("image.yml", "build"), ("promote.yml", "staging")]
     signing = [label for label, step in _steps(_load(GITHUB_DIR / "workflows" / "promote.yml"))
                if "MODELOPS_SIGNING_KEYLESS" in (step.get("env") or {})]  # fmt: skip
     assert len(signing) == 1 and signing[0].startswith("jobs.staging."), signing
