@@ -589,10 +589,14 @@ def main() -> None:
     parser.add_argument(
         "--seldon-class", default="modelops_serving.seldon.SeldonModel", help="the Seldon wrapper class"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out", type=Path, help="default: results/serving.json (serving-auth.json with --only auth)"
+    )
     parser.add_argument("--auth-rounds", type=int, default=3, help="alternated runs each of auth off/on")
     args = parser.parse_args()
     only = set(args.only) if args.only else None
+    if args.out is None:  # a partial run must not overwrite the full run's results
+        args.out = RESULTS.with_name("serving-auth.json") if only == {"auth"} else RESULTS
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install it with `apt-get install -y wrk` (Debian/Ubuntu)")
