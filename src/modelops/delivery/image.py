@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,11 +123,7 @@ def plan(
 
 def check_renders(changes: Mapping[Path, str], root: Path = GITOPS) -> None:
     """Render and validate every env with the changes applied, in a scratch copy of gitops/."""
-    with tempfile.TemporaryDirectory(prefix="modelops-pin-") as tmp:
-        scratch = Path(tmp) / "gitops"
-        shutil.copytree(root, scratch)
-        for path, text in changes.items():
-            (scratch / path.relative_to(root)).write_text(text)
+    with manifests.edited_copy(changes, root, prefix="modelops-pin-") as scratch:
         try:
             manifests.check_all(scratch)
         except ModelopsError as exc:

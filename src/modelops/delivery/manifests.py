@@ -14,7 +14,9 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -353,3 +355,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@contextmanager
+def edited_copy(edits: Mapping[Path, str], root: Path = GITOPS, prefix: str = "modelops-") -> Iterator[Path]:
+    """A scratch copy of `root` (gitops/) with `edits` (path under root -> new text) applied, removed
+    afterwards: a change is rendered and validated there before anything is written."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        scratch = Path(tmp) / "gitops"
+        shutil.copytree(root, scratch)
+        for path, text in edits.items():
+            (scratch / path.relative_to(root)).write_text(text)
+        yield scratch

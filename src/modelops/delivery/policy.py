@@ -194,6 +194,11 @@ class Change:
         return out
 
 
+def receives(env: str, model: str, predictor: str, release: Release) -> str:
+    """How a rule's checked lines and refusals name one received release."""
+    return f"{env} receives {model} {release.version} ({release.content_hash[:12]}, {predictor})"
+
+
 def staging_first(change: Change) -> Outcome:
     """Each env of `policy.order` receives only content hashes the env before it has served."""
     outcome = Outcome()
@@ -209,7 +214,7 @@ def staging_first(change: Change) -> Outcome:
         if not received:
             outcome.checked.append(f"{env} receives no new content hash")
         for model, predictor, release in received:
-            what = f"{env} receives {model} {release.version} ({release.content_hash[:12]}, {predictor})"
+            what = receives(env, model, predictor, release)
             if release.content_hash == manifests.UNPROMOTED_HASH:
                 outcome.checked.append(f"{what}: the unpromoted placeholder")
             elif hit := change.served(before, model).get(release.content_hash):
@@ -305,7 +310,7 @@ def signatures(change: Change) -> Outcome:
         if not received:
             outcome.checked.append(f"{env} requires signatures and receives no new content hash")
         for model, predictor, release in received:
-            what = f"{env} receives {model} {release.version} ({release.content_hash[:12]}, {predictor})"
+            what = receives(env, model, predictor, release)
             if release.content_hash == manifests.UNPROMOTED_HASH:
                 outcome.checked.append(f"{what}: the unpromoted placeholder")
                 continue

@@ -12,8 +12,6 @@ leaves it alone. A promotion commit touches the model's patch file (and its batc
 from __future__ import annotations
 
 import difflib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,11 +196,7 @@ def _diff(path: Path, text: str) -> str:
 
 def _check_rendered(env: str, edits: dict[Path, str]) -> None:
     """Render and validate the env with the edited files in a scratch copy: nothing is written on failure."""
-    with tempfile.TemporaryDirectory(prefix="modelops-promote-") as tmp:
-        scratch = Path(tmp) / "gitops"
-        shutil.copytree(GITOPS, scratch)
-        for path, text in edits.items():
-            (scratch / path.relative_to(GITOPS)).write_text(text)
+    with manifests.edited_copy(edits, GITOPS, prefix="modelops-promote-") as scratch:
         try:
             manifests.validate(manifests.render(env, scratch), scratch, where=f"envs/{env}", env=env)
         except ModelopsError as exc:
