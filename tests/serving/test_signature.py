@@ -198,3 +198,18 @@ def test_the_batch_engine_refuses_and_writes_nothing(tmp_path: Path, packaged: P
         run(Options(str(source), str(tmp_path / "out.csv")), settings)
     assert refused.value.exit_code == 4
     assert not marker.exists() and not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("digest", [b"plain", b"quote'd", b'dq"uote', b"both'\""])
+def test_a_manifest_diff_is_named_by_file_whatever_quotes_its_digests_hold(digest: bytes) -> None:
+    # model-signing raises ValueError(f"Signature mismatch: {diffs}"): the repr of a list whose quoting
+    # follows the raw digest bytes (a digest with both quote kinds escapes the file name's quotes)
+    diffs = [
+        "Extra files found in model 'm': a.txt, b.txt",
+        "Missing files in model 'm': gone.json",
+        f"Hash mismatch for 'model.pkl': Expected '{digest!r}', Actual '{digest[::-1]!r}'",
+    ]
+    assert signature._mismatch(f"Signature mismatch: {diffs}") == (
+        "changed: model.pkl; not signed: a.txt, b.txt; missing: gone.json"
+    )
+    assert signature._mismatch("Signature mismatch: not a list") == "Signature mismatch: not a list"

@@ -186,13 +186,21 @@ def check(model_uri: str, model_dir: Path, demand: Required, cache_dir: Path | N
 
 
 def _mismatch(text: str) -> str:
-    """model-signing's manifest diff as file names (its own text quotes raw digest bytes)."""
+    """model-signing's manifest diff as file names. Its text is the repr of a list of strings, whose
+    quoting depends on the raw digest bytes inside, so it is parsed back rather than matched."""
+    import ast
     import re
 
-    changed = re.findall(r"Hash mismatch for '([^']+)'", text)
-    extra = re.search(r"Extra files found in model '[^']*': ([^\"'\]]+)", text)
-    missing = re.search(r"Missing files in model '[^']*': ([^\"'\]]+)", text)
-    parts = [f"changed: {', '.join(changed)}"] if changed else []
-    parts += [f"not signed: {extra.group(1)}"] if extra else []
-    parts += [f"missing: {missing.group(1)}"] if missing else []
+    try:
+        diffs = [str(d) for d in ast.literal_eval(text.split(":", 1)[1].strip())]
+    except (ValueError, SyntaxError, TypeError, IndexError):
+        return text
+    parts = []
+    for label, pattern in [
+        ("changed", r"Hash mismatch for '(.+?)': Expected"),
+        ("not signed", r"Extra files found in model '.*?': (.+)"),
+        ("missing", r"Missing files in model '.*?': (.+)"),
+    ]:
+        found = [m.group(1) for d in diffs if (m := re.match(pattern, d, re.DOTALL))]
+        parts += [f"{label}: {', '.join(found)}"] if found else []
     return "; ".join(parts) or text
