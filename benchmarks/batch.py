@@ -2,8 +2,9 @@
 `predict_proba` of the same pipeline on the same rows, its memory as inputs grow, and its shards.
 
 One invocation, on the pipeline's real packaged binary model (models/<model>/model, from `dvc
-repro`), one thread everywhere (MODELOPS_THREADS=1, threadpoolctl), rows generated from the model's
-dataset declaration (the Synthetic source's generator):
+repro`), predictions on one thread everywhere (MODELOPS_THREADS=1, threadpoolctl; the engine reads
+and writes in two more threads), rows generated from the model's dataset declaration (the Synthetic
+source's generator):
 
   throughput  --rows rows (1,000,000) in memory as the DataFrame the pipeline was trained on:
               `pipeline.predict_proba(frame)` (the baseline) against `modelops-batch` reading the
@@ -236,6 +237,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="A B B A rounds of the throughput runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    # Other jobs on the machine stretch wall times (more than CPU times): say how busy it was.
+    load_before = os.getloadavg()[0]
     model = packaged_model()
     ds = load_dataset(DATASET, PROJECT_ROOT)
     frame = ingest.synthesize(ds, args.rows, seed=1).drop(columns=[ds.target])
@@ -249,7 +252,12 @@ def main() -> None:
             print(json.dumps(results["memory"][-1]), file=sys.stderr, flush=True)
         results["shards"] = shards(args.rows, frame, model, Path(tmp))
     print(json.dumps(results, indent=2))
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "load_average_1m_at_start": round(load_before, 2),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
 

@@ -285,9 +285,10 @@ class Source:
     def _parquet(self) -> Iterator[Chunk]:
         import pyarrow.parquet as pq
 
-        self._hash_file()
         try:
-            fh = self.fs.open(self.path, "rb")
+            # A local file through Arrow's own file: through fsspec's, every read Arrow makes is a call
+            # back into Python, which takes the GIL from the thread that predicts.
+            fh = pa.OSFile(self.path) if is_local(self.url) else self.fs.open(self.path, "rb")
         except Exception as exc:
             raise storage_error(self.url, exc) from None
         with fh:
@@ -308,9 +309,11 @@ class Source:
                     use_threads=self.threads > 1,
                 ):
                     yield from self._split(batch)
+        self._hash_file()
 
     def _hash_file(self) -> None:
-        """The fingerprint of a Parquet file: its bytes, read once before it is (randomly) accessed."""
+        """The fingerprint of a Parquet file: its bytes, read once more after its row groups (the
+        first chunk does not wait for it, and the reader thread hashes while the last are predicted)."""
         try:
             with self.fs.open(self.path, "rb") as fh:
                 while block := fh.read(1 << 22):

@@ -1,13 +1,17 @@
-"""Batch scoring, one run: resolve the files, load the model (hash first), then for each chunk of
-the input shard, check, predict and write; commit the outputs, then the success manifest, then the
+"""Batch scoring, one run: resolve the files, load the model (hash first), then predict each chunk of
+the input shard in this thread while a reader thread reads and checks the next ones and a writer
+thread writes the last ones (batch_threads); commit the outputs, then the success manifest, then the
 metrics. Nothing is visible at the output path until the whole output is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -16,36 +20,21 @@ import numpy as np
 import pyarrow as pa
 
 from modelops_serving import signature
-from modelops_serving.batch_io import (
-    BadInput,
-    Chunk,
-    ModelRefused,
-    Source,
-    UsageError,
-    expand,
-    file_format,
-    shard_mask,
-)
-from modelops_serving.batch_output import (
-    TableWriter,
-    default_rejects,
-    manifest_url,
-    metrics_text,
-    rejects_batch,
-    rejects_schema,
-    remove,
-    scores,
-    scores_schema,
-    write_manifest,
-    write_whole,
-)
-from modelops_serving.batch_schema import Declaration, check, needed_columns, read_declaration
+from modelops_serving.batch_io import BadInput, ModelRefused, UsageError, expand, file_format
+from modelops_serving.batch_output import default_rejects, metrics_text, write_manifest, write_whole
+from modelops_serving.batch_schema import Declaration, read_declaration
+from modelops_serving.batch_stages import Checked, Reading, Writing
+from modelops_serving.batch_threads import Ahead, Behind
 from modelops_serving.model import ModelLoadError, ServedModel, load_model, pin_threads
 from modelops_serving.settings import Settings
 
 # Big enough that per-chunk Python work is noise next to the model's; small enough that a chunk's
 # text, features and outputs stay a few tens of MB (memory does not grow with the input).
 DEFAULT_CHUNK_ROWS = 100_000
+# Chunks waiting between the threads, each side: enough that the prediction never waits for a
+# chunk once the first is read (reading one takes a tenth of predicting it); few enough that memory
+# stays a few chunks.
+QUEUED_CHUNKS = 2
 
 
 @dataclass(frozen=True)
@@ -169,100 +158,6 @@ def plan(options: Options, now: datetime) -> Plan:
     )
 
 
-class _Scoring:
-    """The per-chunk work of one run: shard, check, reject or fail, predict, write."""
-
-    def __init__(self, plan: Plan, model: ServedModel, decl: Declaration, source: Source) -> None:
-        self.plan, self.model, self.decl, self.source = plan, model, decl, source
-        self.writer: TableWriter | None = None
-        self.rejecter: TableWriter | None = None
-        self.rows = self.rejects = self.chunks = 0
-        if plan.rejects is not None:
-            self.rejecter = TableWriter(plan.rejects, plan.rejects_format, rejects_schema(decl.id))
-
-    def chunk(self, chunk: Chunk) -> None:
-        decl, model, source = self.decl, self.model, self.source
-        if self.writer is None:  # the id's type is the input's: text from a CSV, typed from Parquet
-            id_type = _plain(chunk.batch.schema.field(decl.id).type)
-            self.writer = TableWriter(
-                self.plan.output, self.plan.output_format, scores_schema(decl.id, id_type, model.classes)
-            )
-        batch, positions = chunk.batch, None
-        mask = shard_mask(batch.column(decl.id), self.plan.index, self.plan.count)
-        if mask is not None:
-            positions = np.flatnonzero(mask)
-            batch = batch.filter(pa.array(mask))
-
-        def at(i: int) -> int:  # a row of `batch` as an index among the input's data rows
-            return chunk.first + (int(positions[i]) if positions is not None else i)
-
-        verdict = check(batch, decl, model)
-        bad = []
-        for r in verdict.rejects:
-            ident = batch.column(decl.id)[r.index].as_py()
-            ident = None if ident is None else str(ident)
-            bad.append((source.number(at(r.index)), ident, r.column, r.reason, r.value, r.message))
-        # Lines Arrow could not split have no trustworthy id: with --on-bad reject shard 0 reports
-        # them, once; with fail every shard fails (the file is broken, whichever rows it holds).
-        if self.rejecter is None or self.plan.index == 0:
-            bad += [
-                (m.line, None, "", "malformed", m.text, f"{m.fields} fields; the header has {m.expected}")
-                for m in source.malformed
-            ]
-        source.malformed.clear()
-        bad.sort(key=lambda b: b[0])
-        if bad and self.rejecter is None:
-            number, ident, column, reason, value, message = bad[0]
-            place = source.place(number) + ("" if ident is None else f" (id {ident!r})")
-            place += f", column {column!r}" if column else f": {value[:80]!r}" if value else ""
-            raise BadInput(
-                f"{self.plan.input}: {place}: {message} "
-                f"[reason {reason}; --on-bad reject writes such rows to a rejects file instead]"
-            )
-        if bad and self.rejecter is not None:
-            self.rejecter.write(rejects_batch(self.rejecter.schema, bad))
-        self.rejects += len(bad)
-        if len(verdict.ids):
-            out = model.predict(verdict.rows)
-            finite = np.isfinite(out).all(axis=1)
-            if not finite.all():  # declared ranges keep outputs finite; a model that still overflows stops
-                k = int(np.argmin(finite))
-                row = at(k if verdict.kept is None else int(verdict.kept[k]))
-                answer = out[k].tolist()
-                raise BadInput(
-                    f"{self.plan.input}: {source.place(source.number(row))}: the model's output {answer} "
-                    "is not finite"
-                )
-            self.writer.write(
-                scores(
-                    self.writer.schema,
-                    verdict.ids,
-                    out,
-                    model.task,
-                    model.classes,
-                    model.version,
-                    model.content_hash,
-                )
-            )
-            self.rows += len(verdict.ids)
-        self.chunks += 1
-
-    def commit(self) -> None:
-        """Publish: the last run's manifest goes first (it must not vouch for the new output), then
-        the output and rejects by rename; run() writes the new manifest last."""
-        if self.writer is None:  # unreachable: a source without rows raises BadInput
-            raise BadInput(f"{self.plan.input}: no rows")
-        remove(manifest_url(self.plan.output))
-        self.writer.commit()
-        if self.rejecter is not None:
-            self.rejecter.commit()
-
-    def abort(self) -> None:
-        for w in (self.writer, self.rejecter):
-            if w is not None:
-                w.abort()
-
-
 def run(
     options: Options, settings: Settings | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -272,33 +167,27 @@ def run(
     where = plan(options, started)
     progress = progress or Progress()
     pa.set_cpu_count(settings.threads)
-    model, decl = load(settings)
+    with collector_paused():
+        model, decl = load(settings)
     loaded = time.perf_counter() - clock
-    # After loading: threadpoolctl limits only the pools already loaded, and scikit-learn's OpenMP
-    # is loaded with the model (unlimited, it spin-waits for busy cores: measured 5x slower).
-    with pin_threads(settings.threads):
-        needed = needed_columns(decl, model)
-        numeric = tuple(c.name for c in decl.columns if c.kind == "numeric" and c.name in needed)
-        source = Source(where.input, needed, options.chunk_rows, settings.threads, numeric)
-        scoring = _Scoring(where, model, decl, source)
-        try:
-            for chunk in source:
-                scoring.chunk(chunk)
-                progress.chunk(
-                    scoring.chunks, scoring.rows, scoring.rejects, source.rows, source.fraction_read
-                )
-            scoring.commit()
-        except BaseException:
-            scoring.abort()
-            raise
+    # The reader starts now, not during the load: importing and unpickling hold the GIL, and a reader
+    # beside them stretched the load by ~0.5 s (measured), more than the first chunk then takes (~0.2 s).
+    reading = Reading(where, model, decl, options.chunk_rows, settings.threads)
+    chunks = Ahead(iter(reading), QUEUED_CHUNKS, "modelops-batch-read")
+    try:
+        writing = score(chunks, reading, model, decl, where, progress, settings.threads)
+    finally:
+        chunks.close()
+    source = reading.source
+    assert source is not None  # every chunk was read
     finished = datetime.now(UTC)
     seconds = time.perf_counter() - clock
     manifest = {
         "output": where.output,
         "format": where.output_format,
-        "columns": scoring.writer.schema.names if scoring.writer else [],
-        "rows": scoring.rows,
-        "rejects": scoring.rejects,
+        "columns": writing.columns,
+        "rows": writing.rows,
+        "rejects": writing.rejects,
         "rejects_file": where.rejects,
         "on_bad": options.on_bad,
         "input": {"url": where.input, "format": source.format, "rows": source.rows, **source.fingerprint},
@@ -315,20 +204,73 @@ def run(
         "finished_at": finished.isoformat(timespec="milliseconds"),
         "seconds": round(seconds, 3),
         "load_seconds": round(loaded, 3),  # of which loading (and verifying) the model
-        "rows_per_s": round(scoring.rows / seconds, 1) if seconds > 0 else None,
+        "rows_per_s": round(writing.rows / seconds, 1) if seconds > 0 else None,
     }
     write_manifest(where.output, manifest)
     if where.metrics:
         labels = {"model": model.name, "version": model.version, "shard": str(where.index)}
         write_whole(
-            where.metrics, metrics_text(labels, scoring.rows, scoring.rejects, seconds, finished.timestamp())
+            where.metrics, metrics_text(labels, writing.rows, writing.rejects, seconds, finished.timestamp())
         )
     progress.done(manifest)
     return manifest
 
 
-def _plain(kind: pa.DataType) -> pa.DataType:
-    """The id's output type: a dictionary's values, large text as text."""
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    return pa.string() if pa.types.is_large_string(kind) else kind
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection while the model loads (the previous state is restored after).
+
+    Importing scikit-learn, SciPy and pandas and unpickling create over 100,000 objects that live
+    as long as the run; the collector's passes over them as they were created (2 full ones, ~30
+    middle ones) took 0.1-0.3 s of a run (measured)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def score(
+    chunks: Iterable[Checked],
+    reading: Reading,
+    model: ServedModel,
+    decl: Declaration,
+    where: Plan,
+    progress: Progress,
+    threads: int,
+) -> Writing:
+    """Predict each checked chunk here while the writer thread writes the one before; commit the
+    outputs, or remove every temporary file if anything fails."""
+    # After loading: threadpoolctl limits only the pools already loaded, and scikit-learn's OpenMP
+    # is loaded with the model (unlimited, it spin-waits for busy cores: measured 5x slower). The
+    # limit is the calling thread's: this one, which predicts.
+    with pin_threads(threads):
+        writing = Writing(where, model, decl, progress)
+        written = Behind(writing, QUEUED_CHUNKS, "modelops-batch-write")
+        try:
+            for checked in chunks:
+                written.put((checked, predict(model, checked, reading)))
+            written.close()
+            writing.commit()
+        except BaseException:
+            written.stop()  # the chunk in hand is finished before its files are removed
+            writing.abort()
+            raise
+    return writing
+
+
+def predict(model: ServedModel, checked: Checked, reading: Reading) -> np.ndarray | None:
+    """The model's outputs for the chunk's good rows (None: there are none); BadInput if not finite."""
+    if not len(checked.verdict.ids):
+        return None
+    out = model.predict(checked.verdict.rows)
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():  # declared ranges keep outputs finite; a model that still overflows stops
+        k = int(np.argmin(finite))
+        raise BadInput(
+            f"{reading.plan.input}: {reading.place(checked.row(k))}: the model's output {out[k].tolist()} "
+            "is not finite"
+        )
+    return out
