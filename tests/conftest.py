@@ -69,6 +69,11 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     # A container's PYTHONDONTWRITEBYTECODE=1 made each of the suite's CLI subprocesses compile
     # the project's modules again; caching them changes no behaviour.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    # act jobs restore their venv from the cache stand-in: one entry per uv.lock for the whole
+    # session (both xdist workers), not one per forge, so only the first job builds a venv.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ["MODELOPS_HARNESS_VENV_CACHE"] = str(shared / "venv-cache")
     (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
 
 

@@ -110,6 +110,54 @@ def test_smoke_workflow_runs_with_standins(forge: Forge) -> None:
     assert not any(c["tokens"]["GITHUB_TOKEN"] for c in result.calls)
 
 
+VENV = f"""\
+name: venv
+on: push
+permissions: {{}}
+jobs:
+  venv:
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    permissions:
+      contents: read
+    steps:
+      - uses: actions/checkout@{CHECKOUT_PIN} # v6.0.2
+        with:
+          persist-credentials: false
+      - uses: ./.github/actions/setup
+      - name: which project the venv runs
+        run: |
+          echo "workspace=$GITHUB_WORKSPACE"
+          .venv/bin/python -c "import modelops; print('imports', modelops.__file__)"
+          .venv/bin/dvc version > /dev/null && echo "launchers work"
+"""
+
+
+@pytest.mark.slow
+def test_a_job_venv_is_saved_once_and_restored_into_another_forges_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The setup action caches .venv (relocatable) by uv.lock; the stand-in shares it across forges."""
+    monkeypatch.setenv("MODELOPS_HARNESS_VENV_CACHE", str(tmp_path / "venvs"))
+    logs = []
+    for name in ("first", "second"):
+        forge = Forge.from_project(tmp_path / name)
+        forge.write(".github/workflows/venv.yml", VENV)
+        forge.commit("venv workflow", ".github/workflows/venv.yml")
+        forge.push()
+        log = forge.run_workflow(".github/workflows/venv.yml", "push", forge.push_event()).check().log
+        workspace = re.search(r"workspace=(\S+)", log).group(1)
+        assert f"imports {workspace}/src/modelops/__init__.py" in log  # its own checkout, not the saver's
+        assert "launchers work" in log
+        logs.append((log, workspace))
+    (first, saver), (second, _) = logs
+    assert "cache stand-in: miss for key venv-Linux-" in first and "cache stand-in: saved venv-" in first
+    assert "cache stand-in: hit venv-Linux-" in second and "already saved" in second
+    [entry] = (tmp_path / "venvs").iterdir()
+    pth = entry / ".venv/lib/python3.12/site-packages/_editable_impl_modelops.pth"
+    assert pth.read_text().strip() == f"{saver}/src"  # the second job replaced files, not wrote in them
+
+
 OPEN_OR_UPDATE = f"""\
 name: open or update
 on: push

@@ -1,5 +1,5 @@
 // Restore: the exact key, else the newest entry whose key starts with a restore-keys prefix.
-const { fs, path, input, lines, root, entry, cachedPaths, append } = require("./common");
+const { fs, path, input, lines, entry, linked, copyTree, cachedPaths, append } = require("./common");
 
 const key = input("key");
 const paths = input("path");
@@ -11,11 +11,12 @@ let exact = false;
 if (fs.existsSync(entry(key))) {
   found = entry(key);
   exact = true;
-} else if (fs.existsSync(root)) {
+} else if (fs.existsSync(path.dirname(entry(key)))) {
+  const dir = path.dirname(entry(key));
   for (const prefix of lines(input("restore-keys"))) {
-    const matches = fs.readdirSync(root)
+    const matches = fs.readdirSync(dir)
       .filter((name) => decodeURIComponent(name).startsWith(prefix))
-      .map((name) => path.join(root, name))
+      .map((name) => path.join(dir, name))
       .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
     if (matches.length) { found = matches[0]; break; }
   }
@@ -23,7 +24,7 @@ if (fs.existsSync(entry(key))) {
 if (found) {
   for (const p of cachedPaths()) {
     const saved = path.join(found, p.rel);
-    if (fs.existsSync(saved)) fs.cpSync(saved, p.abs, { recursive: true, force: true });
+    if (fs.existsSync(saved)) copyTree(saved, p.abs, linked(key));
   }
   console.log(`cache stand-in: ${exact ? "hit" : "restored from"} ${decodeURIComponent(path.basename(found))}`);
 } else {

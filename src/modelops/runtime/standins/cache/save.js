@@ -1,5 +1,5 @@
 // Save after a successful job when the key missed; an existing entry is never overwritten.
-const { fs, path, input, entry, cachedPaths } = require("./common");
+const { fs, path, input, entry, linked, copyTree, cachedPaths } = require("./common");
 
 const key = input("key");
 const dest = entry(key);
@@ -13,6 +13,12 @@ if (!paths.length) {
   process.exit(0);
 }
 const tmp = `${dest}.tmp-${process.pid}`;
-for (const p of paths) fs.cpSync(p.abs, path.join(tmp, p.rel), { recursive: true });
-fs.renameSync(tmp, dest);
+fs.mkdirSync(path.dirname(dest), { recursive: true });
+for (const p of paths) copyTree(p.abs, path.join(tmp, p.rel), linked(key));
+try {
+  fs.renameSync(tmp, dest);
+} catch (err) {  // another job saved the same key first: keep that one
+  if (!fs.existsSync(dest)) throw err;
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
 console.log(`cache stand-in: saved ${key}`);
