@@ -65,14 +65,21 @@ def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """Train each variant once with the real pipeline and push its DVC outputs to a tmp remote."""
+def trained(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Trained:
+    """Train each variant once with the real pipeline and push its DVC outputs to a tmp remote.
+
+    The DVC cache starts as the session's trained repo's (linked, read-only): the datasets'
+    stages are unchanged, so `dvc repro` checks their outputs out instead of running them again.
+    """
     from modelops_serving.integrity import tree_hash
 
     root = tmp_path_factory.mktemp("trained")
     remote, repo = root / "dvc-remote", root / "repo"
     repo.mkdir()
     copy_files(PROJECT_ROOT, repo)
+    (repo / ".dvc").mkdir(exist_ok=True)
+    cache = [str(trained_repo / ".dvc/cache"), str(repo / ".dvc/cache")]
+    subprocess.run(["cp", "-a", "--link", *cache], check=True)
     (repo / ".dvc/config").write_text(DVC_CONFIG.format(remote=remote))
     env = tool_env(f"sqlite:///{root}/mlflow.db")
     _run("git", "init", "-q", "-b", "main", cwd=repo)
