@@ -52,7 +52,7 @@ setup-tools: setup  ## promtool and prometheus for the monitoring tests, into $(
 
 test: setup setup-competitors setup-tools  ## the whole suite: pre-commit checks, then pytest
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
-	$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=40
 
 lint: setup
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
