@@ -25,6 +25,18 @@ _PLATFORM_ENV = """\
         value: v2
 """
 
+# The object's annotations before the first promotion: the mode and main's (empty) release.
+_UNPROMOTED = """\
+    serving.kserve.io/deploymentMode: Serverless
+    modelops.dev/model: $model
+    modelops.dev/version: unpromoted
+    modelops.dev/content-hash: "0000000000000000000000000000000000000000000000000000000000000000"
+    modelops.dev/storage-uri: unpromoted://$model/
+    modelops.dev/git-commit: unpromoted
+    modelops.dev/mlflow-run: unpromoted
+    modelops.dev/source-pr: unpromoted
+"""
+
 BASE = Template(
     """\
 # The $model model as KServe runs it: an InferenceService whose predictor is our image as a
@@ -45,14 +57,9 @@ metadata:
   annotations:
     # canaryTrafficPercent splits traffic between Knative revisions: Knative mode only ("Serverless"
     # is its name in every KServe release; the newest also call it "Knative").
-    serving.kserve.io/deploymentMode: Serverless
-    modelops.dev/model: $model
-    modelops.dev/version: unpromoted
-    modelops.dev/content-hash: "0000000000000000000000000000000000000000000000000000000000000000"
-    modelops.dev/storage-uri: unpromoted://$model/
-    modelops.dev/git-commit: unpromoted
-    modelops.dev/mlflow-run: unpromoted
-    modelops.dev/source-pr: unpromoted
+"""
+    + _UNPROMOTED
+    + """\
 spec:
   predictor:
     minReplicas: 1
@@ -79,14 +86,9 @@ PATCH = Template(
 - op: replace
   path: /metadata/annotations
   value:
-    serving.kserve.io/deploymentMode: Serverless
-    modelops.dev/model: $model
-    modelops.dev/version: unpromoted
-    modelops.dev/content-hash: "0000000000000000000000000000000000000000000000000000000000000000"
-    modelops.dev/storage-uri: unpromoted://$model/
-    modelops.dev/git-commit: unpromoted
-    modelops.dev/mlflow-run: unpromoted
-    modelops.dev/source-pr: unpromoted
+"""
+    + _UNPROMOTED
+    + """\
 - op: test
   path: /spec/predictor/containers/0/name
   value: kserve-container
