@@ -128,6 +128,27 @@ def test_the_setting_and_the_rendered_kind_must_agree(tmp_path: Path) -> None:
     assert any(f"platform is seldon ({tmp_path / 'params.yaml'} platforms.{ENV})" in p for p in found)
 
 
+def test_the_kserve_app_ignores_one_webhook_field_and_the_schema_checks_it() -> None:
+    objects = manifests.render_argocd(GITOPS)
+    app = next(o for o in objects if o["metadata"]["name"] == "modelops-staging-kserve")
+    assert app["spec"]["source"]["path"] == f"gitops/envs/{ENV}"
+    assert app["spec"]["ignoreDifferences"] == [
+        {
+            "group": "serving.kserve.io",
+            "kind": "InferenceService",
+            "jsonPointers": ["/metadata/annotations/serving.kserve.io~1deploymentMode"],
+        }
+    ]
+    assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    assert manifests.problems([app], GITOPS) == []
+    broad = copy.deepcopy(app)  # ignoring a whole section would hide a changed model
+    broad["spec"]["ignoreDifferences"][0]["jsonPointers"] = ["/spec"]
+    assert any("jsonPointers[0]" in p for p in manifests.problems([broad], GITOPS))
+    typo = copy.deepcopy(app)
+    typo["spec"]["ignoreDifferences"][0]["jsonPointer"] = ["/metadata/annotations/x"]
+    assert any("'jsonPointer' was unexpected" in p for p in manifests.problems([typo], GITOPS))
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 

@@ -45,6 +45,11 @@ def test_promote_canary_finish_abort_rollback_on_kserve(here: Path) -> None:
     from modelops.delivery.promote import history, promote, rollback, status
 
     work = here
+    # the report's deploy preview is this dry run: the exact diff, nothing written
+    files = gitops_bytes(work)
+    preview = promote("credit-hgb", ENV, dry_run=True)
+    assert "-  value: unpromoted://credit-hgb/" in preview.diff and "+  value: file://" in preview.diff
+    assert "+    modelops.dev/storage-uri: file://" in preview.diff and gitops_bytes(work) == files
     first = promote("credit-hgb", ENV, source_pr="7")
     assert first.commit and "promote(staging-kserve): credit-hgb v1" in first.message
     assert run(["git", "show", "--name-only", "--format=", "HEAD"], work).stdout.split() == [PATCH]
