@@ -44,6 +44,8 @@ BASE = Template(
 # Protocol (PROTOCOL=v2). KServe's storage initializer downloads the container's STORAGE_URI into
 # /mnt/models before it starts; the server then refuses the model unless its tree hash is
 # MODELOPS_EXPECTED_HASH. Clients need a bearer token from Secret modelops-serving-tokens.
+# Knative must allow the pod security context and the emptyDir (its feature flags
+# kubernetes.podspec-securitycontext and kubernetes.podspec-volumes-emptydir: docs/delivery.md).
 #
 # The values below are the "unpromoted" state: valid manifests that name no model. The env
 # overlays replace them; `modelops promote` edits only the overlays. Keep the order of
