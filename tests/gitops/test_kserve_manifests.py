@@ -117,6 +117,21 @@ def test_a_canary_is_kserve_own_split_and_its_revisions_are_main_and_canary(tmp_
     )
 
 
+def test_analyze_compares_main_and_kserve_canary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`modelops analyze` reads the pair off the InferenceService: main from the annotations, the
+    canary from the spec, with KServe's split."""
+    from modelops.monitoring import canary
+
+    shutil.copytree(GITOPS, tmp_path / "gitops")
+    write_release(tmp_path, ENV, "credit-hgb", HASH, "v3")
+    write_release(tmp_path, ENV, "credit-hgb", "b" * 64, "v4", canary=10)
+    monkeypatch.chdir(tmp_path)
+    pair = canary.predictors("credit-hgb", ENV)
+    assert (pair.namespace, pair.kind) == ("modelops-staging-kserve", "canary")
+    assert (pair.main.version, pair.main.traffic, pair.main.content_hash) == ("v3", 90, HASH)
+    assert (pair.canary.version, pair.canary.traffic, pair.canary.content_hash) == ("v4", 10, "b" * 64)
+
+
 def test_the_setting_and_the_rendered_kind_must_agree(tmp_path: Path) -> None:
     shutil.copytree(GITOPS, tmp_path / "gitops")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
