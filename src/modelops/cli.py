@@ -15,10 +15,12 @@ from modelops.app import DatasetArg, EnvOpt, ModelArg, ParamsOpt, app, command
 from modelops.config import load_params
 from modelops.delivery.new import app as new_app
 from modelops.delivery.supply import image_app, policy_app
+from modelops.delivery.switch import app as platform_app
 
 app.add_typer(new_app, name="new")
 app.add_typer(image_app, name="image")
 app.add_typer(policy_app, name="policy")
+app.add_typer(platform_app, name="platform")
 
 
 @command

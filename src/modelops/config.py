@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -41,6 +42,10 @@ from modelops.errors import DeclarationError, ParamsError
 
 PARAMS_FILE = "params.yaml"
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+# The serving platforms an env can run on (docs/delivery.md#serving-platforms-seldon-or-kserve).
+Platform = Literal["seldon", "kserve"]
+PLATFORMS: tuple[str, ...] = ("seldon", "kserve")
+DEFAULT_PLATFORM = "seldon"
 
 
 class _Strict(BaseModel):
@@ -258,6 +263,8 @@ class Params(_Strict):
     monitor: MonitorParams = MonitorParams()
     canary: CanaryParams = CanaryParams()
     policy: PolicyParams = PolicyParams()
+    # env -> serving platform; an env not listed runs on DEFAULT_PLATFORM (Seldon Core v1).
+    platforms: dict[str, Platform] = Field(default_factory=dict)
     models: dict[str, ModelParams]
     _declarations: dict[str, Dataset] = PrivateAttr(default_factory=dict)
 
@@ -278,6 +285,10 @@ class Params(_Strict):
             known = ", ".join(sorted(self.models))
             raise ParamsError(f"{PARAMS_FILE}: no model {name!r} under 'models' (known: {known})")
         return self.models[name]
+
+    def platform(self, env: str) -> str:
+        """The serving platform of an env: `platforms.<env>` of params.yaml, else seldon."""
+        return self.platforms.get(env, DEFAULT_PLATFORM)
 
     def dataset(self, name: str) -> Dataset:
         """The declaration of a dataset listed under `datasets:`."""
@@ -476,3 +487,22 @@ def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
     # rewrite within one timestamp tick (or a copy that keeps mtimes) must not return stale params.
     decls = tuple((name, (root / "data" / name / DECLARATION).read_text()) for name in declared(root))
     return _load_cached(str(p), text, str(root), decls)
+
+
+def env_platforms(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, str]:
+    """Only the `platforms:` section of params.yaml, validated the same way, for the manifest check
+    (which runs on every commit and need not load the declarations): env -> platform."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{p}: {exc}") from None
+    section = raw.get("platforms", {}) if isinstance(raw, dict) else {}
+    try:
+        return dict(_PLATFORMS.validate_python(section))
+    except ValidationError as exc:
+        problems = [f"  platforms.{_where(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ParamsError(f"{p}: invalid params\n" + "\n".join(problems)) from None
+
+
+_PLATFORMS = TypeAdapter(dict[str, Platform])

@@ -54,6 +54,7 @@ def test_a_pin_reaches_every_predictor_and_the_batch_cronjobs(gitops: Path) -> N
     changes = image.plan(DIGEST, REPOSITORY, root=gitops)
     assert sorted(p.relative_to(gitops).as_posix() for p in changes) == [
         "envs/production/kustomization.yaml",
+        "envs/staging-kserve/kustomization.yaml",
         "envs/staging/kustomization.yaml",
     ]
     for path, text in changes.items():
@@ -63,7 +64,8 @@ def test_a_pin_reaches_every_predictor_and_the_batch_cronjobs(gitops: Path) -> N
         found = images_of(manifests.render(env, gitops))
         assert set(found.values()) == {f"{REPOSITORY}@{DIGEST}"}, found
         kinds = {where.split("/")[0] for where in found}
-        assert kinds == ({"SeldonDeployment", "CronJob"} if env == "production" else {"SeldonDeployment"})
+        served = "InferenceService" if env == "staging-kserve" else "SeldonDeployment"
+        assert kinds == ({served, "CronJob"} if env == "production" else {served})
     production = images_of(manifests.render("production", gitops))
     assert any("predictors[1]" in where for where in production)  # the canary's container
     assert any(where.startswith("CronJob/concrete-hgb-batch ") for where in production)

@@ -196,6 +196,7 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
         "Application/modelops-monitoring",
         "Application/modelops-production",
         "Application/modelops-staging",
+        "Application/modelops-staging-kserve",
         "ConfigMap/argocd-cm",
     ]
     apps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Application"}
@@ -215,6 +216,7 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
             ("", "ConfigMap"),
             ("batch", "CronJob"),
             ("machinelearning.seldon.io", "SeldonDeployment"),
+            ("serving.kserve.io", "InferenceService"),
         ],
         "modelops-monitoring": [("", "ConfigMap"), ("monitoring.coreos.com", "PrometheusRule")],
     }
@@ -230,9 +232,11 @@ def test_argocd_dir_validates(rendered: dict[str, list[Obj]]) -> None:
 
 def test_main_checks_everything(capsys: pytest.CaptureFixture[str]) -> None:
     assert manifests.main([str(GITOPS)]) == 0
-    # each env has a SeldonDeployment per model and its opted-in batch jobs; argocd and monitoring add 8
+    # each env has a SeldonDeployment (or InferenceService) per model and its opted-in batch jobs;
+    # argocd and monitoring add 9
     jobs = len(list(GITOPS.glob("envs/*/batch/*.yaml")))
-    assert f"{2 * len(MODELS) + jobs + 8} object(s) valid" in capsys.readouterr().out
+    envs = len(manifests.envs(GITOPS))
+    assert f"{envs * len(MODELS) + jobs + 9} object(s) valid" in capsys.readouterr().out
 
 
 def test_promoted_overlay_with_canary_and_shadow_blocks_validates(gitops: Path) -> None:

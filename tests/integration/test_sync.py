@@ -123,10 +123,11 @@ def deploy(
     text: str | None = None,
     model: str = MODEL,
     push: bool = True,
+    env: str = "production",
 ) -> str:
-    """Commit production's patch of `model` (a release, or raw text) in `dev` and push it, as a merge
+    """Commit the env's patch of `model` (a release, or raw text) in `dev` and push it, as a merge
     would (`push=False`: commit only, to land two models' changes in one push)."""
-    patch = f"gitops/envs/production/{model}.yaml"
+    patch = f"gitops/envs/{env}/{model}.yaml"
     path = site.dev / patch
     if text is None:
         run(["git", "checkout", "-q", "origin/main", "--", patch], site.dev)
@@ -141,12 +142,13 @@ def deploy(
 class Runtime:
     """A `modelops sync --watch` process of the test, stopped by PID (its servers with it)."""
 
-    def __init__(self, site: Site, tmp_path: Path, max_replicas: int = 1) -> None:
+    def __init__(self, site: Site, tmp_path: Path, max_replicas: int = 1, env: str = "production") -> None:
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state = tmp_path / "state"
         self.log = tmp_path / "sync.log"
-        args = [MODELOPS, "sync", "--env", "production", "--watch", "--port", str(self.port)]
+        args = [MODELOPS, "sync", "--env", env, "--watch", "--port", str(self.port)]
         args += ["--interval", "0.3", "--state-dir", str(self.state), "--max-replicas", str(max_replicas)]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(args, cwd=site.cluster, stdout=out, stderr=subprocess.STDOUT)
@@ -182,7 +184,7 @@ class Runtime:
         body = {"data": {"names": list(row), "ndarray": [list(row.values())]}}
         post = (client or httpx).post
         return post(
-            f"{self.url}/seldon/modelops-production/{model}/api/v1.0/predictions", json=body, timeout=10
+            f"{self.url}/seldon/modelops-{self.env}/{model}/api/v1.0/predictions", json=body, timeout=10
         )
 
     def stop(self) -> None:
@@ -530,3 +532,41 @@ def test_an_unknown_env_is_refused_naming_the_known_ones(site: Site, tmp_path: P
     assert proc.returncode == 6
     assert "unknown env 'qa'" in proc.stderr and "production, staging" in proc.stderr
     assert not (tmp_path / "qa.json").exists()
+
+
+def test_a_kserve_env_serves_what_its_inference_service_says(site: Site, runtime_for) -> None:
+    """The demo's loop on KServe (params.yaml platforms: staging-kserve): a merge deploys, a revert
+    serves the previous model again, and a canary is split as KServe splits it: the spec's model
+    takes canaryTrafficPercent, the previous rolled-out revision (main, from the annotations) the rest.
+    Clients speak the Open Inference Protocol, as to KServe."""
+    env = "staging-kserve"
+    inputs = [
+        {"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else "FP64", "data": [v]}
+        for k, v in ROW.items()
+    ]
+
+    def served(rt: Runtime, n: int) -> Counter:
+        url = f"{rt.url}/seldon/modelops-{env}/{MODEL}/v2/models/{MODEL}/infer"
+        with httpx.Client() as client:
+            answers = [client.post(url, json={"inputs": inputs}, timeout=10) for _ in range(n)]
+        assert all(a.status_code == 200 for a in answers), answers[0].text
+        return Counter((a.headers["x-modelops-predictor"], a.headers["x-model-version"]) for a in answers)
+
+    deploy(site, site.a, env=env)
+    rt = runtime_for(env=env)
+    assert served(rt, 2) == {("main", "v1"): 2}
+    promoted = deploy(site, site.b, env=env)  # merge to deploy v2
+    rt.wait_rev(promoted)
+    assert served(rt, 2) == {("main", "v2"): 2}
+    run(["git", "revert", "--no-edit", "HEAD"], site.dev)  # revert to roll back
+    run(["git", "push", "-q", "origin", "HEAD:main"], site.dev)
+    state = rt.wait_rev(run(["git", "rev-parse", "HEAD"], site.dev).stdout.strip())
+    assert state["last_error"] is None
+    assert served(rt, 2) == {("main", "v1"): 2}
+    rev = deploy(site, site.a, [Extra("canary", site.b, 25)], env=env)
+    state = rt.wait_rev(rev)
+    assert {n: (p["version"], p["traffic"]) for n, p in predictor_of(state).items()} == {
+        "main": ("v1", 75),
+        "canary": ("v2", 25),
+    }
+    assert served(rt, 20) == {("main", "v1"): 15, ("canary", "v2"): 5}

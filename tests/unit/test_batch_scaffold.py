@@ -107,8 +107,14 @@ def test_a_new_model_can_have_its_batch_job(repo: Path) -> None:  # noqa: F811
 @pytest.mark.parametrize(
     ("model", "env", "options", "message"),
     [
-        ("credit-hgb", "qa", {}, r"unknown env 'qa' \(known: production, staging\)"),
+        ("credit-hgb", "qa", {}, r"unknown env 'qa' \(known: production, staging, staging-kserve\)"),
         ("nope", "staging", {}, r"no manifest for model 'nope' in env 'staging'.*modelops new model"),
+        (
+            "credit-hgb",
+            "staging-kserve",
+            {},
+            r"staging-kserve runs on KServe; batch jobs are written for Seldon",
+        ),
         (
             "credit-hgb",
             "staging",

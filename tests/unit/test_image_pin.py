@@ -17,7 +17,11 @@ from tests.conftest import run
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST, OTHER = "sha256:" + "e" * 64, "sha256:" + "f" * 64
 REPOSITORY = "ghcr.io/acme/modelops-serving"
-KUSTOMIZATIONS = ["gitops/envs/production/kustomization.yaml", "gitops/envs/staging/kustomization.yaml"]
+KUSTOMIZATIONS = [
+    "gitops/envs/production/kustomization.yaml",
+    "gitops/envs/staging-kserve/kustomization.yaml",
+    "gitops/envs/staging/kustomization.yaml",
+]
 
 
 @pytest.fixture
@@ -55,17 +59,21 @@ def test_a_pin_is_one_commit_of_the_kustomizations_and_a_revert_restores_them(re
     before = gitops(repo)
     code, out = pin("--digest", DIGEST, "--image", REPOSITORY, "--source-commit", "1a2b3c")
     assert code == 0, out
-    assert f"image: pin modelops-serving {DIGEST[:19]} in production, staging" in out
+    assert f"image: pin modelops-serving {DIGEST[:19]} in production, staging, staging-kserve" in out
     assert run(["git", "show", "--format=", "--name-only", "HEAD"], repo).stdout.split() == KUSTOMIZATIONS
     body = run(["git", "log", "-1", "--format=%B"], repo).stdout
-    for trailer in (f"Image: {REPOSITORY}@{DIGEST}", "Envs: production, staging", "Source-Commit: 1a2b3c"):
+    for trailer in (
+        f"Image: {REPOSITORY}@{DIGEST}",
+        "Envs: production, staging, staging-kserve",
+        "Source-Commit: 1a2b3c",
+    ):
         assert trailer in body
-    for env in ("staging", "production"):
+    for env in ("staging", "production", "staging-kserve"):
         assert entry(repo, env) == {"name": "modelops-serving", "newName": REPOSITORY, "digest": DIGEST}
     # Only those values changed: the files' comments and layout are as they were.
     diff = run(["git", "diff", "-U0", "HEAD~1", "HEAD"], repo).stdout
     edited = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
-    assert sorted(ln[1:].strip().split(":")[0] for ln in edited) == ["digest"] * 4 + ["newName"] * 4
+    assert sorted(ln[1:].strip().split(":")[0] for ln in edited) == ["digest"] * 6 + ["newName"] * 6
     run(["git", "revert", "--no-edit", "HEAD"], repo)
     assert gitops(repo) == before
 
@@ -86,7 +94,10 @@ def test_pinning_what_runs_makes_no_commit_and_env_narrows_the_pin(repo: Path) -
     [
         (["--digest", "sha256:abc"], "--digest 'sha256:abc': expected sha256:<64 lowercase hex digits>"),
         (["--digest", DIGEST, "--image", f"{REPOSITORY}:1.0"], "expected a registry repository without tag"),
-        (["--digest", DIGEST, "--env", "qa"], "unknown env(s) qa (known: production, staging)"),
+        (
+            ["--digest", DIGEST, "--env", "qa"],
+            "unknown env(s) qa (known: production, staging, staging-kserve)",
+        ),
         (["--digest", DIGEST, "--open-pr"], "--open-pr needs --branch NAME"),
     ],
 )

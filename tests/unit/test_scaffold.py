@@ -17,7 +17,7 @@ from modelops import changeset
 from modelops.changeset import ScaffoldError
 from modelops.cli import app
 from modelops.config import load_params
-from modelops.delivery import manifests, scaffold, seldon_template
+from modelops.delivery import manifests, platforms, scaffold, seldon_template
 from modelops.pipeline import profile, suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +85,11 @@ def test_new_model_writes_params_manifests_and_codeowners(repo: Path) -> None:
         "gitops/envs/staging/kustomization.yaml",
         "gitops/envs/production/credit-rf.yaml",
         "gitops/envs/production/kustomization.yaml",
+        # every model has a KServe base too; the KServe env gets a KServe patch (params platforms:)
+        "gitops/base/kserve/credit-rf.yaml",
+        "gitops/base/kserve/kustomization.yaml",
+        "gitops/envs/staging-kserve/credit-rf.yaml",
+        "gitops/envs/staging-kserve/kustomization.yaml",
     }
     after = (repo / "params.yaml").read_text()
     # round trip: every line that was there (comments included) is still there, in order
@@ -113,6 +118,11 @@ def test_new_model_writes_params_manifests_and_codeowners(repo: Path) -> None:
         assert main["replicas"] == replicas  # the env's convention, from its existing patches
         assert main["graph"]["modelUri"] == "unpromoted://credit-rf/"
         assert obj["metadata"]["annotations"]["modelops.dev/model"] == "credit-rf"
+    (isvc,) = [
+        o for o in manifests.render("staging-kserve", repo / "gitops") if o["metadata"]["name"] == "credit-rf"
+    ]
+    assert isvc["kind"] == "InferenceService" and isvc["spec"]["predictor"]["minReplicas"] == 1
+    assert isvc["metadata"]["annotations"]["modelops.dev/storage-uri"] == "unpromoted://credit-rf/"
 
 
 def test_codeowners_is_appended_to(repo: Path) -> None:
@@ -126,20 +136,19 @@ def test_codeowners_is_appended_to(repo: Path) -> None:
 
 def test_shipped_manifests_are_what_the_scaffold_writes() -> None:
     gitops = ROOT / "gitops"
-    assert (gitops / "base/credit-hgb.yaml").read_text() == seldon_template.BASE.substitute(
-        model="credit-hgb"
-    )
-    for name in ("hpc-forest", "concrete-hgb"):
-        base = seldon_template.BASE.substitute(model=name)
-        assert (gitops / "base" / f"{name}.yaml").read_text() == base
-        for env in manifests.envs(gitops):
-            env_dir = gitops / "envs" / env
-            expected = scaffold.env_patch(name, env, *scaffold.env_sizing(env_dir, base))
-            assert (env_dir / f"{name}.yaml").read_text() == expected
-    # credit-hgb's hand-written patches say the same as the template (only a comment rule differs)
+    for layout in platforms.LAYOUTS.values():
+        for name in ("credit-hgb", "hpc-forest", "concrete-hgb"):
+            base = layout.base_template.substitute(model=name)
+            assert (gitops / layout.base / f"{name}.yaml").read_text() == base
     for env in manifests.envs(gitops):
+        layout = platforms.of_env(env, ROOT)
         env_dir = gitops / "envs" / env
-        made = scaffold.env_patch("credit-hgb", env, *scaffold.env_sizing(env_dir, ""))
+        for name in ("hpc-forest", "concrete-hgb"):
+            base = layout.base_template.substitute(model=name)
+            expected = scaffold.env_patch(name, env, *scaffold.env_sizing(env_dir, base, layout), layout)
+            assert (env_dir / f"{name}.yaml").read_text() == expected
+        # credit-hgb's hand-written patches say the same as the template (only a comment rule differs)
+        made = scaffold.env_patch("credit-hgb", env, *scaffold.env_sizing(env_dir, "", layout), layout)
         assert yaml.safe_load(made) == yaml.safe_load((env_dir / "credit-hgb.yaml").read_text())
 
 

@@ -21,7 +21,11 @@ WORKFLOW = ".github/workflows/image.yml"
 BRANCH = "image/serving"
 # A fork's registry, set as the repository variable the workflow reads.
 IMAGE = "ghcr.io/acme/modelops-serving"
-KUSTOMIZATIONS = ["gitops/envs/production/kustomization.yaml", "gitops/envs/staging/kustomization.yaml"]
+KUSTOMIZATIONS = [
+    "gitops/envs/production/kustomization.yaml",
+    "gitops/envs/staging-kserve/kustomization.yaml",
+    "gitops/envs/staging/kustomization.yaml",
+]
 
 
 def build(forge: Forge, change: str) -> tuple[ActResult, str]:
@@ -73,7 +77,7 @@ def test_a_build_opens_the_pin_pr_and_the_next_build_updates_it(forge: Forge) ->
     assert (attested["subject-name"], attested["subject-digest"]) == (IMAGE, digest)
     assert attested["push-to-registry"] == "true"
 
-    # One PR from image/serving: main plus one commit that changes the two kustomizations only.
+    # One PR from image/serving: main plus one commit that changes the kustomizations only.
     [pr] = forge.gh_state["prs"]
     assert (pr["headRefName"], pr["baseRefName"], pr["state"]) == (BRANCH, "main", "OPEN")
     assert f"{IMAGE}@{digest}" in pr["body"] and head in pr["body"]

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from modelops.changeset import Content, ScaffoldError, dump, round_trip, write_all
-from modelops.delivery import batch_template, manifests, patches, scaffold
+from modelops.delivery import batch_template, manifests, patches, platforms, scaffold
 
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
@@ -88,6 +90,11 @@ def plan_batch(
         seldon_patch = patches.patch_file(env, model, gitops)
     except patches.PromoteError as exc:
         raise ScaffoldError(f"{exc}: add the model first (`modelops new model`)") from None
+    if platforms.of_ops(yaml.safe_load(seldon_patch.read_text()) or []) is not platforms.SELDON:
+        raise ScaffoldError(
+            f"{seldon_patch}: {env} runs on KServe; batch jobs are written for Seldon envs only so far "
+            "(the batch component copies its image from the SeldonDeployment); nothing written"
+        )
     check_schedule(schedule)
     if shards < 1:
         raise ScaffoldError(f"--shards {shards}: at least 1")

@@ -107,6 +107,7 @@ def model_block(name: str, dataset: str, owner: str) -> str:
         f"# {name} (dataset {dataset}): its outputs and manifests\n"
         f"/models/{name}/ {owner}\n"
         f"/gitops/base/{name}.yaml {owner}\n"
+        f"/gitops/base/kserve/{name}.yaml {owner}\n"
         f"/gitops/envs/*/{name}.yaml {owner}\n"
         f"/gitops/base/batch/{name}/ {owner}\n"
         f"/gitops/envs/*/batch/{name}.yaml {owner}\n"
@@ -118,6 +119,7 @@ def model_paths(name: str, envs: Iterable[str]) -> list[str]:
     paths = [
         f"models/{name}/model/MLmodel",
         f"gitops/base/{name}.yaml",
+        f"gitops/base/kserve/{name}.yaml",
         f"gitops/base/batch/{name}/cronjob.yaml",
     ]
     for env in envs:

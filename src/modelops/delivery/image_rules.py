@@ -27,6 +27,7 @@ POD_SPECS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "Job": ("spec", "template", "spec"),
     "Deployment": ("spec", "template", "spec"),
+    "InferenceService": ("spec", "predictor"),  # KServe inlines the pod in the predictor
 }
 
 

@@ -25,13 +25,14 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from modelops.delivery import batch_rules, image_rules, signing_rules
+from modelops.delivery import batch_rules, image_rules, kserve_rules, signing_rules
 from modelops.errors import ManifestError, ModelopsError
 
 GITOPS = Path("gitops")
 KUBERNETES_VERSION = "1.33.0"
 SCHEMAS = {
     ("machinelearning.seldon.io/v1", "SeldonDeployment"): "seldondeployment.schema.json",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice.schema.json",
     ("argoproj.io/v1alpha1", "Application"): "application.schema.json",
     ("argoproj.io/v1alpha1", "AppProject"): "appproject.schema.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.schema.json",
@@ -39,6 +40,8 @@ SCHEMAS = {
 # Files in gitops/argocd/ that are patches for the Argo CD install, not resources of its kustomization.
 ARGOCD_PATCHES = ("argocd-cm-seldon-health.yaml",)
 MAIN = "main"
+# The kinds that serve a model, one per platform (`platforms.py`).
+MODEL_KINDS = ("SeldonDeployment", "InferenceService")
 UNPROMOTED_VERSION = "unpromoted"
 UNPROMOTED_HASH = "0" * 64
 PLACEHOLDER_URI = re.compile(r"^unpromoted://(?P<model>[a-z0-9-]+)/$")
@@ -169,6 +172,11 @@ def pod_problems(obj: dict[str, Any]) -> list[str]:
     return found
 
 
+def spec_problems(spec: dict[str, Any]) -> list[str]:
+    """A pod spec checked strictly as the core PodSpec (memoised by its JSON)."""
+    return list(_pod_spec_problems(json.dumps(spec, sort_keys=True)))
+
+
 @lru_cache(maxsize=256)
 def _pod_spec_problems(spec: str) -> tuple[str, ...]:
     # Keyed by the spec's JSON: renders repeat the same pod specs (every env, every promotion).
@@ -257,8 +265,9 @@ def seldon_problems(obj: dict[str, Any]) -> list[str]:
 
 
 def main_of(obj: dict[str, Any]) -> batch_rules.Main | None:
-    """What a SeldonDeployment's main predictor runs, as its batch job must too (None if no main)."""
-    main = next((p for p in obj.get("spec", {}).get("predictors") or [] if p.get("name") == MAIN), None)
+    """What a model's main predictor runs, as its batch job must too (None if no main); an
+    InferenceService's main is its previous rolled-out revision during a canary."""
+    main = next((p for p in kserve_rules.predictors(obj) if p.get("name") == MAIN), None)
     if main is None:
         return None
     graph, env = main.get("graph") or {}, container_env(main)
@@ -285,7 +294,7 @@ def batch_problems(objects: Sequence[dict[str, Any]]) -> list[str]:
     mains = {
         o.get("metadata", {}).get("name"): main_of(o)
         for o in objects
-        if isinstance(o, dict) and o.get("kind") == "SeldonDeployment"
+        if isinstance(o, dict) and o.get("kind") in MODEL_KINDS
     }
     return [
         f"{_label(o)} {issue}"
@@ -308,6 +317,8 @@ def problems(objects: Sequence[dict[str, Any]], root: Path = GITOPS, env: str | 
             issues = schema_problems(obj, schema_dir)
             if obj["kind"] == "SeldonDeployment":
                 issues += seldon_problems(obj) + pod_problems(obj)
+            elif obj["kind"] == "InferenceService":
+                issues += kserve_rules.problems(obj, seldon_problems, spec_problems)
         else:
             issues = core_problems(obj)
         issues += image_rules.problems(obj, env)
@@ -327,11 +338,42 @@ def validate(
         )
 
 
+def platform_problems(rendered: Mapping[str, list[dict[str, Any]]], root: Path = GITOPS) -> list[str]:
+    """Each env renders the kind of the platform params.yaml (beside `root`) sets for it, and the
+    setting names only envs that exist; [] when there is no params.yaml (a scratch copy)."""
+    from modelops.config import DEFAULT_PLATFORM, PARAMS_FILE, env_platforms
+
+    params = Path(root).parent / PARAMS_FILE
+    if not params.exists():
+        return []
+    setting = env_platforms(params)
+    kinds = {"seldon": "SeldonDeployment", "kserve": "InferenceService"}
+    found = [
+        f"{params}: platforms.{env}: there is no env {env!r} "
+        f"({Path(root) / 'envs'} has {', '.join(envs(root))})"
+        for env in setting
+        if env not in envs(root)
+    ]
+    for where, objects in rendered.items():
+        env = where.removeprefix("envs/")
+        platform = setting.get(env, DEFAULT_PLATFORM)
+        found += [
+            f"{Path(root) / where}: {_label(o)}: the env's platform is {platform} ({params} "
+            f"platforms.{env}), which serves models as {kinds[platform]}: switch with `modelops "
+            f"platform set {env} {platform}` (it rewrites the env's kustomization and patches too)"
+            for o in objects
+            if o.get("kind") in MODEL_KINDS and o.get("kind") != kinds[platform]
+        ]
+    return found
+
+
 def check_all(root: Path = GITOPS) -> int:
     """Render and validate every env, argocd and monitoring; one error for all problems; the object count."""
     found: list[str] = []
     count = 0
-    for where, objects in render_all(root).items():
+    rendered = render_all(root)
+    found += platform_problems({w: o for w, o in rendered.items() if w.startswith("envs/")}, root)
+    for where, objects in rendered.items():
         count += len(objects)
         env = where.removeprefix("envs/") if where.startswith("envs/") else None
         found.extend(f"{Path(root) / where}: {p}" for p in problems(objects, root, env))

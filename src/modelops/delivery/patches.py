@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, PlainScalarString
 
 from modelops.changeset import round_trip
-from modelops.delivery import manifests
+from modelops.delivery import manifests, platforms
 from modelops.errors import ModelopsError
 
 Mode = Literal["full", "canary", "shadow", "finish", "abort"]
@@ -97,17 +97,16 @@ def parse_state(text: str, path: Path | str) -> tuple[Release, list[Extra]]:
     """`read_state` of a patch file's text (e.g. as an older commit had it); `path` names it in errors."""
     head, _, blocks = _split(text)
     ops = _ops(head, path)
-    ann = _value(ops, "/metadata/annotations", path) or {}
-    main = Release(
-        version=str(_value(ops, f"/spec/predictors/0{CONTAINER}/env/1/value", path)),
-        content_hash=str(_value(ops, f"/spec/predictors/0{CONTAINER}/env/2/value", path)),
-        uri=str(_value(ops, "/spec/predictors/0/graph/modelUri", path)),
-        git_commit=str(ann.get(ANN + "git-commit", "unknown")),
-        mlflow_run=str(ann.get(ANN + "mlflow-run", "unknown")),
-        source_pr=str(ann.get(ANN + "source-pr", "none")),
-    )
-    extras = []
+    layout = platforms.of_ops(ops)
+    main = _release(ops, layout, _value(ops, "/metadata/annotations", path) or {}, path)
     block_ops = _ops(blocks, path) if blocks.strip() else []
+    if layout is platforms.KSERVE:
+        if not block_ops:
+            return main, []
+        ann = _value(block_ops, "/spec/predictor/annotations", path) or {}
+        traffic = int(_value(block_ops, platforms.CANARY_PERCENT, path))
+        return main, [Extra("canary", _release(block_ops, layout, ann, path), traffic)]
+    extras = []
     for i in range(1, 1 + sum(1 for o in block_ops if o.get("op") == "copy")):
         p = f"/spec/predictors/{i}"
         name = _value(block_ops, f"{p}/name", path)
@@ -122,6 +121,18 @@ def parse_state(text: str, path: Path | str) -> tuple[Release, list[Extra]]:
         )
         extras.append(Extra(name, release, int(_value(block_ops, f"{p}/traffic", path))))
     return main, extras
+
+
+def _release(ops: list[dict[str, Any]], layout: platforms.Layout, ann: dict, path: Path | str) -> Release:
+    """The release the operations write at the layout's main paths; its record from `ann`."""
+    return Release(
+        version=str(_value(ops, layout.version, path)),
+        content_hash=str(_value(ops, layout.content_hash, path)),
+        uri=str(_value(ops, layout.uri, path)),
+        git_commit=str(ann.get(ANN + "git-commit", "unknown")),
+        mlflow_run=str(ann.get(ANN + "mlflow-run", "unknown")),
+        source_pr=str(ann.get(ANN + "source-pr", "none")),
+    )
 
 
 def _split(text: str) -> tuple[str, str, str]:
@@ -145,13 +156,35 @@ def _block(index: int, extra: Extra, model: str) -> str:
         f"- op: replace\n  path: {p}/graph/modelUri\n  value: {r.uri}\n"
         f"- op: replace\n  path: {p}{CONTAINER}/env/1/value\n  value: {_plain(r.version)}\n"
         f'- op: replace\n  path: {p}{CONTAINER}/env/2/value\n  value: "{r.content_hash}"\n'
-        f"- op: add\n  path: {p}/annotations\n  value:\n"
+        f"- op: add\n  path: {p}/annotations\n  value:\n" + _record(r) + shadow
+    )
+
+
+def _kserve_block(extra: Extra, model: str) -> str:
+    """KServe's canary: the predictor runs the new model and takes `canaryTrafficPercent`; the
+    previous rolled-out revision (main, whose release the object's annotations keep) the rest."""
+    if extra.name != "canary":
+        raise PromoteError(f"{model}: KServe has no {extra.name} (it cannot mirror traffic); nothing written")
+    r, k = extra.release, platforms.KSERVE
+    title = f"# --- canary: {model} {r.version} takes {extra.traffic}% "
+    return (
+        f"{title}{'-' * max(3, 99 - len(title))}\n"
+        f"- op: add\n  path: {platforms.CANARY_PERCENT}\n  value: {extra.traffic}\n"
+        f"- op: replace\n  path: {k.version}\n  value: {_plain(r.version)}\n"
+        f'- op: replace\n  path: {k.content_hash}\n  value: "{r.content_hash}"\n'
+        f"- op: replace\n  path: {k.uri}\n  value: {r.uri}\n"
+        f"- op: add\n  path: /spec/predictor/annotations\n  value:\n" + _record(r)
+    )
+
+
+def _record(r: Release) -> str:
+    """A canary's or shadow's release annotations, as the value of an `add`."""
+    return (
         f"    {ANN}version: {_plain(r.version)}\n"
         f'    {ANN}content-hash: "{r.content_hash}"\n'
         f"    {ANN}git-commit: {_plain(r.git_commit)}\n"
         f"    {ANN}mlflow-run: {_plain(r.mlflow_run)}\n"
         f"    {ANN}source-pr: {_plain(r.source_pr)}\n"
-        f"{shadow}"
     )
 
 
@@ -168,36 +201,48 @@ def scalar(value: str) -> PlainScalarString | DoubleQuotedScalarString:
 
 def render_state(path: Path, model: str, main: Release, extras: list[Extra]) -> str:
     """The patch file with main's values and the extra blocks replaced; all else byte for byte."""
-    head, _, _ = _split(path.read_text())
+    return render_text(path.read_text(), model, main, extras)
+
+
+def render_text(text: str, model: str, main: Release, extras: list[Extra]) -> str:
+    """`render_state` of a patch file's text (e.g. a new platform's template)."""
+    head, _, _ = _split(text)
     rt = _yaml()
     ops = rt.load(head)
+    layout = platforms.of_ops(ops)
     main_traffic = 100 - sum(e.traffic for e in extras if e.name == "canary")
     updates = {
-        "/spec/predictors/0/graph/modelUri": scalar(main.uri),
-        f"/spec/predictors/0{CONTAINER}/env/1/value": scalar(main.version),
-        f"/spec/predictors/0{CONTAINER}/env/2/value": DoubleQuotedScalarString(main.content_hash),
-        "/spec/predictors/0/traffic": main_traffic,
+        layout.uri: scalar(main.uri),
+        layout.version: scalar(main.version),
+        layout.content_hash: DoubleQuotedScalarString(main.content_hash),
+    }
+    if layout.traffic is not None:
+        updates[layout.traffic] = main_traffic
+    values = {
+        "model": scalar(model),
+        "version": scalar(main.version),
+        "content-hash": DoubleQuotedScalarString(main.content_hash),
+        # KServe's spec holds the canary while there is one: main's URI is kept beside its release.
+        **({"storage-uri": scalar(main.uri)} if layout is platforms.KSERVE else {}),
+        "git-commit": scalar(main.git_commit),
+        "mlflow-run": scalar(main.mlflow_run),
+        "source-pr": scalar(main.source_pr),
     }
     for op in ops:
         target = op.get("path")
         if target in updates and op.get("op") in ("replace", "add"):
             op["value"] = updates[target]
         elif target == "/metadata/annotations" and op.get("op") in ("replace", "add"):
-            values = {
-                "model": scalar(model),
-                "version": scalar(main.version),
-                "content-hash": DoubleQuotedScalarString(main.content_hash),
-                "git-commit": scalar(main.git_commit),
-                "mlflow-run": scalar(main.mlflow_run),
-                "source-pr": scalar(main.source_pr),
-            }
             for key, value in values.items():
                 op["value"][ANN + key] = value
     out = io.StringIO()
     rt.dump(ops, out)
     text = out.getvalue()
     # ruamel keeps a trailing comment block; blocks follow after one blank line, like the sections above
-    blocks = "".join(_block(i, e, model) for i, e in enumerate(extras, start=1))
+    if layout is platforms.KSERVE:
+        blocks = "".join(_kserve_block(e, model) for e in extras)
+    else:
+        blocks = "".join(_block(i, e, model) for i, e in enumerate(extras, start=1))
     # without blocks the file ends as it did before any canary: one newline, byte for byte
     return text.rstrip("\n") + "\n" + (f"\n{blocks}" if blocks else "")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelops.changeset import write_all
-from modelops.delivery import manifests
+from modelops.delivery import manifests, platforms
 from modelops.delivery.batch_patch import batch_file, render_release
 from modelops.delivery.gitflow import PUSH_ATTEMPTS, Entry, git, history, open_pr, preflight, push, rollback
 from modelops.delivery.patches import (
@@ -93,6 +93,9 @@ def promote(
 
     params = load_params()
     params.model(model)  # an unknown model fails here, naming the known ones
+    layout = platforms.LAYOUTS[params.platform(env)]
+    if mode == "shadow":
+        platforms.refuse_shadow(env, layout)
     share = params.policy.canary_share
     if mode == "canary" and canary is not None and 0 < canary < 100 and not share.min <= canary <= share.max:
         raise PromoteError(

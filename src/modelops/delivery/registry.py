@@ -186,8 +186,13 @@ def _check_hash(model: str, content_hash: str) -> None:
 
 
 def _check_env(env: str) -> None:
-    if env not in ENVS:
-        raise RegistryError(f"unknown env {env!r} (known: {', '.join(ENVS)})")
+    """An alias names an env: the two the loop promotes through, or any env gitops/envs/ holds
+    (an example env such as staging-kserve)."""
+    from modelops.delivery import manifests
+
+    known = list(dict.fromkeys([*ENVS, *manifests.envs()]))
+    if env not in known:
+        raise RegistryError(f"unknown env {env!r} (known: {', '.join(known)})")
 
 
 def _all_pages(search: Any) -> list[Any]:

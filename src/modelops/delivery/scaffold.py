@@ -19,15 +19,13 @@ import yaml
 from modelops import tasks
 from modelops.changeset import Content, ScaffoldError, add_entry, dump, round_trip, write_all
 from modelops.config import MODEL_NAME, PARAMS_FILE, load_params, parse_params
-from modelops.delivery import codeowners, manifests, seldon_template
+from modelops.delivery import codeowners, manifests, platforms
 from modelops.errors import ModelopsError
 
 CODEOWNERS = codeowners.PATH
 DEFAULT_OWNER = codeowners.DEFAULT_OWNER
 CODEOWNERS_HEADER = codeowners.HEADER
-RESOURCES = "/spec/predictors/0/componentSpecs/0/spec/containers/0/resources"
-REPLICAS = "/spec/predictors/0/replicas"
-SELDON_TARGET = {"group": "machinelearning.seldon.io", "version": "v1", "kind": "SeldonDeployment"}
+SELDON_TARGET = platforms.SELDON.target
 
 
 def check_name(name: str) -> None:
@@ -39,26 +37,32 @@ def check_name(name: str) -> None:
         )
 
 
-def env_sizing(env_dir: Path, base: str) -> tuple[Any, Any]:
+def env_sizing(env_dir: Path, base: str, layout: platforms.Layout = platforms.SELDON) -> tuple[Any, Any]:
     """(replicas, resources) of an env: what its existing model patches set, else the base's."""
+    replicas = layout.replicas[0]
     for patch in sorted(env_dir.glob("*.yaml")):
         if patch.name == "kustomization.yaml":
             continue
         ops = round_trip().load(patch.read_text())
         found = {op.get("path"): op.get("value") for op in ops or [] if isinstance(op, Mapping)}
-        if REPLICAS in found and RESOURCES in found:
-            return found[REPLICAS], found[RESOURCES]
-    predictor = round_trip().load(base)["spec"]["predictors"][0]
+        if replicas in found and layout.resources in found:
+            return found[replicas], found[layout.resources]
+    spec = round_trip().load(base)["spec"]
+    if layout is platforms.KSERVE:
+        return spec["predictor"]["minReplicas"], spec["predictor"]["containers"][0]["resources"]
+    predictor = spec["predictors"][0]
     return predictor["replicas"], predictor["componentSpecs"][0]["spec"]["containers"][0]["resources"]
 
 
-def env_patch(name: str, env: str, replicas: Any, resources: Any) -> str:
-    """The unpromoted patch of a model in an env, with the env's sizing."""
-    release = seldon_template.PATCH.substitute(model=name, env=env)
+def env_patch(
+    name: str, env: str, replicas: Any, resources: Any, layout: platforms.Layout = platforms.SELDON
+) -> str:
+    """The unpromoted patch of a model in an env of the layout's platform, with the env's sizing."""
+    release = layout.patch_template.substitute(model=name, env=env)
     rule = next(line for line in release.splitlines() if line.startswith("# --- "))
-    head = f"# --- {env} sizing and traffic ".ljust(len(rule), "-")
+    head = f"# --- {env} sizing{' and traffic' if layout.traffic else ''} ".ljust(len(rule), "-")
     value = dump(round_trip(), {"value": resources})
-    sizing = seldon_template.SIZING.substitute(
+    sizing = layout.sizing_template.substitute(
         replicas=replicas, resources="".join(f"  {line}\n" for line in value.splitlines())
     )
     return f"{release}{head}\n{sizing}"
@@ -74,13 +78,13 @@ def _add_resource(text: str, name: str, source: Path) -> str:
     return dump(rt, data)
 
 
-def _add_patch(text: str, name: str, source: Path) -> str:
+def _add_patch(text: str, name: str, source: Path, target: Mapping[str, str] = SELDON_TARGET) -> str:
     rt = round_trip()
     data = rt.load(text)
     patches = data.setdefault("patches", [])
     if any(isinstance(p, Mapping) and p.get("path") == f"{name}.yaml" for p in patches):
         raise ScaffoldError(f"{source}: patches already lists {name}.yaml")
-    patches.append({"path": f"{name}.yaml", "target": SELDON_TARGET | {"name": name}})
+    patches.append({"path": f"{name}.yaml", "target": dict(target) | {"name": name}})
     return dump(rt, data)
 
 
@@ -91,15 +95,25 @@ def manifest_changes(name: str, root: Path = Path()) -> dict[Path, Content]:
     envs = manifests.envs(gitops)
     if not envs:
         raise ScaffoldError(f"{gitops / 'envs'}: no environments (no */kustomization.yaml)")
-    base = seldon_template.BASE.substitute(model=name)
-    changes: dict[Path, Content] = {gitops / "base" / f"{name}.yaml": base}
-    kustomization = gitops / "base" / "kustomization.yaml"
-    changes[kustomization] = _add_resource(kustomization.read_text(), name, kustomization)
+    changes: dict[Path, Content] = {}
+    bases = {}
+    for layout in platforms.LAYOUTS.values():
+        base_dir = gitops / layout.base
+        if not (base_dir / "kustomization.yaml").exists():
+            continue  # a fork without KServe envs may delete gitops/base/kserve
+        bases[layout.name] = layout.base_template.substitute(model=name)
+        changes[base_dir / f"{name}.yaml"] = bases[layout.name]
+        kustomization = base_dir / "kustomization.yaml"
+        changes[kustomization] = _add_resource(kustomization.read_text(), name, kustomization)
     for env in envs:
+        layout = platforms.of_env(env, root)
+        if layout.name not in bases:
+            raise ScaffoldError(f"env {env!r} runs on {layout.name}, but {gitops / layout.base} is missing")
         env_dir = gitops / "envs" / env
-        changes[env_dir / f"{name}.yaml"] = env_patch(name, env, *env_sizing(env_dir, base))
+        sizing = env_sizing(env_dir, bases[layout.name], layout)
+        changes[env_dir / f"{name}.yaml"] = env_patch(name, env, *sizing, layout)
         kustomization = env_dir / "kustomization.yaml"
-        changes[kustomization] = _add_patch(kustomization.read_text(), name, kustomization)
+        changes[kustomization] = _add_patch(kustomization.read_text(), name, kustomization, layout.target)
     taken = [str(p) for p in changes if p.name == f"{name}.yaml" and p.exists()]
     if taken:
         raise ScaffoldError(f"model name {name!r} is taken: {', '.join(taken)} already exist(s)")

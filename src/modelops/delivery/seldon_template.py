@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from string import Template
 
+from modelops.delivery import pod_template
+
 BASE = Template(
     """\
 # The $model model as Seldon Core v1 runs it: one predictor `main` whose graph node and
@@ -53,88 +55,8 @@ spec:
         children: []
       componentSpecs:
         - spec:
-            securityContext:
-              runAsNonRoot: true
-              runAsUser: 10001
-              runAsGroup: 10001
-              fsGroup: 10001
-              seccompProfile:
-                type: RuntimeDefault
-            volumes:
-              # The one writable path of a read-only root: HOME, TMPDIR and the model cache.
-              - name: tmp
-                emptyDir:
-                  sizeLimit: 1Gi
-              # The bearer tokens clients must send (one a line; docs/serving.md#authentication).
-              # The Secret is created out of band, never in git; the pod does not start without it.
-              # Mounted as a directory (no subPath): the kubelet then updates the file in place on
-              # a rotation, and the server re-reads it.
-              - name: serving-tokens
-                secret:
-                  secretName: modelops-serving-tokens
-                  defaultMode: 288  # 0440: readable by the pod's fsGroup only
-            containers:
-              - name: $model
-                image: modelops-serving
-                env:
-                  - name: MODELOPS_MODEL_NAME
-                    value: $model
-                  - name: MODELOPS_MODEL_VERSION
-                    value: unpromoted
-                  - name: MODELOPS_EXPECTED_HASH
-                    value: "0000000000000000000000000000000000000000000000000000000000000000"
-                  - name: MODELOPS_LOG_LEVEL
-                    value: info
-                  # Prediction, feedback and metadata need `Authorization: Bearer <token>`; probes
-                  # and /metrics stay open. A missing or empty file stops the server from starting.
-                  - name: MODELOPS_AUTH_TOKENS_FILE
-                    value: /etc/modelops/serving-tokens/tokens
-                ports:
-                  - name: http
-                    containerPort: 9000
-                    protocol: TCP
-                # Ready only once the model loaded and its hash matched; a refused model stays
-                # unready (visible) instead of crash-looping.
-                readinessProbe:
-                  httpGet:
-                    path: /v2/health/ready
-                    port: 9000
-                  initialDelaySeconds: 5
-                  periodSeconds: 5
-                  timeoutSeconds: 2
-                  failureThreshold: 3
-                livenessProbe:
-                  httpGet:
-                    path: /v2/health/live
-                    port: 9000
-                  initialDelaySeconds: 15
-                  periodSeconds: 10
-                  timeoutSeconds: 2
-                  failureThreshold: 3
-                resources:
-                  requests:
-                    cpu: 250m
-                    memory: 512Mi
-                  limits:
-                    cpu: "1"
-                    memory: 1Gi
-                securityContext:
-                  runAsNonRoot: true
-                  runAsUser: 10001
-                  runAsGroup: 10001
-                  readOnlyRootFilesystem: true
-                  allowPrivilegeEscalation: false
-                  capabilities:
-                    drop: ["ALL"]
-                  seccompProfile:
-                    type: RuntimeDefault
-                volumeMounts:
-                  - name: tmp
-                    mountPath: /tmp
-                  - name: serving-tokens
-                    mountPath: /etc/modelops/serving-tokens
-                    readOnly: true
 """
+    + pod_template.pod(12, container="$model", port_name="http")
 )
 
 # Everything of an env patch but the sizing: the release of the main predictor, unpromoted.

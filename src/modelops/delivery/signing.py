@@ -27,7 +27,7 @@ from typing import Any
 from modelops_serving import signature, storage
 from modelops_serving.signature import Policy, SignatureError
 
-from modelops.delivery import manifests, signing_rules
+from modelops.delivery import kserve_rules, manifests, signing_rules
 from modelops.errors import PublishError
 
 KEY_ENV = "MODELOPS_SIGNING_KEY"
@@ -153,10 +153,8 @@ def required(manifest_or_env: Any) -> bool:
     models: any predictor or batch container sets a signer policy."""
     for obj in _objects(manifest_or_env):
         containers: list[dict[str, Any]] = []
-        if obj.get("kind") == "SeldonDeployment":
-            containers = [
-                signing_rules.predictor_container(p)[1] for p in obj["spec"].get("predictors") or []
-            ]
+        if obj.get("kind") in manifests.MODEL_KINDS:
+            containers = [signing_rules.predictor_container(p)[1] for p in kserve_rules.predictors(obj)]
         elif obj.get("kind") == "CronJob":
             pod: Any = obj
             for key in signing_rules.BATCH_POD:
@@ -187,13 +185,13 @@ def policy_for(objects: list[dict[str, Any]], model: str) -> Policy | None:
     """The policy `model`'s main predictor states in the rendered objects, as checked here
     (`MODELOPS_LOCAL_SIGNER_KEY` standing in for a keyless one); None when none is required."""
     for obj in objects:
-        if obj.get("kind") == "SeldonDeployment" and obj.get("metadata", {}).get("name") == model:
-            for predictor in obj["spec"].get("predictors") or []:
+        if obj.get("kind") in manifests.MODEL_KINDS and obj.get("metadata", {}).get("name") == model:
+            for predictor in kserve_rules.predictors(obj):
                 if predictor.get("name") == manifests.MAIN:
                     pod, box = signing_rules.predictor_container(predictor)
                     stated, problems = signing_rules.stated(pod, box, objects)
                     if problems:
-                        raise SigningError(f"SeldonDeployment/{model}: {'; '.join(problems)}")
+                        raise SigningError(f"{obj['kind']}/{model}: {'; '.join(problems)}")
                     return local(stated.policy()) if stated else None
     return None
 

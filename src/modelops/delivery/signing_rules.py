@@ -26,6 +26,8 @@ from typing import Any
 
 from modelops_serving.signature import POLICY_ENV, Policy, SignatureError, key_policy
 
+from modelops.delivery import kserve_rules
+
 KEY, IDENTITY, ISSUER = POLICY_ENV
 STORE = "MODELOPS_SIGNATURE_STORE"
 BATCH_POD = ("spec", "jobTemplate", "spec", "template", "spec")
@@ -152,11 +154,11 @@ def problems(objects: list[dict[str, Any]]) -> list[str]:
     found: list[str] = []
     mains: dict[str, Stated | None] = {}
     for obj in objects:
-        if not isinstance(obj, dict) or obj.get("kind") != "SeldonDeployment":
+        if not isinstance(obj, dict) or obj.get("kind") not in ("SeldonDeployment", "InferenceService"):
             continue
-        label = f"SeldonDeployment/{obj.get('metadata', {}).get('name')}"
+        label = f"{obj['kind']}/{obj.get('metadata', {}).get('name')}"
         policies = {}
-        for i, predictor in enumerate(obj.get("spec", {}).get("predictors") or []):
+        for i, predictor in enumerate(kserve_rules.predictors(obj)):
             pod, box = predictor_container(predictor)
             if not box:
                 continue  # manifests.seldon_problems names the missing container

@@ -78,10 +78,10 @@ def predictors(model: str, env: str, which: str | None = None) -> Pair:
     found = [
         deployment(o)
         for o in manifests.render(env)
-        if o.get("kind") == "SeldonDeployment" and o.get("metadata", {}).get("name") == model
+        if o.get("kind") in manifests.MODEL_KINDS and o.get("metadata", {}).get("name") == model
     ]
     if not found:
-        raise AnalysisError(f"gitops/envs/{env}: no SeldonDeployment named {model!r}")
+        raise AnalysisError(f"gitops/envs/{env}: no SeldonDeployment or InferenceService named {model!r}")
     d = found[0]
     main = next(p for p in d.predictors if p.name == manifests.MAIN)
     extras = sorted((p for p in d.predictors if p is not main), key=lambda p: p.shadow)

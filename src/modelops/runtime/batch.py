@@ -48,18 +48,22 @@ class Chosen:
 
 
 def from_env(model: str, env: str, root: Path | None = None) -> Chosen:
-    """The main predictor of MODEL's SeldonDeployment in the rendered, validated gitops/envs/ENV."""
+    """The main predictor of MODEL (its SeldonDeployment or InferenceService) in the rendered,
+    validated gitops/envs/ENV."""
     from modelops.delivery import manifests
     from modelops.runtime.desired import deployment
 
     root = root or manifests.GITOPS
     objects = manifests.render(env, root)
     manifests.validate(objects, root, where=f"gitops/envs/{env}", env=env)
-    found = [o for o in objects if o.get("kind") == "SeldonDeployment" and o["metadata"]["name"] == model]
+    kinds = manifests.MODEL_KINDS
+    found = [o for o in objects if o.get("kind") in kinds and o["metadata"]["name"] == model]
     if not found:
-        served = sorted(o["metadata"]["name"] for o in objects if o.get("kind") == "SeldonDeployment")
+        served = sorted(o["metadata"]["name"] for o in objects if o.get("kind") in kinds)
         serves = ", ".join(served) or "nothing"
-        raise BatchFailed(f"gitops/envs/{env}: no SeldonDeployment {model!r} (the env serves {serves})")
+        raise BatchFailed(
+            f"gitops/envs/{env}: no SeldonDeployment {model!r} nor InferenceService (the env serves {serves})"
+        )
     main = next(p for p in deployment(found[0], objects).predictors if p.name == manifests.MAIN)
     if main.placeholder:
         raise BatchFailed(

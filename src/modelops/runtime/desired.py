@@ -16,7 +16,7 @@ from typing import Any
 
 from modelops_serving.signature import Policy
 
-from modelops.delivery import manifests, signing, signing_rules
+from modelops.delivery import kserve_rules, manifests, signing, signing_rules
 from modelops.errors import ModelopsError
 
 
@@ -98,16 +98,19 @@ def rendered(repo: Path, rev: str, env: str) -> list[dict[str, Any]]:
 
 
 def desired(repo: Path, rev: str, env: str) -> list[DeploymentSpec]:
-    """The SeldonDeployments `gitops/envs/<env>` serves at `rev`, rendered and validated."""
+    """The models `gitops/envs/<env>` serves at `rev` (SeldonDeployments or InferenceServices),
+    rendered and validated."""
     objects = rendered(repo, rev, env)
-    return [deployment(obj, objects) for obj in objects if obj.get("kind") == "SeldonDeployment"]
+    return [deployment(obj, objects) for obj in objects if obj.get("kind") in manifests.MODEL_KINDS]
 
 
 def deployment(obj: dict[str, Any], objects: list[dict[str, Any]] | None = None) -> DeploymentSpec:
     """A rendered SeldonDeployment's namespace, name and predictors (release, traffic, shadow);
-    with all the env's `objects`, also each predictor's signing policy."""
+    with all the env's `objects`, also each predictor's signing policy. An InferenceService's
+    predictors are its revisions: main (the previous rolled-out one during a canary) and canary,
+    split by `canaryTrafficPercent` as KServe splits them (`kserve_rules.predictors`)."""
     predictors = []
-    for p in obj["spec"]["predictors"]:
+    for p in kserve_rules.predictors(obj):
         env = manifests.container_env(p)
         policy = None
         if objects is not None:
