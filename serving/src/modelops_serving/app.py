@@ -33,6 +33,7 @@ from starlette.requests import ClientDisconnect
 from modelops_serving import auth, ids, protocol_v1, protocol_v2, signature
 from modelops_serving.batching import Batcher
 from modelops_serving.bodies import JSON, install_openapi, openapi_body
+from modelops_serving.fastpath import SMALL_BATCH_ROWS
 from modelops_serving.feedback import open_feedback
 from modelops_serving.feedback_routes import add_feedback_routes
 from modelops_serving.handler import ClientGone, Predictor
@@ -97,6 +98,9 @@ def create_app(settings: Settings | None = None) -> ModelServer:
             max_wait_ms=settings.max_batch_wait_ms,
             thread_init=lambda: pin_threads(settings.threads),
             on_batch=state.metrics.observe_batch,
+            # the numpy fast path's small batches hold the GIL anyway: on the loop they cost no
+            # thread handoff (batching.py); larger ones go to sklearn, which releases it
+            inline_rows=SMALL_BATCH_ROWS if model.fast_path else 0,
         )
         await batcher.start()
         if model.example is not None and len(model.example):
