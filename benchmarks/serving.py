@@ -336,6 +336,19 @@ def markdown(results: list[dict], floor: dict[str, Any], notes: dict[str, str], 
     return "\n".join(lines)
 
 
+def section(name: str, title: str, only: set[str] | None, failures: dict[str, str], run: Any) -> Any:
+    """Run one extra section (unless --only leaves it out); a failure is recorded, not raised."""
+    if only is not None and name not in only:
+        return None
+    print(f"{name}: {title}", file=sys.stderr, flush=True)
+    try:
+        return run()
+    except Exception as exc:
+        failures[name] = str(exc)[-2000:]
+        print(f"  {name} FAILED: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -390,22 +403,20 @@ def main() -> None:
             except Exception as exc:  # one broken competitor must not lose the others' numbers
                 failures[server.name] = str(exc)[-2000:]
                 print(f"  {server.name} FAILED: {exc}", file=sys.stderr, flush=True)
-        auth = None
-        if only is None or "auth" in only:
-            print("auth: the server with bearer tokens off and on, alternated", file=sys.stderr, flush=True)
-            try:
-                auth = measure_auth(rows, expected, work, args)
-            except Exception as exc:
-                failures["auth"] = str(exc)[-2000:]
-                print(f"  auth FAILED: {exc}", file=sys.stderr, flush=True)
-        protocols = None
-        if only is None or "protocols" in only:
-            print("protocols: V2 vs v1 on one server, beside the HTTP floor", file=sys.stderr, flush=True)
-            try:
-                protocols = measure_protocols(rows, expected, work, args)
-            except Exception as exc:
-                failures["protocols"] = str(exc)[-2000:]
-                print(f"  protocols FAILED: {exc}", file=sys.stderr, flush=True)
+        auth = section(
+            "auth",
+            "the server with bearer tokens off and on, alternated",
+            only,
+            failures,
+            lambda: measure_auth(rows, expected, work, args),
+        )
+        protocols = section(
+            "protocols",
+            "V2 vs v1 on one server, beside the HTTP floor",
+            only,
+            failures,
+            lambda: measure_protocols(rows, expected, work, args),
+        )
     results = [r for s in todo for r in s.results]
     notes = {s.name: s.notes for s in todo}
     report = {
