@@ -2,11 +2,11 @@
 
 POST /api/v1.0/predictions and POST /v2/models/{name}/infer are most of a server's traffic. Through
 FastAPI each request also passed its middleware stack (error handling, telemetry, body limits, the
-exit stack), route matching and Starlette's Request and Response objects: ~40 µs of a ~250 µs
-single-row request, measured with cProfile in process. Here they go straight to the shared
-`Predictor` (handler.py), which answers exactly as the FastAPI routes do; those routes stay for the
-OpenAPI document and anything this does not take (another method, a root path). With bearer tokens
-on, the same `auth.BearerAuth` check wraps these routes.
+exit stack), route matching and Starlette's Request and Response objects: ~40 µs of a ~200 µs
+single-row request (CPU, in process; docs/benchmarks.md, "where the time goes"). Here they go
+straight to the shared `Predictor` (handler.py), which answers exactly as the FastAPI routes do;
+those routes stay for the OpenAPI document and anything this does not take (another method, a root
+path). With bearer tokens on, the same `auth.BearerAuth` check wraps these routes.
 """
 
 from __future__ import annotations
