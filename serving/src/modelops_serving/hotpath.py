@@ -22,6 +22,7 @@ __all__ = ["V1_PATH", "ModelServer", "hot_routes", "route"]
 
 V1_PATH = "/api/v1.0/predictions"
 _V2_PREFIX, _V2_SUFFIX = "/v2/models/", "/infer"
+_ROUTE = "modelops.route"
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -47,7 +48,8 @@ class ModelServer(FastAPI):
     hot: ASGI | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if self.hot is not None and route(scope) is not None:
+        if self.hot is not None and (hit := route(scope)) is not None:
+            scope[_ROUTE] = hit  # the hot app (perhaps behind the token check) reads it, not re-matches
             return await self.hot(scope, receive, send)
         return await super().__call__(scope, receive, send)
 
@@ -71,7 +73,7 @@ def hot_routes(predictor: Predictor) -> ASGI:
         return out
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
-        v2, name = route(scope) or (False, None)
+        v2, name = scope.get(_ROUTE) or route(scope) or (False, None)
         content_type = content_length = request_id = None
         for key, value in scope["headers"]:  # ASGI servers give header names in lower case
             if key == b"content-type" and content_type is None:

@@ -166,7 +166,7 @@ def _typed(
         if not finite.all() and not (missing is not None and (finite | missing).all()):
             return None
     strings = np.array(strs, dtype=object)
-    if columns:  # C order either way: the fast path and the batcher slice rows
+    if columns and n > 1:  # C order either way (the fast path and the batcher slice rows); one row is both
         return FeatureRows(
             np.ascontiguousarray(flat.reshape(n_num, n).T), np.ascontiguousarray(strings.reshape(n_str, n).T)
         )
