@@ -11,6 +11,9 @@ requests at concurrency 1, 16 and 64, and 1,000-row requests at concurrency 1. I
   mlserver          MLServer 1.7 + mlserver-sklearn, adaptive batching on, pandas-codec V2 bodies
   auth              this server with bearer tokens off and on (MODELOPS_AUTH_TOKENS_FILE), single
                     rows at c=16, the two measured in alternation (--auth-rounds each) in this run
+  protocols         one server, V2 against Seldon v1 bodies, beside the HTTP floor (a minimal ASGI
+                    app, same uvicorn), --rounds rounds with the order rotating: the V2/v1 ratios,
+                    the spread of throughput and p99, and the share of the floor (serving_protocols.py)
 
 With --pin (the default) wrk runs on CPU 0 and each server, with all its processes, on CPU 1, so
 the load generator never takes cycles from the server it measures; every server gets one core.
@@ -20,178 +23,56 @@ The competitors run from their own locked environment (benchmarks/competitors/.v
     apt-get install -y wrk                              # Debian's wrk 4
     uv run --frozen python benchmarks/serving.py [--duration 10] [--only modelops seldon]
     uv run --frozen python benchmarks/serving.py --only auth --duration 5   # auth on vs off only
+    uv run --frozen python benchmarks/serving.py --only protocols --duration 5 --rounds 5   # no competitors
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_NAME = "credit-hgb"
-MODEL_DIR = ROOT / "models" / MODEL_NAME / "model"
-COMPETITORS_BIN = ROOT / "benchmarks" / "competitors" / ".venv" / "bin"
-RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
-BATCH_ROWS = 1000
-START_TIMEOUT_S = 90.0
-COMPETITORS = {"seldon", "seldon-2w", "mlserver"}
-BENCH_TOKEN = "benchmark-token-0123456789abcdef0123456789abcdef"
-
-# wrk calls done() once at the end; one JSON line on stdout carries everything the report needs.
-WRK_SCRIPT = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-if os.getenv("BENCH_TOKEN") then
-  wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
-end
-local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
-wrk.body = f:read("*a")
-f:close()
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
-    '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d, "mean_us": %.1f, "max_us": %d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.mean, latency.max))
-end
-"""
-
-
-@dataclass
-class Scenario:
-    """One wrk run: a request body, its row count and the number of open connections."""
-
-    label: str
-    rows: int
-    connections: int
-
-
-SCENARIOS = (
-    Scenario("1 row, c=1", 1, 1),
-    Scenario("1 row, c=16", 1, 16),
-    Scenario("1 row, c=64", 1, 64),
-    Scenario(f"{BATCH_ROWS} rows, c=1", BATCH_ROWS, 1),
+from serving_kit import (
+    BATCH_ROWS,
+    BENCH_TOKEN,
+    COMPETITORS,
+    COMPETITORS_BIN,
+    MODEL_DIR,
+    MODEL_NAME,
+    RESULTS,
+    ROOT,
+    SCENARIOS,
+    WRK_SCRIPT,
+    Server,
+    check_answer,
+    content_hash,
+    free_port,
+    load_pipeline,
+    modelops_env,
+    post_json,
+    request_rows,
+    running,
+    seldon_v1_body,
+    seldon_v1_probs,
+    v2_columns_body,
+    v2_probs,
+    wrk_cell,
 )
-
-
-@dataclass
-class Server:
-    """How to start one server, where to send requests, and how to build its request bodies."""
-
-    name: str
-    cmd: list[str]
-    env: dict[str, str]
-    ready_url: str
-    infer_url: str
-    body: Any  # Callable[[pd.DataFrame], dict]
-    parse: Any  # Callable[[dict], np.ndarray]
-    scenarios: tuple[Scenario, ...] = SCENARIOS
-    cwd: Path | None = None
-    notes: str = ""
-    token: str | None = None  # a bearer token to send (the server requires it)
-    results: list[dict[str, Any]] = field(default_factory=list)
-
-
-def free_port() -> int:
-    """A TCP port that nothing on loopback listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def post_json(url: str, body: dict, timeout: float = 30.0, token: str | None = None) -> dict:
-    """POST a JSON body; the decoded JSON answer (raises on non-2xx)."""
-    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
-
-# --- request bodies and answers, per protocol ------------------------------------------------------
-
-
-def seldon_v1_body(rows: pd.DataFrame) -> dict:
-    """Seldon v1: names plus an ndarray of mixed number/string rows."""
-    return {"data": {"names": list(rows.columns), "ndarray": rows.astype(object).values.tolist()}}
-
-
-def seldon_v1_probs(answer: dict) -> np.ndarray:
-    return np.asarray(answer["data"]["ndarray"], dtype=float)
-
-
-def v2_columns_body(rows: pd.DataFrame) -> dict:
-    """Open Inference Protocol with one input per column and the pandas request codec.
-
-    This is the form mlserver-sklearn decodes into a DataFrame with mixed dtypes (the pipeline's
-    ColumnTransformer selects columns by name); numbers as FP64, strings as BYTES with the `str`
-    content type.
-    """
-    inputs = []
-    for col in rows.columns:
-        values = rows[col].tolist()
-        if pd.api.types.is_numeric_dtype(rows[col]):
-            inputs.append({"name": col, "shape": [len(rows), 1], "datatype": "FP64", "data": values})
-        else:
-            inputs.append(
-                {
-                    "name": col,
-                    "shape": [len(rows), 1],
-                    "datatype": "BYTES",
-                    "parameters": {"content_type": "str"},
-                    "data": values,
-                }
-            )
-    return {"parameters": {"content_type": "pd"}, "inputs": inputs}
-
-
-def v2_probs(answer: dict) -> np.ndarray:
-    out = answer["outputs"][0]
-    return np.asarray(out["data"], dtype=float).reshape(out["shape"])
-
+from serving_protocols import markdown as protocols_markdown
+from serving_protocols import measure_protocols
 
 # --- the model, its rows and the in-process floor --------------------------------------------------
-
-
-def load_pipeline() -> Any:
-    """The fitted scikit-learn pipeline inside the packaged MLflow model (cloudpickle)."""
-    import cloudpickle
-
-    path = MODEL_DIR / "model.pkl"
-    if not path.exists():
-        raise SystemExit(f"{path}: not found; run `dvc repro` (or `make demo`) first to train the model")
-    with path.open("rb") as fh:
-        return cloudpickle.load(fh)
-
-
-def request_rows() -> pd.DataFrame:
-    """Real rows of the model's dataset, without gaps (JSON has no NaN), 1,000 of them."""
-    from modelops.config import load_params
-    from modelops.pipeline import dataset, ingest
-
-    ds = load_params(ROOT / "params.yaml").dataset_of(MODEL_NAME)
-    frame = dataset.to_features(ds, ingest.load_packaged(ds)).dropna().reset_index(drop=True)
-    return frame.iloc[:BATCH_ROWS].reset_index(drop=True)
 
 
 def in_process(pipeline: Any, rows: pd.DataFrame, seconds: float) -> dict[str, Any]:
@@ -218,24 +99,6 @@ def in_process(pipeline: Any, rows: pd.DataFrame, seconds: float) -> dict[str, A
 
 
 # --- the servers -----------------------------------------------------------------------------------
-
-
-def content_hash() -> str:
-    from modelops_serving.integrity import tree_hash
-
-    return tree_hash(MODEL_DIR)
-
-
-def modelops_env(port: int) -> dict[str, str]:
-    """The settings the manifest would give the server: model, name, version, expected hash."""
-    return {
-        "MODELOPS_MODEL_URI": str(MODEL_DIR),
-        "MODELOPS_MODEL_NAME": MODEL_NAME,
-        "MODELOPS_MODEL_VERSION": "bench",
-        "MODELOPS_EXPECTED_HASH": content_hash(),
-        "MODELOPS_HOST": "127.0.0.1",
-        "MODELOPS_PORT": str(port),
-    }
 
 
 def servers(work: Path, only: set[str] | None, seldon_class: str) -> list[Server]:
@@ -344,77 +207,6 @@ def mlserver_dir(work: Path, http: int, grpc: int, metrics: int) -> Path:
     return root
 
 
-@contextlib.contextmanager
-def running(server: Server, logs: Path, pin: bool) -> Iterator[subprocess.Popen]:
-    """Start a server in its own process group, wait until ready, and always stop the whole group."""
-    cmd = (["taskset", "-c", "1"] if pin else []) + server.cmd
-    env = os.environ | {"PYTHONUNBUFFERED": "1"} | server.env
-    log = (logs / f"{server.name}.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, cwd=server.cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        wait_ready(server, proc, logs)
-        yield proc
-    finally:
-        stop(proc)
-        log.close()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group (gunicorn and MLServer fork workers), then SIGKILL stragglers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=5)
-
-
-def wait_ready(server: Server, proc: subprocess.Popen, logs: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (logs / f"{server.name}.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{server.name} exited with {proc.returncode} before ready:\n{tail}")
-        try:
-            with urllib.request.urlopen(server.ready_url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{server.name} not ready after {START_TIMEOUT_S:.0f}s ({server.ready_url})")
-
-
-def run_wrk(
-    url: str,
-    body_file: Path,
-    script: Path,
-    connections: int,
-    seconds: int,
-    pin: bool,
-    token: str | None = None,
-) -> dict:
-    """One wrk run; its done() summary as a dict."""
-    threads = min(connections, 2)
-    cmd = ["taskset", "-c", "0"] if pin else []
-    cmd += ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s"]
-    cmd += ["-s", str(script), url]
-    proc = subprocess.run(
-        cmd,
-        env=os.environ | {"BENCH_BODY": str(body_file)} | ({"BENCH_TOKEN": token} if token else {}),
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("BENCH_JSON "):
-            return json.loads(line.removeprefix("BENCH_JSON "))
-    raise RuntimeError(f"wrk gave no summary ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-
-
 def measure(
     server: Server, rows: pd.DataFrame, expected: np.ndarray, work: Path, args: argparse.Namespace
 ) -> None:
@@ -425,41 +217,6 @@ def measure(
             server.results.append(
                 wrk_cell(server, sc, rows, work, args) | {"max_abs_diff_vs_in_process": parity}
             )
-
-
-def check_answer(server: Server, rows: pd.DataFrame, expected: np.ndarray) -> float:
-    """The largest difference between the server's probabilities and in-process predict_proba."""
-    probe = server.parse(post_json(server.infer_url, server.body(rows.iloc[:5]), token=server.token))
-    return float(np.max(np.abs(probe - expected[:5])))
-
-
-def wrk_cell(server: Server, sc: Scenario, rows: pd.DataFrame, work: Path, args: argparse.Namespace) -> dict:
-    """One wrk run of one scenario against a running server, as a result row (printed too)."""
-    body_file = work / f"{server.name}-{sc.rows}.json"
-    body_file.write_text(json.dumps(server.body(rows.iloc[: sc.rows])))
-    script = work / "post.lua"
-    out = run_wrk(server.infer_url, body_file, script, sc.connections, args.duration, args.pin, server.token)
-    seconds = out["duration_us"] / 1e6
-    errors = out["connect"] + out["read"] + out["write"] + out["status"] + out["timeout"]
-    result = {
-        "server": server.name,
-        "scenario": sc.label,
-        "rows": sc.rows,
-        "connections": sc.connections,
-        "requests": out["requests"],
-        "requests_per_s": round(out["requests"] / seconds, 1),
-        "rows_per_s": round(out["requests"] * sc.rows / seconds),
-        "p50_ms": round(out["p50_us"] / 1e3, 2),
-        "p99_ms": round(out["p99_us"] / 1e3, 2),
-        "errors": errors,
-    }
-    print(
-        f"  {server.name:12} {sc.label:16} {result['requests_per_s']:>9} req/s "
-        f"p50 {result['p50_ms']:>7} ms  p99 {result['p99_ms']:>7} ms  errors {errors}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return result
 
 
 def auth_pair(work: Path) -> tuple[Server, Server]:
@@ -579,6 +336,19 @@ def markdown(results: list[dict], floor: dict[str, Any], notes: dict[str, str], 
     return "\n".join(lines)
 
 
+def section(name: str, title: str, only: set[str] | None, failures: dict[str, str], run: Any) -> Any:
+    """Run one extra section (unless --only leaves it out); a failure is recorded, not raised."""
+    if only is not None and name not in only:
+        return None
+    print(f"{name}: {title}", file=sys.stderr, flush=True)
+    try:
+        return run()
+    except Exception as exc:
+        failures[name] = str(exc)[-2000:]
+        print(f"  {name} FAILED: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -590,13 +360,20 @@ def main() -> None:
         "--seldon-class", default="modelops_serving.seldon.SeldonModel", help="the Seldon wrapper class"
     )
     parser.add_argument(
-        "--out", type=Path, help="default: results/serving.json (serving-auth.json with --only auth)"
+        "--out",
+        type=Path,
+        help="default: results/serving.json; --only auth / protocols: serving-auth / -protocols.json",
     )
     parser.add_argument("--auth-rounds", type=int, default=3, help="alternated runs each of auth off/on")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the protocols section")
     args = parser.parse_args()
     only = set(args.only) if args.only else None
     if args.out is None:  # a partial run must not overwrite the full run's results
-        args.out = RESULTS.with_name("serving-auth.json") if only == {"auth"} else RESULTS
+        sections = {
+            frozenset({"auth"}): "serving-auth.json",
+            frozenset({"protocols"}): "serving-protocols.json",
+        }
+        args.out = RESULTS.with_name(sections.get(frozenset(only or ()), RESULTS.name))
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install it with `apt-get install -y wrk` (Debian/Ubuntu)")
@@ -606,6 +383,7 @@ def main() -> None:
     if (only is None or only & COMPETITORS) and not (COMPETITORS_BIN / "seldon-core-microservice").exists():
         raise SystemExit("competitors not installed: uv sync --frozen --project benchmarks/competitors")
 
+    load_start = os.getloadavg()  # the machine is shared: say how busy it was
     pipeline = load_pipeline()
     rows = request_rows()
     expected = pipeline.predict_proba(rows)
@@ -625,14 +403,20 @@ def main() -> None:
             except Exception as exc:  # one broken competitor must not lose the others' numbers
                 failures[server.name] = str(exc)[-2000:]
                 print(f"  {server.name} FAILED: {exc}", file=sys.stderr, flush=True)
-        auth = None
-        if only is None or "auth" in only:
-            print("auth: the server with bearer tokens off and on, alternated", file=sys.stderr, flush=True)
-            try:
-                auth = measure_auth(rows, expected, work, args)
-            except Exception as exc:
-                failures["auth"] = str(exc)[-2000:]
-                print(f"  auth FAILED: {exc}", file=sys.stderr, flush=True)
+        auth = section(
+            "auth",
+            "the server with bearer tokens off and on, alternated",
+            only,
+            failures,
+            lambda: measure_auth(rows, expected, work, args),
+        )
+        protocols = section(
+            "protocols",
+            "V2 vs v1 on one server, beside the HTTP floor",
+            only,
+            failures,
+            lambda: measure_protocols(rows, expected, work, args),
+        )
     results = [r for s in todo for r in s.results]
     notes = {s.name: s.notes for s in todo}
     report = {
@@ -643,11 +427,13 @@ def main() -> None:
             "pinned": "wrk on CPU 0, server on CPU 1" if args.pin else "unpinned",
         },
         "started_unix": round(started),
+        "load_average_start": [round(x, 2) for x in load_start],
         "duration_s_per_run": args.duration,
         "model": {"dir": str(MODEL_DIR.relative_to(ROOT)), "content_hash": content_hash()},
         "in_process": floor,
         "results": results,
         "auth": auth,
+        "protocols": protocols,
         "ratios": ratios(results, floor, auth),
         "failures": failures,
     }
@@ -657,6 +443,8 @@ def main() -> None:
     print()
     for key, value in report["ratios"].items():
         print(f"- {key}: {value}")
+    if protocols is not None:
+        print(f"\nV2 vs v1 on one server, beside the HTTP floor:\n{protocols_markdown(protocols)}")
     for name, err in failures.items():
         print(f"- FAILED {name}: {err.splitlines()[0] if err else ''}")
     print(f"\nwritten to {args.out}", file=sys.stderr)

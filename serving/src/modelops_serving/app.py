@@ -1,8 +1,9 @@
 """The FastAPI application: Seldon v1 and Open Inference (V2) endpoints over one batched model.
 
 Prediction and feedback handlers read the body themselves (bodies.py): every failure maps to a 4xx
-in the caller's protocol, never FastAPI's 422. Every answered prediction carries a request id (ids.py)
-and is remembered for its feedback (memory.py, feedback.py).
+in the caller's protocol, never FastAPI's 422. Predictions go through one framework-free path
+(handler.py); the two hot routes reach it as raw ASGI ahead of FastAPI (hotpath.py). Every answered
+prediction carries a request id (ids.py) and is remembered for its feedback (memory.py, feedback.py).
 
 With `MODELOPS_AUTH_TOKENS_FILE` set, prediction, feedback and metadata routes need a bearer token
 (auth.py: one ASGI middleware in front of the routes); probes and /metrics stay open.
@@ -27,19 +28,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.requests import ClientDisconnect
 
 from modelops_serving import auth, ids, protocol_v1, protocol_v2, signature
 from modelops_serving.batching import Batcher
-from modelops_serving.bodies import JSON, install_openapi, openapi_body, read_json
+from modelops_serving.bodies import JSON, install_openapi, openapi_body
+from modelops_serving.fastpath import SMALL_BATCH_ROWS
 from modelops_serving.feedback import open_feedback
 from modelops_serving.feedback_routes import add_feedback_routes
+from modelops_serving.handler import ClientGone, Predictor
+from modelops_serving.hotpath import ModelServer, hot_routes
 from modelops_serving.inference_log import FLUSH_TIMEOUT_S, open_inference_log
 from modelops_serving.metrics import CONTENT_TYPE_LATEST
-from modelops_serving.model import ModelLoadError, ServedModel, load_model, pin_threads
+from modelops_serving.model import ModelLoadError, load_model, pin_threads
 from modelops_serving.settings import Settings
 from modelops_serving.state import ServerState
-from modelops_serving.validation import RequestError, check_predictions
+from modelops_serving.validation import RequestError
 
 log = logging.getLogger("modelops_serving")
 
@@ -52,7 +56,7 @@ BODIES = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> ModelServer:
     """The server for `settings`: the model loads in the background after startup.
 
     Raises auth.AuthConfigError when a tokens file is configured but cannot be used."""
@@ -94,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_wait_ms=settings.max_batch_wait_ms,
             thread_init=lambda: pin_threads(settings.threads),
             on_batch=state.metrics.observe_batch,
+            # the numpy fast path's small batches hold the GIL anyway: on the loop they cost no
+            # thread handoff (batching.py); larger ones go to sklearn, which releases it
+            inline_rows=SMALL_BATCH_ROWS if model.fast_path else 0,
         )
         await batcher.start()
         if model.example is not None and len(model.example):
@@ -138,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state.feedback is not None:
                 await asyncio.to_thread(state.feedback.close, FLUSH_TIMEOUT_S)
 
-    app = FastAPI(
+    app = ModelServer(
         title="modelops model server",
         version="1",
         description="Seldon v1 and Open Inference Protocol (V2) endpoints for one hash-verified model.",
@@ -147,59 +154,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.modelops = state
 
     error_response = state.error
+    predictor = Predictor(state)
 
-    async def predict(
-        request: Request, endpoint: str, v2: bool, name: str | None, form_ok: bool = False
-    ) -> Response:
-        started = time.perf_counter()
-        try:
-            model, batcher = state.require_model(name)
-            payload = await read_json(request, settings.max_body_bytes, form_ok=form_ok)
-            header = request.headers.get(ids.HEADER)
-            return await _answer(payload, model, batcher, endpoint, v2, started, header)
-        except RequestError as exc:
-            state.metrics.observe_request(endpoint, exc.status, time.perf_counter() - started)
-            return error_response(v2, exc.status, exc.message)
-
-    async def _answer(
-        payload: Any,
-        model: ServedModel,
-        batcher: Batcher,
-        endpoint: str,
-        v2: bool,
-        started: float,
-        header: str | None,
-    ) -> Response:
-        try:
-            if v2:
-                rows, given = protocol_v2.decode(payload, model, settings)
-            else:
-                rows, style = protocol_v1.decode(payload, model, settings)
-                given = protocol_v1.given_id(payload)
-        except RecursionError:
-            raise RequestError("the JSON document is nested too deeply") from None
-        try:
-            out = await batcher.predict(rows)
-        except ValueError as exc:  # the model refused validated values (infinity after scaling, ...)
-            raise RequestError(f"the model cannot predict from these inputs: {exc}") from None
-        except Exception as exc:  # the batch failed: a genuine server error, the server keeps going
-            state.metrics.observe_request(endpoint, 500, time.perf_counter() - started)
-            return error_response(v2, 500, f"prediction failed: {type(exc).__name__}: {exc}")
-        check_predictions(out, model)  # NaN/inf: a 400 naming the row, before metrics, log or JSON
-        request_id, source = ids.request_id(given, header)
-        now = time.time()
-        state.metrics.observe_predictions(out)
-        if state.inference_log is not None:
-            state.inference_log.record(rows, out, request_id, now)
-        if state.feedback is not None:
-            state.feedback.memory.remember(request_id, now, out, fresh=source == ids.NEW)
-        if v2:
-            content = protocol_v2.encode(out, model, request_id)
-        else:
-            content = protocol_v1.encode(out, style, model, request_id)
-        state.metrics.observe_request(endpoint, 200, time.perf_counter() - started)
-        headers = ids.response_headers(state.headers, request_id, source)
-        return Response(content, 200, media_type=JSON, headers=headers)
+    async def predict(request: Request, v2: bool, name: str | None, form_ok: bool = False) -> Response:
+        status, body, headers = await predictor.handle(
+            v2,
+            name,
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            request.headers.get(ids.HEADER),
+            _chunks(request),
+            form_ok=form_ok,
+        )
+        return Response(body, status, media_type=JSON, headers=headers)
 
     statuses = [(400, "Invalid request"), (404, "Unknown model"), (413, "Too large")]
     statuses += [(415, "Not JSON"), (503, "Not ready")]
@@ -216,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # ---- Seldon v1 ----
 
     async def v1_predictions(request: Request) -> Response:
-        return await predict(request, "v1", False, None, form_ok=True)
+        return await predict(request, False, None, form_ok=True)
 
     for path, summary in (
         ("/api/v1.0/predictions", "Predict (SeldonMessage in, SeldonMessage out)"),
@@ -254,10 +221,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except orjson.JSONDecodeError as exc:
                 raise RequestError(f"the json query parameter is not valid JSON: {exc}") from None
             header = request.headers.get(ids.HEADER)
-            return await _answer(payload, model, batcher, "v1", False, started, header)
+            status, body, headers = await predictor.answer(payload, model, batcher, False, started, header)
         except RequestError as exc:
             state.metrics.observe_request("v1", exc.status, time.perf_counter() - started)
             return error_response(False, exc.status, exc.message)
+        return Response(body, status, media_type=JSON, headers=headers)
 
     @app.get("/health/ping", tags=["seldon v1"], summary="Liveness", response_class=Response)
     async def ping() -> Response:
@@ -356,7 +324,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_class=Response,
     )
     async def v2_infer(model_name: str, request: Request) -> Response:
-        return await predict(request, "v2", True, model_name)
+        return await predict(request, True, model_name)
 
     @app.post(
         "/v2/models/{model_name}/versions/{model_version}/infer",
@@ -371,7 +339,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             msg = f"model {model_name!r} version {model_version!r} not found"
             msg += f"; serving {settings.model_version!r}"
             return error_response(True, 404, msg)
-        return await predict(request, "v2", True, model_name)
+        return await predict(request, True, model_name)
 
     add_feedback_routes(app, state)
 
@@ -391,18 +359,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first["loc"])
         return error_response(request.url.path.startswith("/v2"), 400, f"{where}: {first['msg']}")
 
-    # The two hot paths also as plain Starlette routes, matched first: same handlers, without
-    # FastAPI's per-request dependency solving (the FastAPI routes above stay for the OpenAPI docs).
-    async def fast_v1(request: Request) -> Response:
-        return await predict(request, "v1", False, None, form_ok=True)
-
-    async def fast_v2(request: Request) -> Response:
-        return await predict(request, "v2", True, request.path_params["model_name"])
-
-    app.router.routes[0:0] = [
-        Route("/api/v1.0/predictions", fast_v1, methods=["POST"], include_in_schema=False),
-        Route("/v2/models/{model_name}/infer", fast_v2, methods=["POST"], include_in_schema=False),
-    ]
+    # The two hot routes as raw ASGI in front of everything (hotpath.py); the FastAPI routes above
+    # document them and answer what the hot routes leave.
+    app.hot = hot_routes(predictor)
     if tokens is None:
         install_openapi(app, BODIES)
         return app
@@ -410,13 +369,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def refuse(path: str, refusal: auth.Refusal) -> Response:
         return error_response(path.startswith("/v2"), refusal.status, refusal.message)
 
-    app.add_middleware(
-        auth.BearerAuth,
-        tokens=tokens,
-        needs=auth.protected,
-        respond=refuse,
-        on_refusal=lambda reason: state.metrics.auth_refusals.labels(reason).inc(),
-    )
+    guard = {
+        "tokens": tokens,
+        "needs": auth.protected,
+        "respond": refuse,
+        "on_refusal": lambda reason: state.metrics.auth_refusals.labels(reason).inc(),
+    }
+    app.add_middleware(auth.BearerAuth, **guard)
+    app.hot = auth.BearerAuth(app.hot, **guard)
     error_schema = lambda path: "ErrorResponse" if path.startswith("/v2") else "SeldonError"  # noqa: E731
     install_openapi(app, BODIES, lambda doc: auth.openapi_security(doc, auth.protected, error_schema))
     return app
+
+
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body's chunks; a client gone mid-body ends the request as on the hot routes."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise ClientGone from None

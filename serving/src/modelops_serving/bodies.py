@@ -7,7 +7,7 @@ validation layers. The pydantic models still document the bodies in /openapi.jso
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,9 +20,9 @@ from modelops_serving.validation import RequestError
 JSON = "application/json"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past `limit` bytes (by Content-Length and while reading)."""
-    declared = request.headers.get("content-length")
+async def read_body(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+    """The body from its chunks, refused with 413 past `limit` bytes (by the declared Content-Length
+    and while reading)."""
     if declared is not None:
         if not declared.isdigit():
             raise RequestError(f"invalid Content-Length {declared!r}")
@@ -30,13 +30,13 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise RequestError(
                 f"the body is {declared} bytes; the limit is {limit} (MODELOPS_MAX_BODY_BYTES)", 413
             )
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise RequestError(f"the body exceeds the limit of {limit} bytes (MODELOPS_MAX_BODY_BYTES)", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def parse_json(body: bytes, content_type: str | None, *, form_ok: bool) -> Any:
@@ -62,7 +62,7 @@ def parse_json(body: bytes, content_type: str | None, *, form_ok: bool) -> Any:
 
 async def read_json(request: Request, limit: int, *, form_ok: bool) -> Any:
     """`read_body` then `parse_json`."""
-    body = await read_body(request, limit)
+    body = await read_body(request.stream(), request.headers.get("content-length"), limit)
     return parse_json(body, request.headers.get("content-type"), form_ok=form_ok)
 
 

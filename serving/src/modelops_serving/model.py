@@ -12,12 +12,13 @@ Fast numpy prediction lives in fastpath.py and is used only once verified agains
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -25,7 +26,16 @@ from modelops_serving.integrity import tree_hash
 from modelops_serving.signature import Required, check
 from modelops_serving.storage import ModelLoadError, resolve
 
-__all__ = ["TASKS", "Feature", "FeatureRows", "ModelLoadError", "ServedModel", "load_model", "pin_threads"]
+__all__ = [
+    "TASKS",
+    "Feature",
+    "FeatureRows",
+    "Layout",
+    "ModelLoadError",
+    "ServedModel",
+    "load_model",
+    "pin_threads",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,17 @@ class Feature:
 
     name: str
     kind: Kind
+
+
+class Layout(NamedTuple):
+    """What request validation asks of the signature on every request, computed once per model."""
+
+    names: tuple[str, ...]  # the features, in signature order
+    known: frozenset[str]
+    numeric: tuple[bool, ...]  # per feature: a number (double or long)
+    # signature positions of the double and the string features; None with a long feature (whose
+    # integer check the column-wise path does)
+    groups: tuple[list[int], list[int]] | None
 
 
 @dataclass
@@ -100,6 +121,18 @@ class ServedModel:
     def outputs(self) -> tuple[str, ...]:
         """Names of the output columns: the classes, or the regression target."""
         return self.classes if self.is_classifier else (self.target,)
+
+    @functools.cached_property
+    def layout(self) -> Layout:
+        features = self.features
+        groups = None
+        if not any(f.kind == "long" for f in features):
+            groups = (
+                [i for i, f in enumerate(features) if f.kind == "double"],
+                [i for i, f in enumerate(features) if f.kind == "string"],
+            )
+        names = tuple(f.name for f in features)
+        return Layout(names, frozenset(names), tuple(f.kind in NUMERIC_KINDS for f in features), groups)
 
     @property
     def numeric_names(self) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from modelops_serving.model import NUMERIC_KINDS, ServedModel
+from modelops_serving.model import ServedModel
 from modelops_serving.settings import Settings
 from modelops_serving.validation import (
     FeatureRows,
@@ -42,7 +42,8 @@ Datatype = Literal[
     "FP64",
     "BYTES",
 ]
-_NUMERIC_TYPES = set(get_args(Datatype)) - {"BOOL", "BYTES"}
+_DATATYPES = frozenset(get_args(Datatype))
+_NUMERIC_TYPES = _DATATYPES - {"BOOL", "BYTES"}
 _KIND_TYPES = {"double": "FP64", "long": "INT64", "string": "BYTES"}
 
 
@@ -155,86 +156,143 @@ def decode(payload: Any, model: ServedModel, settings: Settings) -> tuple[Featur
         raise RequestError(
             f"the body must be a JSON object (an inference request), not {type(payload).__name__}"
         )
+    columns = _common_form(payload, model, settings)
+    if columns is not None:
+        return rows_from_columns(columns, model, settings), payload.get("id")
+    req = _validated(payload)
+    output = output_name(model)
+    outputs = req.get("outputs")
+    if outputs and any(o["name"] != output for o in outputs):
+        raise RequestError(f"unknown output(s) {[o['name'] for o in outputs]}; the model has {output!r}")
+    inputs = req["inputs"]
+    if len(inputs) == 1 and inputs[0]["name"] not in model.layout.known:
+        return _matrix(inputs[0], model, settings), req.get("id")
+    return _per_feature(inputs, model, settings), req.get("id")
+
+
+def _common_form(payload: dict[str, Any], model: ServedModel, settings: Settings) -> list[list[Any]] | None:
+    """The columns, in signature order, of the form nearly every client sends (one flat [rows] or
+    [rows, 1] tensor per feature, each of its feature's datatype, every field of its schema type, no
+    `outputs`), in one pass over the inputs; None for anything else, which `_validated` and
+    `_per_feature` then accept or refuse by name. Pydantic over 13 input objects alone cost ~15 µs,
+    a tenth of a single-row request."""
+    inputs, rid, parameters = payload.get("inputs"), payload.get("id"), payload.get("parameters")
+    names, known, numeric, _ = model.layout
+    if (
+        type(inputs) is not list
+        or len(inputs) != len(names)
+        or "outputs" in payload
+        or not (rid is None or type(rid) is str)
+        or not (parameters is None or type(parameters) is dict)
+    ):
+        return None
+    by_name: dict[str, dict[str, Any]] = {}
+    for inp in inputs:
+        if type(inp) is not dict or type(name := inp.get("name")) is not str:
+            return None
+        by_name[name] = inp
+    if by_name.keys() != known:  # also: a duplicate or a name that is not a string
+        return None
+    n = None
+    columns = []
+    for name, is_number in zip(names, numeric, strict=True):
+        get = by_name[name].get
+        datatype, shape, data, extra = get("datatype"), get("shape"), get("data"), get("parameters")
+        if (
+            type(data) is not list
+            or type(shape) is not list
+            or not 1 <= len(shape) <= 2
+            or type(rows := shape[0]) is not int
+            or (len(shape) == 2 and (type(shape[1]) is not int or shape[1] != 1))
+            or len(data) != rows
+            or (n is not None and rows != n)
+            or (data and type(data[0]) is list)
+            or not (extra is None or type(extra) is dict)
+            or type(datatype) is not str
+            or (datatype not in _NUMERIC_TYPES if is_number else datatype != "BYTES")
+        ):
+            return None
+        n = rows
+        columns.append(data)
+    if not n or n > settings.max_rows_per_request:
+        return None
+    return columns
+
+
+def _validated(payload: dict[str, Any]) -> dict[str, Any]:
+    """The body through the pydantic model (its coercions, or a 400 naming the field), as plain data."""
     try:
-        req = InferenceRequest.model_validate(payload)
+        return InferenceRequest.model_validate(payload).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise RequestError(f"not an inference request: {where}: {first['msg']}") from None
-    output = output_name(model)
-    if req.outputs and any(o.name != output for o in req.outputs):
-        raise RequestError(f"unknown output(s) {[o.name for o in req.outputs]}; the model has {output!r}")
-    names = {f.name for f in model.features}
-    if len(req.inputs) == 1 and req.inputs[0].name not in names:
-        return _matrix(req.inputs[0], model, settings), req.id
-    return _per_feature(req.inputs, model, settings), req.id
 
 
-def _flat(inp: RequestInput) -> list[Any]:
-    data = inp.data
+def _flat(inp: dict[str, Any]) -> list[Any]:
+    data = inp["data"]
     if data and isinstance(data[0], list):  # nested (row-major) data is allowed by the protocol
         flat: list[Any] = []
         for part in data:
             if not isinstance(part, list):
-                raise RequestError(f"input {inp.name!r}: data mixes nested lists and values")
+                raise RequestError(f"input {inp['name']!r}: data mixes nested lists and values")
             flat.extend(v for sub in part for v in (sub if isinstance(sub, list) else [sub]))
         return flat
     return data
 
 
-def _matrix(inp: RequestInput, model: ServedModel, settings: Settings) -> FeatureRows:
-    width = len(model.features)
-    if len(inp.shape) != 2 or inp.shape[1] != width or inp.shape[0] < 0:
+def _matrix(inp: dict[str, Any], model: ServedModel, settings: Settings) -> FeatureRows:
+    width, name, shape = len(model.features), inp["name"], inp["shape"]
+    if len(shape) != 2 or shape[1] != width or shape[0] < 0:
         raise RequestError(
-            f"input {inp.name!r} has shape {inp.shape}: send one 2-D tensor of shape [rows, {width}] "
+            f"input {name!r} has shape {shape}: send one 2-D tensor of shape [rows, {width}] "
             f"or one tensor per feature named {[f.name for f in model.features]}"
         )
-    n = inp.shape[0]
+    n = shape[0]
     check_row_count(n, settings)
     data = _flat(inp)
     if len(data) != n * width:
-        raise RequestError(f"input {inp.name!r}: shape {inp.shape} needs {n * width} values, got {len(data)}")
-    names = (inp.parameters or {}).get("names") if inp.parameters else None
+        raise RequestError(f"input {name!r}: shape {shape} needs {n * width} values, got {len(data)}")
+    names = (inp.get("parameters") or {}).get("names")
     rows = [data[i * width : (i + 1) * width] for i in range(n)]
     return rows_from_values(rows, names, model, settings)
 
 
-def _per_feature(inputs: list[RequestInput], model: ServedModel, settings: Settings) -> FeatureRows:
-    by_name: dict[str, RequestInput] = {}
-    for inp in inputs:
-        if inp.name in by_name:
-            raise RequestError(f"input {inp.name!r} appears twice")
-        by_name[inp.name] = inp
-    expected = [f.name for f in model.features]
-    unknown = [n for n in by_name if n not in set(expected)]
-    missing = [n for n in expected if n not in by_name]
-    if unknown or missing:
+def _per_feature(inputs: list[dict[str, Any]], model: ServedModel, settings: Settings) -> FeatureRows:
+    expected, known, numeric, _ = model.layout
+    by_name = {inp["name"]: inp for inp in inputs}
+    if len(by_name) != len(inputs):
+        seen: set[str] = set()
+        twice = next(i["name"] for i in inputs if i["name"] in seen or seen.add(i["name"]))
+        raise RequestError(f"input {twice!r} appears twice")
+    if by_name.keys() != known:
+        unknown = [n for n in by_name if n not in known]
+        missing = [n for n in expected if n not in by_name]
         parts = [f"unknown input(s) {unknown}"] if unknown else []
         parts += [f"missing input(s) {missing}"] if missing else []
-        raise RequestError(f"{'; '.join(parts)}; the model expects one tensor per feature: {expected}")
+        raise RequestError(f"{'; '.join(parts)}; the model expects one tensor per feature: {list(expected)}")
     columns = []
     n = None
-    for feature in model.features:
-        inp = by_name[feature.name]
-        if feature.kind in NUMERIC_KINDS and inp.datatype not in _NUMERIC_TYPES:
-            raise RequestError(
-                f"input {feature.name!r} is {inp.datatype}; a numeric feature needs FP64 (or INT*)"
-            )
-        if feature.kind == "string" and inp.datatype != "BYTES":
-            raise RequestError(f"input {feature.name!r} is {inp.datatype}; a string feature needs BYTES")
-        if not (len(inp.shape) == 1 or (len(inp.shape) == 2 and inp.shape[1] == 1)) or inp.shape[0] < 0:
-            raise RequestError(f"input {feature.name!r} has shape {inp.shape}; expected [rows] or [rows, 1]")
-        rows = inp.shape[0]
+    for name, is_number in zip(expected, numeric, strict=True):
+        inp = by_name[name]
+        datatype, shape = inp["datatype"], inp["shape"]
+        if is_number and datatype not in _NUMERIC_TYPES:
+            raise RequestError(f"input {name!r} is {datatype}; a numeric feature needs FP64 (or INT*)")
+        if not is_number and datatype != "BYTES":
+            raise RequestError(f"input {name!r} is {datatype}; a string feature needs BYTES")
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
+            raise RequestError(f"input {name!r} has shape {shape}; expected [rows] or [rows, 1]")
+        rows = shape[0]
         if n is None:
             n = rows
             check_row_count(n, settings)
         elif rows != n:
-            raise RequestError(f"input {feature.name!r} has {rows} rows; the first input has {n}")
-        data = _flat(inp)
+            raise RequestError(f"input {name!r} has {rows} rows; the first input has {n}")
+        data = inp["data"]
+        if data and type(data[0]) is list:
+            data = _flat(inp)
         if len(data) != rows:
-            raise RequestError(
-                f"input {feature.name!r}: shape {inp.shape} needs {rows} values, got {len(data)}"
-            )
+            raise RequestError(f"input {name!r}: shape {shape} needs {rows} values, got {len(data)}")
         columns.append(data)
     return rows_from_columns(columns, model, settings)
 
