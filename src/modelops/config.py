@@ -18,14 +18,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     TypeAdapter,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from modelops import stats, tasks
@@ -39,6 +36,7 @@ from modelops.declarations import (
     parse_text,
 )
 from modelops.errors import DeclarationError, ParamsError
+from modelops.params_after import CanaryParams, MonitorParams, PolicyParams, Strict
 
 PARAMS_FILE = "params.yaml"
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -48,24 +46,20 @@ PLATFORMS: tuple[str, ...] = ("seldon", "kserve")
 DEFAULT_PLATFORM = "seldon"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitParams(_Strict):
+class SplitParams(Strict):
     """Hash-based split: a row's side depends only on its id and the seed, so it never moves."""
 
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     seed: int = Field(default=0, ge=0)
 
 
-class DatasetParams(_Strict):
+class DatasetParams(Strict):
     """How the pipeline treats one declared dataset (the contract itself is its declaration)."""
 
     split: SplitParams = SplitParams()
 
 
-class EvaluateParams(_Strict):
+class EvaluateParams(Strict):
     """How much work evaluation does beyond the metrics themselves."""
 
     importance_rows: int = Field(default=5_000, ge=100)
@@ -74,7 +68,7 @@ class EvaluateParams(_Strict):
     latency_repeats: int = Field(default=50, ge=1)
 
 
-class GatePolicy(_Strict):
+class GatePolicy(Strict):
     """Floors (ceilings for lower-is-better metrics), allowed regression against the champion, and
     what the champion comparison's bootstrap intervals decide.
 
@@ -133,7 +127,7 @@ class GatePolicy(_Strict):
         )
 
 
-class BootstrapParams(_Strict):
+class BootstrapParams(Strict):
     """The paired bootstrap behind every champion-vs-challenger interval (`modelops.stats`)."""
 
     rounds: int = Field(default=stats.ROUNDS, ge=100, le=100_000)  # resamples of the test rows
@@ -141,7 +135,7 @@ class BootstrapParams(_Strict):
     level: float = Field(default=stats.LEVEL, ge=0.5, lt=1.0)  # 0.95: a 95% interval (not an alpha)
 
 
-class GateParams(_Strict):
+class GateParams(Strict):
     """The default gate of each task; a model's `gate:` overrides it key by key."""
 
     max_latency_ratio: float = Field(default=2.0, gt=0)
@@ -151,7 +145,7 @@ class GateParams(_Strict):
     regression: GatePolicy = GatePolicy()
 
 
-class ModelParams(_Strict):
+class ModelParams(Strict):
     """One model: the dataset it learns, an estimator, its hyper-parameters, its seed."""
 
     dataset: str
@@ -177,83 +171,13 @@ class ModelParams(_Strict):
         return value
 
 
-class MlflowParams(_Strict):
+class MlflowParams(Strict):
     """The experiment every pipeline run is logged to."""
 
     experiment: str = Field(default="modelops", min_length=1)
 
 
-class MonitorParams(_Strict):
-    """When `modelops monitor` calls a difference drift (inputs) or concept drift (outcomes):
-    significant (Bonferroni) and material."""
-
-    min_rows: int = Field(default=100, ge=10)  # fewer rows per model version: insufficient data
-    alpha: float = Field(default=0.05, gt=0, lt=1)  # chance a healthy window raises any alarm
-    psi: float = Field(default=0.2, gt=0)  # a feature's or the score's PSI at least this
-    max_class_shift: float = Field(default=0.1, gt=0, le=1)  # predicted-class share change
-    max_missing_increase: float = Field(default=0.05, gt=0, le=1)  # absolute missing-rate rise
-    # Concept drift, from ground-truth feedback: a version's headline metric online is significantly
-    # worse than on its test split (its interval wholly on the worse side, Bonferroni over the
-    # versions judged) AND worse by at least max_metric_drop (absolute: the headline metrics,
-    # ROC AUC, accuracy and R², are all on a 0-1 scale).
-    min_outcomes: int = Field(default=100, ge=10)  # fewer outcomes of a version: insufficient data
-    max_metric_drop: float = Field(default=0.05, gt=0, le=1)
-
-
-class CanaryMargins(_Strict):
-    """How much worse than main a canary must be before the analysis must catch it (per check).
-
-    Absolute shares, except the regression loss: relative to main's own mean absolute error.
-    """
-
-    error_rate: float = Field(default=0.01, gt=0, lt=1)  # 5xx share
-    slow_rate: float = Field(default=0.05, gt=0, lt=1)  # share slower than main's p95 bucket bound
-    online_error: float = Field(default=0.05, gt=0, lt=1)  # misclassified share (classifiers)
-    online_abs_error_ratio: float = Field(default=0.1, gt=0)  # mean absolute error / main's - 1
-
-
-class CanaryParams(_Strict):
-    """How `modelops analyze` answers promote, abort or wait for a canary or shadow, and what an abort does.
-
-    The statistical rule itself is written in docs/delivery.md and in `monitoring.rule`.
-    """
-
-    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # bound on aborting a healthy canary
-    beta: float = Field(default=0.1, gt=0, lt=0.5)  # bound on promoting one worse by a margin
-    min_samples: int = Field(default=200, ge=10)  # per predictor, before any answer but wait
-    on_abort: Literal["commit", "pr"] = "commit"  # canary.yml: commit the abort to main, or open a PR
-    margins: CanaryMargins = CanaryMargins()
-
-
-class CanaryShare(_Strict):
-    """The share of an env's traffic a canary may take, in percent, both bounds included."""
-
-    min: int = Field(default=1, ge=1, le=99)
-    max: int = Field(default=50, ge=1, le=99)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CanaryShare:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) is more than max ({self.max})")
-        return self
-
-
-class PolicyParams(_Strict):
-    """The promotion policy `modelops policy check` enforces on pull requests that touch gitops/."""
-
-    # Each env may only receive a content hash the env before it has served (main or canary).
-    order: list[str] = Field(default_factory=lambda: ["staging", "production"], min_length=2)
-    canary_share: CanaryShare = CanaryShare()
-
-    @field_validator("order")
-    @classmethod
-    def _distinct(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"an env is listed twice: {value}")
-        return value
-
-
-class Params(_Strict):
+class Params(Strict):
     """The whole params.yaml, with the declaration of every dataset it lists."""
 
     datasets: dict[str, DatasetParams]

@@ -17,9 +17,10 @@ import pytest
 from modelops_serving.integrity import tree_hash
 
 from modelops import tasks
-from modelops.config import MonitorParams, load_params
+from modelops.config import load_params
 from modelops.declarations import Dataset
 from modelops.monitoring import drift, logs, outcomes
+from modelops.params_after import MonitorParams
 from modelops.pipeline import dataset, reference
 from modelops.pipeline.evaluate import predict
 from tests import inference_log, outcome_log

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from modelops.config import MonitorParams
 from modelops.delivery import publish
 from modelops.monitoring import logs, monitor
+from modelops.params_after import MonitorParams
 from tests.serving.conftest import Packaged
 from tests.serving.test_server import V1, metric
 

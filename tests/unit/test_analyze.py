@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from modelops import cli
-from modelops.config import CanaryParams
 from modelops.delivery.promote import Extra, Release, render_state
 from modelops.monitoring import analysis_render, canary, rule
 from modelops.monitoring.counters import AnalysisError, ArmCounts, runtime_backends, slow_bound
+from modelops.params_after import CanaryParams
 from modelops.workspace import PROJECT_ROOT
 from tests import feedback_log
 

@@ -28,9 +28,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from modelops.config import CanaryParams
 from modelops.monitoring import analysis_render, canary, rule
 from modelops.monitoring.counters import ArmCounts
+from modelops.params_after import CanaryParams
 from modelops.runtime.desired import PredictorSpec
 
 W = 2000

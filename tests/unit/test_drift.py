@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops.config import MonitorParams
 from modelops.declarations import parse_dataset
 from modelops.monitoring import drift
+from modelops.params_after import MonitorParams
 from modelops.pipeline import reference
 from tests.conftest import declaration
 

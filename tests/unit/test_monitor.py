@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelops.config import MonitorParams
 from modelops.declarations import Dataset, parse_dataset
 from modelops.monitoring import monitor
+from modelops.params_after import MonitorParams
 from modelops.pipeline import ingest, reference
 from tests import inference_log
 from tests.conftest import declaration

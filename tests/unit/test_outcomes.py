@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from modelops import tasks
-from modelops.config import MonitorParams
 from modelops.declarations import Dataset, parse_dataset
 from modelops.monitoring import monitor, outcomes
+from modelops.params_after import MonitorParams
 from modelops.pipeline import ingest, reference
 from tests import inference_log, outcome_log
 from tests.conftest import declaration

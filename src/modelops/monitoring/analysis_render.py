@@ -8,10 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from modelops.config import CanaryMargins, CanaryParams
 from modelops.monitoring import rule
 from modelops.monitoring.canary import Analysis
 from modelops.monitoring.logs import iso
+from modelops.params_after import CanaryMargins, CanaryParams
 
 ICON = {"promote": "✅", "abort": "🛑", "wait": "⏸️"}
 MARGIN_OF = {

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from modelops.config import CanaryMargins, Params
+from modelops.config import Params
 from modelops.errors import CanaryAborted, CanaryWaiting
 from modelops.monitoring import rule
 from modelops.monitoring.counters import (
@@ -43,6 +43,7 @@ from modelops.monitoring.logs import (
     read_feedback,
     read_records,
 )
+from modelops.params_after import CanaryMargins
 from modelops.runtime.desired import PredictorSpec
 
 EXIT = {"promote": 0, "abort": CanaryAborted.exit_code, "wait": CanaryWaiting.exit_code}

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from modelops.config import MonitorParams
+from modelops.params_after import MonitorParams
 from modelops.pipeline import reference
 
 EPS = 1e-4  # proportion floor in PSI: an empty bin on one side would make it infinite

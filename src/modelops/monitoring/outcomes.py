@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from modelops import stats, tasks
-from modelops.config import MonitorParams
 from modelops.monitoring.drift import task_of
 from modelops.monitoring.logs import SHOWN_SKIPS, Records, read_feedback
+from modelops.params_after import MonitorParams
 
 HEADLINE = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "r2"}
 # Bootstrap replicates beyond each end of an interval, at least: a Bonferroni level of 1 - 0.05/10

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelops.config import MonitorParams
 from modelops.monitoring import drift
 from modelops.monitoring.logs import iso
 from modelops.monitoring.outcomes import Online
 from modelops.monitoring.verdict import ModelResult
+from modelops.params_after import MonitorParams
 from modelops.pipeline import reference as ref_stats
 
 MONITOR_MD, MONITOR_JSON, PROM_FILE = "monitor.md", "monitor.json", "drift.prom"

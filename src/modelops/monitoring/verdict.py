@@ -14,11 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modelops.config import MonitorParams
 from modelops.errors import ModelopsError
 from modelops.monitoring import drift
 from modelops.monitoring.logs import HASH, LOG_DIR_ENV, MonitorError, Records, Traffic, frames, iso
 from modelops.monitoring.outcomes import Feedback, Online, assess
+from modelops.params_after import MonitorParams
 from modelops.pipeline import reference as ref_stats
 
 
