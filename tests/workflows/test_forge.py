@@ -293,3 +293,41 @@ def test_cache_standin_restores_by_key_then_by_prefix_and_saves_after_the_job(fo
     assert len(entries) == 2 and all(e.startswith("build-") for e in entries)
     # Outside the workspace is the machine's own (the runner's uv cache): never copied in or out.
     assert not any((forge.state / "cache" / e / "outside-the-workspace").exists() for e in entries)
+
+
+FAST_FAILURES = """\
+name: fail-fast-steps
+on: push
+permissions: {}
+jobs:
+  f:
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    strategy:
+      fail-fast: false
+      matrix:
+        n: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]
+    steps:
+      - name: refuse
+        env:
+          N: ${{ matrix.n }}
+        run: |
+          echo "::error::refused input $N"
+          exit 3
+"""
+
+
+@pytest.mark.slow
+def test_a_fast_failing_steps_last_lines_reach_the_log(forge: Forge) -> None:
+    """act's host mode can close a failing step's pty before reading it; drain.sh lets it read.
+
+    Without it about one fast failure in ten lost its message, so 24 jobs all keeping theirs would
+    happen by luck about one run in ten.
+    """
+    forge.write(".github/workflows/fail.yml", FAST_FAILURES)
+    forge.commit("fast failures")
+    result = forge.run_workflow(".github/workflows/fail.yml", "push", forge.push_event())
+    assert result.returncode != 0
+    missing = [n for n in range(1, 25) if f"refused input {n}\n" not in result.log]
+    assert missing == []
+    assert result.log.count("exit status 3") == 24  # the step's own status, not the trap's

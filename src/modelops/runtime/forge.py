@@ -426,6 +426,8 @@ class Forge:
             "GIT_TERMINAL_PROMPT": "0",
             "NO_COLOR": "1",
             "TERM": "dumb",
+            # act may drop a failing step's last lines (see drain.sh): failing shells wait for it.
+            "BASH_ENV": str(STANDINS / "bin/drain.sh"),
         }
         return env
 
