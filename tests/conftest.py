@@ -74,6 +74,9 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     os.environ["MODELOPS_HARNESS_VENV_CACHE"] = str(shared / "venv-cache")
+    # Passed hyper-parameter checks (config.verdicts_dir), kept per session rather than in the
+    # user's ~/.cache: every process and act job of the run shares them, as a machine's would.
+    os.environ["MODELOPS_CACHE_DIR"] = str(shared / "modelops-cache")
     (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
 
 

@@ -349,25 +349,37 @@ def _check_consistency(params: Params, source: str, root: Path = Path()) -> None
                     )
 
 
-# Where a passed hyper-parameter check is remembered. Importing scikit-learn to ask it costs about
-# 1.5 s per process; every DVC stage is a process, and most stages never touch a model.
-VERDICTS = Path(".dvc/tmp/modelops-params-ok")
+# A passed hyper-parameter check is remembered per machine user. Importing scikit-learn to ask it
+# costs about 2 s per process; every DVC stage and CLI verb is a process, most never touch a model,
+# and every CI job or test repository is a fresh checkout. The verdict depends only on the models
+# section, the tasks, scikit-learn's version and this checking code, all in the key, not on the
+# repository, so one checkout's verdict holds in every other.
+CACHE_ENV = "MODELOPS_CACHE_DIR"
+
+
+def verdicts_dir() -> Path:
+    """$MODELOPS_CACHE_DIR, else $XDG_CACHE_HOME/modelops (~/.cache/modelops), then params-ok/."""
+    root = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelops"
+    return Path(root) / "params-ok"
 
 
 def _check_all_hyperparams(params: Params, source: str) -> None:
-    """Check every model's hyper-parameters once per (models section, tasks, scikit-learn version)."""
+    """Check every model's hyper-parameters once per key (see verdicts_dir); a failure is never kept."""
     from importlib.metadata import version
 
     models = {name: [m.model_dump(), params.dataset_of(name).task] for name, m in params.models.items()}
-    blob = json.dumps([models, version("scikit-learn")], sort_keys=True, default=str)
-    marker = VERDICTS / hashlib.sha256(blob.encode()).hexdigest()
+    checker = hashlib.sha256(Path(__file__).read_bytes() + Path(tasks.__file__).read_bytes()).hexdigest()
+    blob = json.dumps([models, version("scikit-learn"), checker], sort_keys=True, default=str)
+    marker = verdicts_dir() / hashlib.sha256(blob.encode()).hexdigest()
     if marker.exists():
         return
     for name, model in params.models.items():
         check_hyperparams(name, model, params.dataset_of(name).task, source)
-    if VERDICTS.parent.is_dir():  # only inside a DVC repository; never create .dvc/ elsewhere
-        VERDICTS.mkdir(exist_ok=True)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
+    except OSError:  # a read-only home: only a cache, the check simply runs again next time
+        pass
 
 
 def check_hyperparams(name: str, model: ModelParams, task: str, source: str = PARAMS_FILE) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -227,24 +230,51 @@ def test_unknown_model_and_dataset_list_the_known_ones() -> None:
 
 
 def test_a_passed_hyperparameter_check_is_remembered_per_content(tmp_path: Path, monkeypatch) -> None:
-    """Stages that never build a model skip importing scikit-learn once the params passed."""
+    """Stages and verbs that never build a model skip importing scikit-learn once the params passed."""
     import modelops.config as config
 
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / ".dvc/tmp").mkdir(parents=True)
+    monkeypatch.setenv(config.CACHE_ENV, str(tmp_path / "cache"))
     raw = shipped()
     parse(raw)
-    assert len(list(config.VERDICTS.iterdir())) == 1
+    assert len(list(config.verdicts_dir().iterdir())) == 1
     raw["models"]["credit-hgb"]["hyperparams"]["learning_rate"] = -1  # new content: checked again
     with pytest.raises(ParamsError, match="learning_rate"):
         parse(raw)
-    assert len(list(config.VERDICTS.iterdir())) == 1  # a failure is never remembered
+    assert len(list(config.verdicts_dir().iterdir())) == 1  # a failure is never remembered
 
 
-def test_no_verdict_is_written_outside_a_dvc_repository(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    parse(shipped())
-    assert not (tmp_path / ".dvc").exists()
+def test_a_verdict_holds_in_another_checkout_which_then_never_imports_sklearn(tmp_path: Path) -> None:
+    """A CI job or a test repository is a fresh checkout: the verdict is per machine user, so the
+    second checkout's process loads params.yaml without scikit-learn (and no .dvc/ is created)."""
+    env = {**os.environ, "MODELOPS_CACHE_DIR": str(tmp_path / "cache")}
+    probe = (
+        "import sys; from modelops.config import load_params; load_params('params.yaml'); "
+        "print('sklearn' in sys.modules)"
+    )
+    answers = []
+    for checkout in ("one", "two"):
+        (tmp_path / checkout).mkdir()
+        shutil.copy(ROOT / "params.yaml", tmp_path / checkout / "params.yaml")
+        shutil.copytree(ROOT / "data", tmp_path / checkout / "data", ignore=shutil.ignore_patterns("*.csv", "prepared"))
+        out = subprocess.run(
+            [sys.executable, "-c", probe], cwd=tmp_path / checkout, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        answers.append(out.stdout.strip())
+        assert not (tmp_path / checkout / ".dvc").exists()
+    assert answers == ["True", "False"]
+
+
+def test_an_unwritable_cache_only_means_checking_again(tmp_path: Path, monkeypatch) -> None:
+    import modelops.config as config
+
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv(config.CACHE_ENV, str(tmp_path / "file" / "cache"))
+    parse(shipped())  # passes; nothing remembered, nothing raised
+    bad = shipped()
+    bad["models"]["credit-hgb"]["hyperparams"]["learning_rate"] = -1
+    with pytest.raises(ParamsError, match="learning_rate"):
+        parse(bad)
 
 
 # ---- the files on disk: params.yaml and data/<d>/dataset.yaml together -------------------------
