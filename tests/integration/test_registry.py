@@ -11,7 +11,7 @@ from modelops_serving.integrity import tree_hash
 from modelops.config import Params
 from modelops.delivery import publish, registry
 from modelops.delivery.registry import RegistryError
-from modelops.pipeline import package, tracking
+from modelops.pipeline import outputs, tracking
 from tests.conftest import make_params, train_and_package
 
 NAME = "tiny"
@@ -54,7 +54,7 @@ def env(packaged: Path, empty_db: Path, tmp_path: Path, monkeypatch: pytest.Monk
     shutil.copyfile(empty_db, db)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     monkeypatch.chdir(packaged)
-    published = publish.publish(package.package_dir(NAME), NAME, str(tmp_path / "artifacts"))
+    published = publish.publish(outputs.package_dir(NAME), NAME, str(tmp_path / "artifacts"))
     return {"published": published, "store": str(tmp_path / "artifacts"), "tmp": tmp_path}
 
 
@@ -65,14 +65,14 @@ def log_run(content_hash: str) -> str:
 def other_version(env: dict) -> publish.Published:
     """The same model with one more file: other content, so another content hash."""
     other = env["tmp"] / "other-model"
-    shutil.copytree(package.package_dir(NAME), other)
+    shutil.copytree(outputs.package_dir(NAME), other)
     (other / "NOTICE").write_text("retrained\n")
     return publish.publish(other, NAME, env["store"])
 
 
 def test_register_links_the_run_that_logged_the_hash_and_tags_the_version(env: dict) -> None:
     published = env["published"]
-    assert published.content_hash == tree_hash(package.package_dir(NAME))
+    assert published.content_hash == tree_hash(outputs.package_dir(NAME))
     log_run("f" * 64)  # another model content: must not be picked
     run_id = log_run(published.content_hash)
     version = registry.register(NAME, published.uri, published.content_hash, COMMIT, source_pr="42")

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from modelops_serving.model import ServedModel
 
-from modelops.pipeline import dataset
+from modelops.pipeline import dataset, outputs
 from tests.conftest import credit_params, free_port, shipped_dataset
 
 NAME = "credit-small"
@@ -75,7 +75,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
         split = prepare.read_split(DS.test_file)
         scored = evaluate.predict(pipeline, DS.task, dataset.to_features(DS, split))
         truth = dataset.to_target(DS, split).to_numpy()
-        evaluate.metrics_file(NAME).write_text(json.dumps(tasks.quality(DS.task, truth, scored)))
+        outputs.metrics_file(NAME).write_text(json.dumps(tasks.quality(DS.task, truth, scored)))
         out = root / "published" / NAME
         out.parent.mkdir()
         package.save_mlflow_model(NAME, DS, out)

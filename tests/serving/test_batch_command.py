@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from modelops.delivery.signing import Signer
-from modelops.pipeline.package import CARD_HASH
+from modelops.pipeline.outputs import CARD_HASH
 from tests.conftest import ROOT, VENV_BIN, project_files, run
 from tests.gitops.test_manifests import promote_text
 from tests.serving.batch_inputs import expected, read, rows, write

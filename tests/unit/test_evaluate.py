@@ -13,7 +13,7 @@ import pytest
 
 from modelops.config import EvaluateParams, ModelParams, SplitParams
 from modelops.errors import PipelineError
-from modelops.pipeline import dataset, evaluate, ingest, prepare, train
+from modelops.pipeline import dataset, evaluate, ingest, outputs, prepare, train
 from tests.conftest import shipped_dataset
 
 DS = shipped_dataset()
@@ -97,9 +97,9 @@ def test_curves_run_from_end_to_end() -> None:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file evaluate writes that is part of the reproducibility contract."""
-    plots = root / evaluate.plots_dir(NAME)
+    plots = root / outputs.plots_dir(NAME)
     files = {name: (plots / name).read_bytes() for name in (*PLOT_FILES, *PNGS)}
-    return files | {"metrics.json": (root / evaluate.metrics_file(NAME)).read_bytes()}
+    return files | {"metrics.json": (root / outputs.metrics_file(NAME)).read_bytes()}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_metrics_are_byte_identical_across_runs(evaluated: dict) -> None:
 
 def test_metrics_file_matches_the_model_on_the_test_split(evaluated: dict, monkeypatch) -> None:
     monkeypatch.chdir(evaluated["root"])
-    scores = json.loads(evaluate.metrics_file(NAME).read_text())
+    scores = json.loads(outputs.metrics_file(NAME).read_text())
     assert scores == evaluated["first"]["metrics"]
     test = prepare.read_split(DS.test_file)
     pipeline = train.load_pipeline(NAME)
@@ -140,7 +140,7 @@ def test_metrics_file_matches_the_model_on_the_test_split(evaluated: dict, monke
 
 def test_confusion_csv_agrees_with_the_metrics(evaluated: dict) -> None:
     root = evaluated["root"]
-    confusion = pd.read_csv(root / evaluate.plots_dir(NAME) / "confusion.csv")
+    confusion = pd.read_csv(root / outputs.plots_dir(NAME) / "confusion.csv")
     scores = evaluated["first"]["metrics"]
     assert list(confusion.columns) == ["actual", "predicted"]
     assert len(confusion) == scores["test_rows"]
@@ -150,7 +150,7 @@ def test_confusion_csv_agrees_with_the_metrics(evaluated: dict) -> None:
 
 
 def test_plot_files(evaluated: dict) -> None:
-    plots = evaluated["root"] / evaluate.plots_dir(NAME)
+    plots = evaluated["root"] / outputs.plots_dir(NAME)
     roc = json.loads((plots / "roc.json").read_text())
     prc = json.loads((plots / "prc.json").read_text())
     assert 2 <= len(roc) <= evaluate.CURVE_POINTS and set(roc[0]) == {"fpr", "tpr"}
@@ -162,7 +162,7 @@ def test_plot_files(evaluated: dict) -> None:
     for png in PNGS:
         assert evaluated["files"][png].startswith(b"\x89PNG\r\n\x1a\n"), png
     assert b"Software" not in evaluated["files"]["roc.png"]  # no version stamp in the metadata
-    leftovers = [p.name for p in (evaluated["root"] / train.model_dir(NAME)).rglob("*tmp*")]
+    leftovers = [p.name for p in (evaluated["root"] / outputs.model_dir(NAME)).rglob("*tmp*")]
     assert leftovers == []
 
 
@@ -172,7 +172,7 @@ def test_latency_is_positive_and_outside_metrics(evaluated: dict) -> None:
         timing = evaluate.latency(
             train.load_pipeline(NAME), dataset.to_features(DS, prepare.read_split(DS.test_file)), FAST
         )
-    assert not (evaluated["root"] / evaluate.latency_file(NAME)).exists()  # not evaluate's output
+    assert not (evaluated["root"] / outputs.latency_file(NAME)).exists()  # not evaluate's output
     assert timing["predict_single_ms"] > 0 and timing["predict_batch_ms"] > 0
     assert timing["batch_rows"] == FAST.latency_batch_rows
     assert timing["batch_rows_per_s"] > 0
@@ -185,7 +185,7 @@ def test_evaluate_an_untrained_model_names_the_command(tmp_path: Path, monkeypat
     ingest.synthesize(DS, 200, 0).to_parquet(test)
     with pytest.raises(PipelineError, match="modelops train ghost"):
         evaluate.evaluate("ghost", MODEL, DS, FAST, test_file=test)
-    assert not evaluate.metrics_file("ghost").exists()
+    assert not outputs.metrics_file("ghost").exists()
 
 
 def test_paired_latency_times_each_model_in_turns_and_keeps_their_order() -> None:
@@ -240,15 +240,15 @@ def test_each_task_writes_its_metrics_and_plots(
     pipeline = train.train("m", model, ds)
     scores = evaluate.evaluate("m", model, ds, FAST)["metrics"]
     assert set(scores) == metrics | {"test_rows"}
-    plots = {p.name for p in evaluate.plots_dir("m").iterdir()}
+    plots = {p.name for p in outputs.plots_dir("m").iterdir()}
     assert plots == files | {"importance.json", "importance.png"}
     test = prepare.read_split(ds.test_file)
     x, y = dataset.to_features(ds, test), dataset.to_target(ds, test).to_numpy()
     assert scores == tasks.quality(ds.task, y, evaluate.predict(pipeline, ds.task, x)) | {"test_rows": len(y)}
     if ds.task == "multiclass":
-        confusion = pd.read_csv(evaluate.plots_dir("m") / "confusion.csv")
+        confusion = pd.read_csv(outputs.plots_dir("m") / "confusion.csv")
         assert set(confusion.stack()) <= set(ds.classes)
         assert round((confusion["actual"] == confusion["predicted"]).mean(), 6) == scores["accuracy"]
     else:
-        points = json.loads((evaluate.plots_dir("m") / "predicted_actual.json").read_text())
+        points = json.loads((outputs.plots_dir("m") / "predicted_actual.json").read_text())
         assert len(points) == min(500, len(y)) and set(points[0]) == {"actual", "predicted"}

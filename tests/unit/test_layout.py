@@ -129,3 +129,35 @@ def test_no_dataset_column_or_feature_name_in_src() -> None:
             if re.search(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])", text, re.IGNORECASE)
         ]
     assert not hits, "\n".join(hits)
+
+
+# The modules that build, score or plot a model. Everything else (promote, report's bookkeeping,
+# summary, batch, monitor) finds their files through pipeline/outputs.py: importing scikit-learn
+# (and scipy.stats with it) costs ~2 s of CPU in each short-lived CLI process that needs a path.
+SCIKIT_LEARN_USERS = {
+    "modelops.cli",  # lazily, in the train/evaluate/package verbs
+    "modelops.config",  # lazily, the hyper-parameter check (remembered: config.verdicts_dir)
+    "modelops.tasks",  # lazily, estimators and metrics by name
+    "modelops.pipeline.train",
+    "modelops.pipeline.evaluate",
+    "modelops.pipeline.package",
+    "modelops.pipeline.plots",
+    "modelops.pipeline.reference",
+    "modelops.pipeline.run",
+    "modelops.review.figures",
+    "modelops.review.report",
+}
+STAGES = {"modelops.pipeline.train", "modelops.pipeline.evaluate", "modelops.pipeline.package"}
+
+
+def test_only_the_modules_that_build_or_score_a_model_import_scikit_learn() -> None:
+    heavy = {}
+    for path in SRC.rglob("*.py"):
+        if "standins" in path.parts or (name := module_name(path)) in SCIKIT_LEARN_USERS:
+            continue
+        tree = ast.parse(path.read_text())
+        found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        found |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        if hits := sorted(m for m in found if m.split(".")[0] == "sklearn" or m in STAGES):
+            heavy[name] = hits
+    assert not heavy, heavy

@@ -16,7 +16,7 @@ from modelops_serving.integrity import file_sha256, tree_hash
 from modelops import tasks
 from modelops.config import Params
 from modelops.errors import PipelineError
-from modelops.pipeline import dataset, package, prepare, train
+from modelops.pipeline import dataset, outputs, package, prepare, train
 from tests.conftest import credit_params, shipped_dataset, train_and_package
 
 DS = shipped_dataset()
@@ -47,7 +47,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
     first = train_and_package(root, NAME, p, 600, METRICS)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        snapshot = files(package.package_dir(NAME)) | {"card": package.card_file(NAME).read_bytes()}
+        snapshot = files(outputs.package_dir(NAME)) | {"card": outputs.card_file(NAME).read_bytes()}
         second = package.package(NAME, p)
         # the same shape and size of model with other weights, for the uuid test
         train.train("other", params(learning_rate=0.06).model(NAME), DS)
@@ -67,16 +67,16 @@ def mlmodel(path: Path) -> dict:
 def test_two_runs_give_the_same_bytes_and_hash(packaged: dict, in_root: Path) -> None:
     first, second = packaged["first"], packaged["second"]
     assert first == second
-    assert first["content_hash"] == tree_hash(package.package_dir(NAME))
-    now = files(package.package_dir(NAME)) | {"card": package.card_file(NAME).read_bytes()}
+    assert first["content_hash"] == tree_hash(outputs.package_dir(NAME))
+    now = files(outputs.package_dir(NAME)) | {"card": outputs.card_file(NAME).read_bytes()}
     assert now == packaged["files"]
-    assert first["card_sha256"] == file_sha256(package.card_file(NAME))
+    assert first["card_sha256"] == file_sha256(outputs.card_file(NAME))
     assert first["raw_md5"] == hashlib.md5(DS.raw_file.read_bytes()).hexdigest()
     assert not Path("models", NAME, "model.tmp").exists()
 
 
 def test_mlmodel_has_no_wall_clock_or_random_fields(in_root: Path) -> None:
-    doc = mlmodel(package.package_dir(NAME))
+    doc = mlmodel(outputs.package_dir(NAME))
     assert doc["utc_time_created"] == package.PINNED_CREATED
     assert "model_id" not in doc
     assert re.fullmatch(r"[0-9a-f]{32}", doc["model_uuid"])
@@ -90,7 +90,7 @@ def test_model_uuid_tells_different_models_apart(in_root: Path, tmp_path: Path) 
     """The uuid is derived from the whole content, not from MLmodel alone (equal for equal sizes)."""
     import shutil
 
-    base, other = package.package_dir(NAME), tmp_path / "other"
+    base, other = outputs.package_dir(NAME), tmp_path / "other"
     shutil.copytree(base, other)
     pickled = bytearray((other / "model.pkl").read_bytes())
     pickled[-2] ^= 1  # other weights, same size: only the content tells the two apart
@@ -102,7 +102,7 @@ def test_model_uuid_tells_different_models_apart(in_root: Path, tmp_path: Path) 
 
 
 def test_requirements_are_pinned_to_the_installed_versions(in_root: Path) -> None:
-    lines = (package.package_dir(NAME) / "requirements.txt").read_text().split()
+    lines = (outputs.package_dir(NAME) / "requirements.txt").read_text().split()
     for dist in package.RUNTIME_REQUIREMENTS:
         assert f"{dist}=={metadata.version(dist)}" in lines
 
@@ -111,7 +111,7 @@ def test_the_saved_model_predicts_like_the_pipeline(in_root: Path) -> None:
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    path = package.package_dir(NAME)
+    path = outputs.package_dir(NAME)
     example = Model.load(path).load_input_example(str(path))
     assert list(example.columns) == list(tuple(DS.features))
     assert len(example) == package.EXAMPLE_ROWS
@@ -121,7 +121,7 @@ def test_the_saved_model_predicts_like_the_pipeline(in_root: Path) -> None:
 
 
 def test_the_card_names_metrics_hashes_and_params(packaged: dict, in_root: Path) -> None:
-    card = package.card_file(NAME).read_text()
+    card = outputs.card_file(NAME).read_text()
     assert card.startswith(f"# Model card: {NAME}\n")
     for metric, value in METRICS.items():
         assert f"| {metric} | {value} |" in card
@@ -141,26 +141,26 @@ def test_packaging_an_untrained_model_names_the_command(in_root: Path) -> None:
 
 
 def test_package_times_the_packaged_model_outside_the_hashed_directory(in_root: Path) -> None:
-    from modelops.pipeline.evaluate import latency_file
+    from modelops.pipeline.outputs import latency_file
 
     timing = json.loads(latency_file(NAME).read_text())
     test_rows = len(prepare.read_split(DS.test_file))
     assert timing["predict_single_ms"] > 0 and timing["predict_batch_ms"] > 0
     assert timing["batch_rows"] == min(test_rows, params().evaluate.latency_batch_rows)
-    assert not list(package.package_dir(NAME).rglob("latency*"))
+    assert not list(outputs.package_dir(NAME).rglob("latency*"))
 
 
 def test_the_served_pickle_is_the_trained_pickle_byte_for_byte(in_root: Path) -> None:
     """Re-pickling a loaded object depends on process state; the train stage's bytes do not."""
-    packaged_bytes = (package.package_dir(NAME) / "model.pkl").read_bytes()
-    assert packaged_bytes == train.pipeline_file(NAME).read_bytes()
-    assert mlmodel(package.package_dir(NAME))["model_size_bytes"] == sum(
-        f.stat().st_size for f in package.package_dir(NAME).rglob("*") if f.name != "MLmodel"
+    packaged_bytes = (outputs.package_dir(NAME) / "model.pkl").read_bytes()
+    assert packaged_bytes == outputs.pipeline_file(NAME).read_bytes()
+    assert mlmodel(outputs.package_dir(NAME))["model_size_bytes"] == sum(
+        f.stat().st_size for f in outputs.package_dir(NAME).rglob("*") if f.name != "MLmodel"
     )
 
 
 def test_mlmodel_names_the_task_and_the_probability_columns(in_root: Path) -> None:
-    meta = mlmodel(package.package_dir(NAME))["metadata"]
+    meta = mlmodel(outputs.package_dir(NAME))["metadata"]
     assert meta == {"task": "binary", "dataset": "credit", "class_names": ["good", "bad"]}
     assert meta["class_names"][1] == DS.positive  # column 1 is y == 1
 
@@ -169,7 +169,7 @@ def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -
     """reference.json is inside the hashed directory: it travels, and is verified, with the model."""
     from modelops.pipeline import reference
 
-    ref = reference.load(package.package_dir(NAME) / reference.REFERENCE_FILE)
+    ref = reference.load(outputs.package_dir(NAME) / reference.REFERENCE_FILE)
     train_rows = len(prepare.read_split(DS.train_file))
     test_rows = len(prepare.read_split(DS.test_file))
     assert set(ref["features"]) == set(tuple(DS.features))
@@ -180,7 +180,7 @@ def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -
     assert sum(ref["prediction"]["classes"].values()) == test_rows
     assert ref["prediction"]["probability"]["rows"] == test_rows
     # the test split's metrics, evaluate's own: what monitor holds online metrics to (concept drift)
-    from modelops.pipeline.evaluate import metrics_file
+    from modelops.pipeline.outputs import metrics_file
 
     scores = json.loads(metrics_file(NAME).read_text())
     assert ref["test_metrics"] == {m: scores[m] for m in tasks.METRICS["binary"] if m in scores}
@@ -190,7 +190,7 @@ def test_the_model_carries_reference_statistics_of_its_own_data(in_root: Path) -
 def test_the_model_carries_its_dataset_declaration(in_root: Path) -> None:
     """declaration.json is inside the hashed directory: the batch engine checks input files against
     the declaration the model was trained on, verified with the model."""
-    doc = json.loads((package.package_dir(NAME) / package.DECLARATION_FILE).read_text())
+    doc = json.loads((outputs.package_dir(NAME) / package.DECLARATION_FILE).read_text())
     assert (doc["dataset"], doc["id"], doc["target"], doc["task"]) == (DS.name, DS.id, DS.target, DS.task)
     assert doc["classes"] == list(DS.classes)
     assert list(doc["features"]) == list(DS.features)

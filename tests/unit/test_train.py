@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from modelops import tasks
 from modelops.config import ModelParams, SplitParams
 from modelops.errors import PipelineError
-from modelops.pipeline import dataset, ingest, prepare, train
+from modelops.pipeline import dataset, ingest, outputs, prepare, train
 from modelops.pipeline.evaluate import predict
 from tests.conftest import shipped_dataset
 
@@ -150,5 +150,5 @@ def test_load_pipeline_of_an_untrained_model_names_the_command(tmp_path: Path, m
 
 
 def test_model_paths_are_per_model() -> None:
-    assert train.pipeline_file("a") == Path("models/a/pipeline.pkl")
-    assert train.model_dir("a") != train.model_dir("b")
+    assert outputs.pipeline_file("a") == Path("models/a/pipeline.pkl")
+    assert outputs.model_dir("a") != outputs.model_dir("b")

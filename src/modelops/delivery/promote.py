@@ -89,7 +89,7 @@ def promote(
     """Publish, register, edit, validate and commit one promotion; move the alias after the commit."""
     from modelops.config import load_params
     from modelops.delivery import publish, registry
-    from modelops.pipeline.package import package_dir
+    from modelops.pipeline.outputs import package_dir
 
     params = load_params()
     params.model(model)  # an unknown model fails here, naming the known ones

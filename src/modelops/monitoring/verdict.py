@@ -62,7 +62,7 @@ def find_reference(model: str, content_hash: str, version: str, store: str | Non
     from modelops_serving.integrity import tree_hash
 
     from modelops.delivery import publish
-    from modelops.pipeline.package import package_dir
+    from modelops.pipeline.outputs import package_dir
 
     store = store or publish.default_store()
     uri = publish.artifact_uri(model, content_hash, store)

@@ -22,24 +22,10 @@ from modelops import tasks
 from modelops.config import EvaluateParams, ModelParams
 from modelops.declarations import Dataset
 from modelops.pipeline import dataset
-from modelops.pipeline.train import load_pipeline, model_dir, pinned_threads
+from modelops.pipeline.outputs import metrics_file, plots_dir
+from modelops.pipeline.train import load_pipeline, pinned_threads
 
 CURVE_POINTS = 200
-
-
-def metrics_file(name: str) -> Path:
-    """Deterministic quality metrics of a model."""
-    return model_dir(name) / "metrics.json"
-
-
-def latency_file(name: str) -> Path:
-    """Predict latency of a packaged model: varies between runs, so git-ignored, not a DVC output."""
-    return model_dir(name) / "latency.json"
-
-
-def plots_dir(name: str) -> Path:
-    """DVC plot data and PNGs of a model."""
-    return model_dir(name) / "plots"
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import uuid
 from importlib import metadata
@@ -22,8 +21,13 @@ from modelops import tasks
 from modelops.config import Params
 from modelops.declarations import Dataset
 from modelops.pipeline import dataset, reference
-from modelops.pipeline.evaluate import metrics_file
-from modelops.pipeline.train import load_pipeline, model_dir, pipeline_file
+from modelops.pipeline.outputs import (
+    card_file,
+    metrics_file,
+    package_dir,
+    pipeline_file,
+)
+from modelops.pipeline.train import load_pipeline
 
 PINNED_CREATED = "1970-01-01 00:00:00.000000"
 # The dataset declaration inside the hashed directory: the batch engine (modelops_serving.batch_schema)
@@ -31,16 +35,6 @@ PINNED_CREATED = "1970-01-01 00:00:00.000000"
 DECLARATION_FILE = "declaration.json"
 RUNTIME_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy")
 EXAMPLE_ROWS = 3
-
-
-def package_dir(name: str) -> Path:
-    """The MLflow model directory: what gets published and served."""
-    return model_dir(name) / "model"
-
-
-def card_file(name: str) -> Path:
-    """The generated model card, beside (not inside) the hashed model directory."""
-    return model_dir(name) / "MODEL_CARD.md"
 
 
 def _requirements() -> list[str]:
@@ -128,15 +122,6 @@ def save_mlflow_model(name: str, ds: Dataset, out: Path, seed: int = 0) -> None:
     tmp.rename(out)
 
 
-CARD_HASH = re.compile(r"\*\*Model content hash\*\* \(sha256 of `model/`\): `(?P<hash>[0-9a-f]{64})`")
-
-
-def card_hash(card: str) -> str | None:
-    """The content hash a model card (render_card's text) states, or None."""
-    found = CARD_HASH.search(card)
-    return found["hash"] if found else None
-
-
 def render_card(name: str, params: Params, content_hash: str, data_md5: str) -> str:
     """A short, reproducible model card: what the model is, what it saw, how well it does."""
     model, ds = params.model(name), params.dataset_of(name)
@@ -173,7 +158,8 @@ def _task_line(ds: Dataset) -> str:
 
 def measure_latency(name: str, params: Params) -> dict[str, float]:
     """Time the packaged pipeline on one thread (what one serving worker gets); write latency.json."""
-    from modelops.pipeline.evaluate import latency, latency_file, write_json
+    from modelops.pipeline.evaluate import latency, write_json
+    from modelops.pipeline.outputs import latency_file
     from modelops.pipeline.prepare import read_split
     from modelops.pipeline.train import pinned_threads
 

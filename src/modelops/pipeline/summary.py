@@ -7,7 +7,7 @@ import json
 
 from modelops import tasks
 from modelops.config import Params
-from modelops.pipeline.evaluate import latency_file, metrics_file
+from modelops.pipeline.outputs import latency_file, metrics_file
 
 
 def _cell(value: object) -> str:

@@ -77,8 +77,7 @@ def log_run(name: str, params: Params, outputs: dict[str, str]) -> str:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-    from modelops.pipeline.evaluate import latency_file, metrics_file, plots_dir
-    from modelops.pipeline.package import card_file, package_dir
+    from modelops.pipeline.outputs import card_file, latency_file, metrics_file, package_dir, plots_dir
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)

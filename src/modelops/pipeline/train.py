@@ -14,16 +14,7 @@ from modelops import tasks
 from modelops.config import ModelParams
 from modelops.declarations import Dataset
 from modelops.pipeline import dataset
-
-
-def model_dir(name: str) -> Path:
-    """Where everything a model produces lives."""
-    return Path("models") / name
-
-
-def pipeline_file(name: str) -> Path:
-    """The trained pipeline, as the train stage leaves it for evaluate and package."""
-    return model_dir(name) / "pipeline.pkl"
+from modelops.pipeline.outputs import pipeline_file
 
 
 def build_pipeline(params: ModelParams, ds: Dataset) -> Pipeline:

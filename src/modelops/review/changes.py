@@ -142,7 +142,7 @@ def params_of(model: str, params: Params, diff: dict[str, Any] | None) -> dict[s
 
 def base_metrics(rev: str | None, model: str) -> dict[str, Any] | None:
     """The model's metrics.json on the base (git tracks it), or None when the base has none."""
-    from modelops.pipeline.evaluate import metrics_file
+    from modelops.pipeline.outputs import metrics_file
 
     text = show(rev, metrics_file(model))
     if not text:

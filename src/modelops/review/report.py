@@ -193,8 +193,7 @@ def build_model(ctx: Context, name: str, why: list[str]) -> tuple[ModelSection, 
     from modelops_serving.storage import ModelLoadError
 
     from modelops.pipeline import dataset
-    from modelops.pipeline.evaluate import metrics_file, plots_dir
-    from modelops.pipeline.package import package_dir
+    from modelops.pipeline.outputs import metrics_file, package_dir, plots_dir
     from modelops.pipeline.prepare import read_split
     from modelops.review import figures
 

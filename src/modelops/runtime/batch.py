@@ -78,7 +78,7 @@ def from_work_tree(model: str) -> Chosen:
     """models/MODEL/model, if its tree hash is the one its model card states."""
     from modelops_serving.integrity import tree_hash
 
-    from modelops.pipeline.package import card_file, card_hash, package_dir
+    from modelops.pipeline.outputs import card_file, card_hash, package_dir
 
     path, card = package_dir(model), card_file(model)
     if not path.is_dir() or not card.is_file():
