@@ -359,8 +359,9 @@ CACHE_ENV = "MODELOPS_CACHE_DIR"
 
 def verdicts_dir() -> Path:
     """$MODELOPS_CACHE_DIR, else $XDG_CACHE_HOME/modelops (~/.cache/modelops), then params-ok/."""
-    root = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelops"
-    return Path(root) / "params-ok"
+    if root := os.environ.get(CACHE_ENV):
+        return Path(root) / "params-ok"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelops/params-ok"
 
 
 def _check_all_hyperparams(params: Params, source: str) -> None:

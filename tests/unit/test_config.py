@@ -255,7 +255,8 @@ def test_a_verdict_holds_in_another_checkout_which_then_never_imports_sklearn(tm
     for checkout in ("one", "two"):
         (tmp_path / checkout).mkdir()
         shutil.copy(ROOT / "params.yaml", tmp_path / checkout / "params.yaml")
-        shutil.copytree(ROOT / "data", tmp_path / checkout / "data", ignore=shutil.ignore_patterns("*.csv", "prepared"))
+        no_data = shutil.ignore_patterns("*.csv", "prepared")
+        shutil.copytree(ROOT / "data", tmp_path / checkout / "data", ignore=no_data)
         out = subprocess.run(
             [sys.executable, "-c", probe], cwd=tmp_path / checkout, env=env, capture_output=True, text=True
         )
