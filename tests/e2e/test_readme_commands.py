@@ -71,7 +71,7 @@ def test_make_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert [name for _, name in timeline][-1] == "total" and len(timeline) == 8, out[-2000:]
     work = clone / ".scratch/demo/work"
     assert (work / ".git").is_dir() and not list((work / ".modelops/runtime").glob("*.json"))
-    print(f"make demo: {timeline[-1][0]} s of demo after setup")
+    print("make demo, after setup:\n" + "\n".join(f"{seconds:>7} s  {name}" for seconds, name in timeline))
 
 
 def test_make_mlflow_ui_serves_the_repository_store(trained_repo: Path, tmp_path: Path) -> None:
