@@ -228,6 +228,9 @@ def test_merge_promotes_each_changed_model_and_opens_one_production_pr_each(
         assert lines and all(re.match(r"^[+-]\s+(value: |modelops\.dev/[\w-]+: )", ln) for ln in lines), lines
         assert sum(ln.startswith("+") for ln in lines) == sum(ln.startswith("-") for ln in lines)
         assert trailers(forge, sha)["Model"] == model
+        # Committed as the workflow's bot, not as whoever ran the harness (the forge scrubs GIT_*).
+        bot = "github-actions[bot] <41898282+github-actions[bot]@users.noreply.github.com>"
+        assert forge.git("log", "-1", "--format=%an <%ae>|%cn <%ce>", sha, cwd=forge.origin) == f"{bot}|{bot}"
 
     # The manifest names exactly the new release: URI, hash, version (server env and annotations).
     store_dir = site.store / MODEL / variant.content_hash

@@ -82,6 +82,12 @@ SCRUBBED = (
     "UV_PROJECT_ENVIRONMENT",
     "PYTHONPATH",
     "PYTHONDONTWRITEBYTECODE",
+    # A runner has no git identity in its environment: a job that commits must set its own (the
+    # workflows `git config user.name/email`), which these would silently override.
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
 )
 
 
