@@ -54,6 +54,8 @@ jobs:
       - uses: iterative/setup-cml@{FAKE_PIN} # v2
       - name: commit and push
         run: |
+          git config user.name "github-actions[bot]"
+          git config user.email "41898282+github-actions[bot]@users.noreply.github.com"
           git switch -q -c bot/smoke
           echo "from the job" > job.txt
           git add job.txt
