@@ -15,6 +15,12 @@ import pytest
 from modelops.workspace import create_pipeline_repo
 from tests.processes import Processes
 
+# Set before anything loads scikit-learn's OpenMP runtime, which reads it once: the suite keeps both
+# cores busy (two xdist workers, act jobs, servers), and an OpenMP thread that spin-waits for a
+# descheduled sibling burns a core doing nothing. `modelops evaluate credit-hgb` beside a running
+# suite took 12.4 CPU-s spinning, 5.8 passive. How threads wait changes no result.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 VENV_BIN = Path(sys.executable).parent
 # Heaviest folders first (the README's demo alone takes ~8 minutes), so that under xdist
 # (`--dist loadfile --no-loadscope-reorder`, see the Makefile) the long files start at once and
