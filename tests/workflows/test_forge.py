@@ -158,6 +158,11 @@ def test_a_job_venv_is_saved_once_and_restored_into_another_forges_checkout(
     [entry] = (tmp_path / "venvs").iterdir()
     pth = entry / ".venv/lib/python3.12/site-packages/_editable_impl_modelops.pth"
     assert pth.read_text().strip() == f"{saver}/src"  # the second job replaced files, not wrote in them
+    # The saved venv holds the bytecode of modules the saving job never imported (it imports neither
+    # MLflow nor scikit-learn), so no later job compiles them again.
+    site = entry / ".venv/lib/python3.12/site-packages"
+    for package in ("mlflow", "sklearn/ensemble", "great_expectations"):
+        assert (site / package / "__pycache__/__init__.cpython-312.pyc").is_file(), package
 
 
 OPEN_OR_UPDATE = f"""\
