@@ -144,6 +144,82 @@ def test_row_and_column_validation_agree_on_random_rows(packaged: Packaged) -> N
         rows_from_columns([list(c) for c in zip(*bad, strict=True)], model, settings)
 
 
+def _checked_decode(payload: dict, model, settings: Settings):
+    """V2's decode without its one-pass form: pydantic, then the by-name checks."""
+    from modelops_serving import protocol_v2
+
+    req = protocol_v2._validated(payload)
+    inputs = req["inputs"]
+    if len(inputs) == 1 and inputs[0]["name"] not in model.layout.known:
+        return protocol_v2._matrix(inputs[0], model, settings)
+    return protocol_v2._per_feature(inputs, model, settings)
+
+
+def _edit(rng: random.Random, body: dict, n: int) -> dict:
+    """One or two random changes to a V2 body, valid or not: what a careless client could send."""
+    doc = {"inputs": [dict(inp) for inp in body["inputs"]]}
+    inputs = doc["inputs"]
+    for _ in range(rng.randint(1, 2)):
+        inp = rng.choice(inputs)
+        what = rng.randrange(12)
+        if what == 0:
+            rng.shuffle(inputs)
+        elif what == 1:
+            inp["datatype"] = rng.choice(["FP32", "INT64", "BYTES", "FP64", "BOOL", "FP99", ["FP64"], None])
+        elif what == 2:
+            shapes = [[n], [n, 1], [n, 2], [n + 1], [0], [-1], [float(n)], [str(n)], [True], [n, True], "x"]
+            inp["shape"] = rng.choice(shapes)
+        elif what == 3:
+            data = inp.get("data") if isinstance(inp.get("data"), list) else [1.0]
+            inp["data"] = rng.choice([[[v] for v in data], data[:-1], "abc", {}, data * 2])
+        elif what == 4:
+            inp["parameters"] = rng.choice([None, {}, {"content_type": "str"}, [], "x"])
+        elif what == 5:
+            inp.pop(rng.choice(["name", "shape", "datatype", "data"]))
+        elif what == 6:
+            inputs.append(dict(rng.choice(inputs)))
+        elif what == 7:
+            inputs.remove(inp)
+        elif what == 8:
+            inp["name"] = rng.choice(["nope", 3, ["x"], inputs[0]["name"]])
+        elif what == 9:
+            doc[rng.choice(["id", "parameters", "outputs"])] = rng.choice(["x", 1, {}, None, [{"name": "x"}]])
+        elif what == 10:
+            inp["extra"] = [1, 2]
+        else:
+            inp["data"] = [rng.choice([None, 1, 2.5, "x", True, [1]]) for _ in range(n)]
+    return doc
+
+
+def test_the_one_pass_v2_form_accepts_only_what_the_checked_decode_accepts(packaged: Packaged) -> None:
+    """Over random edits of valid bodies: whenever the one-pass form takes a body, the pydantic and
+    by-name path accepts it too and gives the same rows; everything else it leaves to that path."""
+    from modelops_serving import protocol_v2
+
+    model, settings = packaged.model, Settings()
+    rng = random.Random(8)
+    taken = left = 0
+    for _ in range(3000):
+        rows = [list(r) for r in rng.sample(packaged.rows, rng.randint(1, 4))]
+        doc = _edit(rng, v2_body(packaged, rows), len(rows))
+        columns = protocol_v2._common_form(doc, model, settings)
+        if columns is None:
+            left += 1
+            continue
+        taken += 1
+        try:
+            fast = rows_from_columns(columns, model, settings)
+        except RequestError as exc:  # a bad value: the checked path names the same one
+            with pytest.raises(RequestError) as checked_exc:
+                _checked_decode(doc, model, settings)
+            assert checked_exc.value.message == exc.message, doc
+            continue
+        checked = _checked_decode(doc, model, settings)
+        np.testing.assert_array_equal(fast.numeric, checked.numeric)
+        assert fast.strings.tolist() == checked.strings.tolist(), doc
+    assert taken > 300 and left > 300, (taken, left)  # both sides of the decision were exercised
+
+
 def matrix(packaged: Packaged, rows: list[list]) -> dict:
     """One row-major 2-D tensor in signature order (BYTES: the protocol's type for mixed values)."""
     flat = [v for r in rows for v in r]

@@ -43,6 +43,9 @@ Kind = Literal["double", "long", "string"]
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 NUMERIC_KINDS = ("double", "long")
+# Each feature kind's tensor datatype in the Open Inference Protocol (V2): the model metadata's, and
+# what a request's tensor usually says (any numeric datatype is accepted for a number).
+V2_DATATYPES = {"double": "FP64", "long": "INT64", "string": "BYTES"}
 # The project's binary convention (modelops.pipeline.dataset.LABELS): label 0 is "good", 1 the positive "bad".
 DEFAULT_BINARY_CLASSES = ("good", "bad")
 DEFAULT_TARGET = "prediction"
@@ -65,6 +68,7 @@ class Layout(NamedTuple):
     # signature positions of the double and the string features; None with a long feature (whose
     # integer check the column-wise path does)
     groups: tuple[list[int], list[int]] | None
+    datatypes: tuple[str, ...]  # per feature: its V2 tensor datatype (a number may come as any numeric one)
 
 
 @dataclass
@@ -132,7 +136,9 @@ class ServedModel:
                 [i for i, f in enumerate(features) if f.kind == "string"],
             )
         names = tuple(f.name for f in features)
-        return Layout(names, frozenset(names), tuple(f.kind in NUMERIC_KINDS for f in features), groups)
+        numeric = tuple(f.kind in NUMERIC_KINDS for f in features)
+        datatypes = tuple(V2_DATATYPES[f.kind] for f in features)
+        return Layout(names, frozenset(names), numeric, groups, datatypes)
 
     @property
     def numeric_names(self) -> tuple[str, ...]:
