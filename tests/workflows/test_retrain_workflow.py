@@ -13,7 +13,7 @@ Each test starts with no open pull request. The first also starts with no retrai
 second keeps the branch the first left, which saves it a second full training of the same data
 (the branch already proposes it on this main, so it is reused; the first test asserts the full
 reproduction). Drift without new data is checked statically here and by exit code in
-tests/unit/test_retrain.py: one more act run was not worth its 30 seconds.
+tests/integration/test_retrain.py: one more act run was not worth its 30 seconds.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def test_the_workflows_are_scheduled_least_privilege_and_share_one_queue() -> No
     jobs = yaml.safe_load((PROJECT_ROOT / MONITOR).read_text())["jobs"]
     assert jobs["monitor"]["permissions"] == {"contents": "read"}
     assert "secrets." not in json.dumps(jobs["monitor"])
-    # Drift with no newer data than main fails the run (exit 18, unit-tested in tests/unit/test_retrain.py):
+    # Drift with no newer data than main fails the run (exit 18, tested in tests/integration/test_retrain.py):
     # retraining on the same data cannot cure drift, so a person must act.
     propose = jobs["propose"]["steps"][-1]["run"]
     assert "--require-new-data" in propose
