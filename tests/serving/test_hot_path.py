@@ -144,17 +144,6 @@ def test_row_and_column_validation_agree_on_random_rows(packaged: Packaged) -> N
         rows_from_columns([list(c) for c in zip(*bad, strict=True)], model, settings)
 
 
-def _checked_decode(payload: dict, model, settings: Settings):
-    """V2's decode without its one-pass form: pydantic, then the by-name checks."""
-    from modelops_serving import protocol_v2
-
-    req = protocol_v2._validated(payload)
-    inputs = req["inputs"]
-    if len(inputs) == 1 and inputs[0]["name"] not in model.layout.known:
-        return protocol_v2._matrix(inputs[0], model, settings)
-    return protocol_v2._per_feature(inputs, model, settings)
-
-
 def _edit(rng: random.Random, body: dict, n: int) -> dict:
     """One or two random changes to a V2 body, valid or not: what a careless client could send."""
     doc = {"inputs": [dict(inp) for inp in body["inputs"]]}
@@ -211,10 +200,10 @@ def test_the_one_pass_v2_form_accepts_only_what_the_checked_decode_accepts(packa
             fast = rows_from_columns(columns, model, settings)
         except RequestError as exc:  # a bad value: the checked path names the same one
             with pytest.raises(RequestError) as checked_exc:
-                _checked_decode(doc, model, settings)
+                protocol_v2.checked_decode(doc, model, settings)
             assert checked_exc.value.message == exc.message, doc
             continue
-        checked = _checked_decode(doc, model, settings)
+        checked, _ = protocol_v2.checked_decode(doc, model, settings)
         np.testing.assert_array_equal(fast.numeric, checked.numeric)
         assert fast.strings.tolist() == checked.strings.tolist(), doc
     assert taken > 300 and left > 300, (taken, left)  # both sides of the decision were exercised

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from modelops_serving.model import V2_DATATYPES, Layout, ServedModel
+from modelops_serving.model import Layout, ServedModel
 from modelops_serving.settings import Settings
 from modelops_serving.validation import (
     FeatureRows,
@@ -158,6 +158,13 @@ def decode(payload: Any, model: ServedModel, settings: Settings) -> tuple[Featur
     columns = _common_form(payload, model, settings)
     if columns is not None:
         return rows_from_columns(columns, model, settings), payload.get("id")
+    return checked_decode(payload, model, settings)
+
+
+def checked_decode(
+    payload: dict[str, Any], model: ServedModel, settings: Settings
+) -> tuple[FeatureRows, str | None]:
+    """`decode` of anything `_common_form` leaves: pydantic's coercions, then the checks by name."""
     req = _validated(payload)
     output = output_name(model)
     outputs = req.get("outputs")
@@ -367,7 +374,10 @@ def metadata(model: ServedModel) -> dict[str, Any]:
         "name": model.name,
         "versions": [model.version],
         "platform": "sklearn",
-        "inputs": [{"name": f.name, "datatype": V2_DATATYPES[f.kind], "shape": [-1]} for f in model.features],
+        "inputs": [
+            {"name": name, "datatype": datatype, "shape": [-1]}
+            for name, datatype in zip(model.layout.names, model.layout.datatypes, strict=True)
+        ],
         "outputs": [
             {
                 "name": output_name(model),
