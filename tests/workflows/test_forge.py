@@ -135,14 +135,25 @@ jobs:
 """
 
 
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `root`: (size, mtime in ns), by relative path."""
+    return {
+        str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in root.rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    }
+
+
 @pytest.mark.slow
 def test_a_job_venv_is_saved_once_and_restored_into_another_forges_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The setup action caches .venv (relocatable) by uv.lock; the stand-in shares it across forges."""
     monkeypatch.setenv("MODELOPS_HARNESS_VENV_CACHE", str(tmp_path / "venvs"))
-    logs = []
+    logs, saved = [], {}
     for name in ("first", "second"):
+        if name == "second":  # what the first job saved, file by file
+            saved = snapshot(tmp_path / "venvs")
         forge = Forge.from_project(tmp_path / name)
         forge.write(".github/workflows/venv.yml", VENV)
         forge.commit("venv workflow", ".github/workflows/venv.yml")
@@ -158,6 +169,8 @@ def test_a_job_venv_is_saved_once_and_restored_into_another_forges_checkout(
     [entry] = (tmp_path / "venvs").iterdir()
     pth = entry / ".venv/lib/python3.12/site-packages/_editable_impl_modelops.pth"
     assert pth.read_text().strip() == f"{saver}/src"  # the second job replaced files, not wrote in them
+    # The restore symlinks package folders into the entry: the second job wrote nothing through them.
+    assert snapshot(tmp_path / "venvs") == saved
     # The saved venv holds the bytecode of modules the saving job never imported (it imports neither
     # MLflow nor scikit-learn), so no later job compiles them again.
     site = entry / ".venv/lib/python3.12/site-packages"

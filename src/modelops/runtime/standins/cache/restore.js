@@ -1,5 +1,5 @@
 // Restore: the exact key, else the newest entry whose key starts with a restore-keys prefix.
-const { fs, path, input, lines, entry, linked, copyTree, cachedPaths, append } = require("./common");
+const { fs, path, input, lines, entry, linked, copyTree, restoreVenv, cachedPaths, append } = require("./common");
 
 const key = input("key");
 const paths = input("path");
@@ -24,7 +24,9 @@ if (fs.existsSync(entry(key))) {
 if (found) {
   for (const p of cachedPaths()) {
     const saved = path.join(found, p.rel);
-    if (fs.existsSync(saved)) copyTree(saved, p.abs, linked(key));
+    if (!fs.existsSync(saved)) continue;
+    if (linked(key)) restoreVenv(saved, p.abs);
+    else copyTree(saved, p.abs, false);
   }
   console.log(`cache stand-in: ${exact ? "hit" : "restored from"} ${decodeURIComponent(path.basename(found))}`);
 } else {
