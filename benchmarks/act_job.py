@@ -30,10 +30,11 @@ CHECKOUT_PIN = next(
     for line in (PROJECT_ROOT / ".github/workflows/ci.yml").read_text().splitlines()
     if "actions/checkout@" in line
 )
+SETUP = "      - uses: ./.github/actions/setup\n"
 STEPS = {
     "checkout": "",
-    "setup": "      - uses: ./.github/actions/setup\n",
-    "command": "      - uses: ./.github/actions/setup\n      - run: uv run --frozen modelops --help > /dev/null\n",
+    "setup": SETUP,
+    "command": SETUP + "      - run: uv run --frozen modelops --help > /dev/null\n",
 }
 
 
@@ -65,7 +66,9 @@ def run(forge: Forge, event: dict, name: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="act-job-"))
