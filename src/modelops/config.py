@@ -357,11 +357,17 @@ def _check_consistency(params: Params, source: str, root: Path = Path()) -> None
 CACHE_ENV = "MODELOPS_CACHE_DIR"
 
 
-def verdicts_dir() -> Path:
-    """$MODELOPS_CACHE_DIR, else $XDG_CACHE_HOME/modelops (~/.cache/modelops), then params-ok/."""
+def cache_root() -> Path:
+    """$MODELOPS_CACHE_DIR, else $XDG_CACHE_HOME/modelops (~/.cache/modelops): what one machine user
+    may share between checkouts."""
     if root := os.environ.get(CACHE_ENV):
-        return Path(root) / "params-ok"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelops/params-ok"
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelops"
+
+
+def verdicts_dir() -> Path:
+    """cache_root()/params-ok/."""
+    return cache_root() / "params-ok"
 
 
 def _check_all_hyperparams(params: Params, source: str) -> None:

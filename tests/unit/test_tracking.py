@@ -196,3 +196,54 @@ def test_latest_runs_returns_the_newest_run_of_each_model(store: str, tmp_path: 
     assert runs["m"]["tracking_uri"] == store
     assert runs["m"]["commit"] == "unknown"
     assert runs["m"]["artifact_uri"].endswith(f"{newest}/artifacts")
+
+
+def _schema_and_rows(db: Path) -> tuple[set[str], dict[str, list[tuple]]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        schema = {sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")}
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        rows = {t: sorted(conn.execute(f"SELECT * FROM {t}")) for t in tables}
+    conn.close()
+    return schema, {t: r for t, r in rows.items() if r}
+
+
+def test_a_missing_store_is_seeded_as_mlflow_would_create_it(
+    empty_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MODELOPS_CACHE_DIR", str(tmp_path / "cache"))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    import mlflow
+
+    uri = tracking.store_uri()
+    assert uri == tracking.tracking_uri() and (repo / "mlflow.db").exists()
+    [template] = (tmp_path / "cache" / "mlflow-stores").iterdir()
+    assert template.name == f"mlflow-{mlflow.__version__}.db"
+    mlflow.MlflowClient(uri).search_experiments()  # MLflow opens it without migrating
+    seeded_schema, seeded = _schema_and_rows(repo / "mlflow.db")
+    built_schema, built = _schema_and_rows(empty_store)  # a store MLflow created from nothing
+    assert seeded_schema == built_schema
+    [(exp_id, name, location, *_rest)] = seeded.pop("experiments")
+    assert (exp_id, name, location) == (0, "Default", f"{repo.resolve()}/mlruns/0")  # this checkout's root
+    built.pop("experiments")
+    assert seeded == built  # alembic's head, the default workspace: nothing else differs
+
+    # The template is built once and reused; an existing store is never replaced.
+    stamp = template.stat().st_mtime_ns
+    (repo / "mlflow.db").write_bytes(b"a team's store")
+    assert tracking.store_uri() == uri and (repo / "mlflow.db").read_bytes() == b"a team's store"
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    tracking.store_uri()
+    assert template.stat().st_mtime_ns == stamp
+    assert (other / "mlflow.db").read_bytes() == template.read_bytes()
+    assert sorted(p.name for p in other.iterdir()) == ["mlflow.db"]  # no temporary file left behind
+    # A server named by MLFLOW_TRACKING_URI is never touched.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    monkeypatch.chdir(tmp_path)
+    assert tracking.store_uri() == "http://mlflow.example:5000" and not (tmp_path / "mlflow.db").exists()

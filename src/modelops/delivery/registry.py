@@ -30,7 +30,7 @@ from typing import Any
 
 from modelops.config import MODEL_NAME
 from modelops.errors import RegistryError
-from modelops.pipeline.tracking import tracking_uri
+from modelops.pipeline.tracking import store_uri, tracking_uri
 
 ENVS = ("staging", "production")
 TAG_HASH, TAG_COMMIT, TAG_PR = "content_hash", "git_commit", "source_pr"
@@ -160,7 +160,7 @@ def _client() -> Any:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    uri = tracking_uri()
+    uri = store_uri()
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

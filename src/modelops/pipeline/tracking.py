@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import sqlite3
 import subprocess
+import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from modelops.config import Params
+from modelops.config import Params, cache_root
 
 DB_FILE = Path("mlflow.db")
 ARTIFACT_DIR = Path("mlartifacts")
@@ -25,6 +29,54 @@ def tracking_uri(root: Path | None = None) -> str:
     """MLFLOW_TRACKING_URI if set, else the repository's SQLite file."""
     root = (root or Path.cwd()).resolve()
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / DB_FILE}"
+
+
+def store_uri() -> str:
+    """`tracking_uri()`, for a client about to open it: a missing SQLite file is seeded first.
+
+    A fresh store runs all of MLflow's migrations (~1-1.5 CPU-s), and every CI job and test
+    repository is a fresh checkout whose store is git-ignored. The seed is an empty store MLflow
+    itself migrated, kept per machine user and MLflow version (see `config.cache_root`); its default
+    experiment is removed, so MLflow creates it on first open with this checkout's artifact root,
+    exactly as it would in a new file.
+    """
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not (db := Path(uri.removeprefix("sqlite:///"))).exists():
+        _seed(db)
+    return uri
+
+
+def _seed(db: Path) -> None:
+    template = cache_root() / "mlflow-stores" / f"mlflow-{version('mlflow')}.db"
+    if not template.exists():
+        _build_template(template)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=db.parent, prefix=f".{db.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(template, tmp)
+        os.link(tmp, db)  # never over a store another process created meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
+def _build_template(template: Path) -> None:
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent) as tmp:
+        db = Path(tmp) / "mlflow.db"
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}", registry_uri=f"sqlite:///{db}")
+        client.search_experiments()
+        client.search_registered_models()
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM experiments")  # the default one: its artifact root is this folder
+        conn.close()
+        os.replace(db, template)  # atomic: a racing builder's template is as good as this one
 
 
 def _git(*args: str) -> str:
@@ -79,7 +131,7 @@ def log_run(name: str, params: Params, outputs: dict[str, str]) -> str:
 
     from modelops.pipeline.outputs import card_file, latency_file, metrics_file, package_dir, plots_dir
 
-    uri = tracking_uri()
+    uri = store_uri()
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     experiment_id = _experiment(client, params.mlflow.experiment, uri)
@@ -123,7 +175,7 @@ def latest_runs(params: Params) -> dict[str, dict[str, Any]]:
     """The newest logged run of every model, for `modelops show`."""
     import mlflow
 
-    uri = tracking_uri()
+    uri = store_uri()
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(params.mlflow.experiment)
     result: dict[str, dict[str, Any]] = {}
