@@ -198,11 +198,17 @@ def test_latest_runs_returns_the_newest_run_of_each_model(store: str, tmp_path: 
     assert runs["m"]["artifact_uri"].endswith(f"{newest}/artifacts")
 
 
-def _schema_and_rows(db: Path) -> tuple[set[str], dict[str, list[tuple]]]:
+def _schema_and_rows(db: Path) -> tuple[set[tuple[str, ...]], dict[str, list[tuple]]]:
+    """Each table's and index's definition as a sorted set of its clauses (MLflow's own migrations
+    write a table's constraints in an order that varies from one process to the next), and the rows
+    of every non-empty table."""
     import sqlite3
 
     with sqlite3.connect(db) as conn:
-        schema = {sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")}
+        schema = {
+            tuple(sorted(line.strip().rstrip(",").strip() for line in sql.splitlines()))
+            for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+        }
         tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         rows = {t: sorted(conn.execute(f"SELECT * FROM {t}")) for t in tables}
     conn.close()
