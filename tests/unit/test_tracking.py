@@ -249,6 +249,13 @@ def test_a_missing_store_is_seeded_as_mlflow_would_create_it(
     assert template.stat().st_mtime_ns == stamp
     assert (other / "mlflow.db").read_bytes() == template.read_bytes()
     assert sorted(p.name for p in other.iterdir()) == ["mlflow.db"]  # no temporary file left behind
+    # A cache that cannot be written leaves the store to MLflow, as before seeding existed.
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("MODELOPS_CACHE_DIR", str(tmp_path / "not-a-folder"))
+    third = tmp_path / "third"
+    third.mkdir()
+    monkeypatch.chdir(third)
+    assert tracking.store_uri() == f"sqlite:///{third.resolve()}/mlflow.db" and not any(third.iterdir())
     # A server named by MLFLOW_TRACKING_URI is never touched.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     monkeypatch.chdir(tmp_path)

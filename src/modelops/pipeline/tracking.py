@@ -38,11 +38,15 @@ def store_uri() -> str:
     repository is a fresh checkout whose store is git-ignored. The seed is an empty store MLflow
     itself migrated, kept per machine user and MLflow version (see `config.cache_root`); its default
     experiment is removed, so MLflow creates it on first open with this checkout's artifact root,
-    exactly as it would in a new file.
+    exactly as it would in a new file. Seeding is only a saving: if the cache or the copy fails
+    (a read-only home, a filesystem without hard links), MLflow creates the store itself.
     """
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not (db := Path(uri.removeprefix("sqlite:///"))).exists():
-        _seed(db)
+        try:
+            _seed(db)
+        except (OSError, sqlite3.Error) as exc:
+            logging.getLogger(__name__).debug("MLflow store %s not seeded (%s): MLflow creates it", db, exc)
     return uri
 
 
