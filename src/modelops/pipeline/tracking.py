@@ -74,9 +74,8 @@ def _build_template(template: Path) -> None:
     template.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=template.parent) as tmp:
         db = Path(tmp) / "mlflow.db"
-        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}", registry_uri=f"sqlite:///{db}")
-        client.search_experiments()
-        client.search_registered_models()
+        # One alembic chain migrates the tracking and the registry tables alike.
+        mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()
         with sqlite3.connect(db) as conn:
             conn.execute("DELETE FROM experiments")  # the default one: its artifact root is this folder
         conn.close()
