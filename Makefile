@@ -58,7 +58,10 @@ lint: setup
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
 mlflow-ui: setup  ## browse the runs in the repository's SQLite store
-	$(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $${PORT:-5000}
+	@# One worker and no GenAI job runner: a laptop's read-only browser needs neither, and MLflow's
+	@# defaults (4 workers, ~7 job-runner processes, each importing MLflow) cost ~30 CPU-s to start.
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db \
+	  --host 127.0.0.1 --port $${PORT:-5000} --workers 1
 
 bench: setup  ## benchmarks/pipeline.py: wall time, peak memory, DVC overhead
 	$(RUN) python benchmarks/pipeline.py
