@@ -15,6 +15,7 @@ import pytest
 
 from modelops.delivery.patches import Extra, Release, render_state
 from modelops.runtime.forge import VENV_BIN, Forge
+from tests import inprocess
 
 MODEL, ENV = "credit-hgb", "staging"
 PATCH = f"gitops/envs/{ENV}/{MODEL}.yaml"
@@ -72,15 +73,12 @@ class Site:
 
     def conclude(self, analysis: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`modelops conclude` in the clone, with the forge's `gh` stand-in and a token on PATH."""
-        env = os.environ | {
+        env = {
             "PATH": os.pathsep.join([str(self.forge.state / "bin"), str(VENV_BIN), os.environ["PATH"]]),
             "GH_TOKEN": "fake-token",
         }
-        cmd = ["modelops", "conclude", MODEL, "--env", ENV, "--analysis", str(analysis)]
-        proc = subprocess.run(cmd, cwd=self.work, env=env, capture_output=True, text=True)
-        if check:
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
+        args = ["conclude", MODEL, "--env", ENV, "--analysis", str(analysis)]
+        return inprocess.modelops(args, self.work, env, check=check)
 
     def gh(self) -> list[list[str]]:
         """The `gh` calls so far (argv)."""

@@ -23,7 +23,7 @@ from modelops.monitoring import drift, logs, outcomes
 from modelops.params_after import MonitorParams
 from modelops.pipeline import dataset, reference
 from modelops.pipeline.evaluate import predict
-from tests import inference_log, outcome_log
+from tests import inference_log, inprocess, outcome_log
 from tests.conftest import run
 
 POLICY = MonitorParams()
@@ -143,8 +143,8 @@ def monitor(repo: Path, tmp_path: Path, logs: Path, *extra: str, models=MODELS):
     out = tmp_path / "out"
     env = {"MODELOPS_ARTIFACT_STORE": str(tmp_path / "empty-store")}  # the local model's hash must match
     chosen = [arg for name in models for arg in ("--model", name)]
-    cmd = ["modelops", "monitor", "--env", "staging", "--logs", str(logs), "--out", str(out), *chosen, *extra]
-    return run(cmd, repo, check=False, env=env), out
+    args = ["monitor", "--env", "staging", "--logs", str(logs), "--out", str(out), *chosen, *extra]
+    return inprocess.modelops(args, repo, env, check=False), out
 
 
 @pytest.mark.parametrize("drifted", ["concrete-hgb", "hpc-forest"])

@@ -14,6 +14,7 @@ from modelops_serving.integrity import tree_hash
 from modelops.monitoring.logs import MonitorError
 from modelops.monitoring.verdict import DriftDetected
 from modelops.workspace import PROJECT_ROOT
+from tests import inprocess
 from tests.conftest import run
 
 MODEL, DATASET = "concrete-hgb", "concrete"
@@ -54,7 +55,7 @@ def healthy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def monitor(tmp: Path, source: Path, output: Path, *extra: str) -> tuple[int, str, dict]:
     out = tmp / "report"
-    proc = run(
+    proc = inprocess.run(
         [
             "modelops",
             "monitor",
@@ -107,7 +108,7 @@ def test_what_cannot_be_judged_is_named(tmp_path: Path, healthy: tuple[Path, Pat
         bad.write_text("{}")
         code, out, _ = monitor(tmp_path, bad, output)
         assert code == MonitorError.exit_code and f"{bad}: expected a .csv or .parquet file" in out
-    proc = run(["modelops", "monitor", "--batch-input", str(source)], ROOT, check=False)
+    proc = inprocess.run(["modelops", "monitor", "--batch-input", str(source)], ROOT, check=False)
     assert proc.returncode == MonitorError.exit_code and "go together" in proc.stderr
 
 

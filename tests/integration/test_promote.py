@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import inprocess
 from tests.conftest import clone_with_outputs, run
 from tests.gitops_models import add_manifests
 
@@ -25,7 +26,7 @@ def deploy(trained_repo: Path, tmp_path: Path) -> dict:
 
 
 def modelops(d: dict, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return run(["modelops", *args], cwd or d["work"], check=check, env=d["env"])
+    return inprocess.modelops(list(args), cwd or d["work"], d["env"], check=check)
 
 
 def head(repo: Path) -> str:

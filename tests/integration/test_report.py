@@ -18,6 +18,7 @@ from modelops import tasks
 from modelops.config import load_params
 from modelops.review import gate, uncertainty
 from modelops.review.uncertainty import Intervals
+from tests import inprocess
 from tests.conftest import clone_with_outputs, run
 
 MODELS = ["credit-hgb", "hpc-forest", "concrete-hgb"]
@@ -57,7 +58,7 @@ def test_a_pr_changing_one_model_reports_and_gates_that_model_only(
     model = "credit-hgb"
 
     def modelops(*args: str, check: bool = True):
-        return run(["modelops", *args], work, check=check, env=env)
+        return inprocess.modelops(list(args), work, env, check=check)
 
     modelops("promote", model, "--env", "production")
     uri, digest = production(work, model)
@@ -167,7 +168,7 @@ def test_a_pr_changing_one_model_reports_and_gates_that_model_only(
     (tmp_path / "again").mkdir()
     again, _ = clone_with_outputs(work, tmp_path / "again" / "work")  # the branch and its outputs
     assert run(["git", "branch", "--show-current"], again).stdout.strip() == "fewer-rounds"
-    run(["modelops", "report", "--base", "main", "--env", "production"], again, env=env)
+    inprocess.modelops(["report", "--base", "main", "--env", "production"], again, env)
     second = json.loads((again / "report/report.json").read_text())["models"][model]
     for key in ("metrics", "deltas"):
         assert json.dumps(second[key], sort_keys=True) == json.dumps(entry[key], sort_keys=True), key
@@ -185,7 +186,7 @@ def test_a_gate_change_re_gates_its_tasks_models_and_no_change_passes(
     work, env = clone_with_outputs(trained_repo, tmp_path / "work")
 
     def modelops(*args: str, check: bool = True):
-        return run(["modelops", *args], work, check=check, env=env)
+        return inprocess.modelops(list(args), work, env, check=check)
 
     main_metrics = json.loads((work / "models/concrete-hgb/metrics.json").read_text())
 

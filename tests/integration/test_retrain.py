@@ -15,6 +15,7 @@ from modelops.declarations import load_dataset, parse_dataset
 from modelops.errors import DeclarationError, ParamsError
 from modelops.monitoring import retrain
 from modelops.workspace import PROJECT_ROOT
+from tests import inprocess
 from tests.conftest import clone_with_outputs, declaration, make_params, make_pipeline_repo, run
 
 LOCK = """\
@@ -248,7 +249,7 @@ def test_unchanged_data_makes_no_commit_and_leaves_the_repo_as_it_was(ingested: 
     exports.mkdir()
     shutil.copy(repo / "data/credit/raw.csv", exports / "credit.csv")  # the "new" export is main's data
 
-    proc = run(
+    proc = inprocess.run(
         ["modelops", "retrain", "--dataset", "credit", "--require-new-data"],
         repo,
         check=False,
@@ -269,12 +270,12 @@ def test_unchanged_data_makes_no_commit_and_leaves_the_repo_as_it_was(ingested: 
     assert "Data and pipelines are up to date" in run(["dvc", "status", "ingest"], repo).stdout
 
     # Several datasets and no choice: a clear error, nothing done.
-    proc = run(["modelops", "retrain"], repo, check=False)
+    proc = inprocess.run(["modelops", "retrain"], repo, check=False)
     assert (
         proc.returncode == 17 and "more than one dataset is declared (credit, hpc, concrete)" in proc.stderr
     )
     # One file for several datasets cannot be right.
-    proc = run(
+    proc = inprocess.run(
         ["modelops", "retrain", "--all-datasets"],
         repo,
         check=False,
@@ -285,7 +286,7 @@ def test_unchanged_data_makes_no_commit_and_leaves_the_repo_as_it_was(ingested: 
     # Without --require-new-data (retrain.yml): every declared source re-ingested, the same, a success;
     # no branch is created.
     run(["git", "branch", "-D", "retrain/credit"], repo)
-    proc = run(["modelops", "retrain", "--all-datasets"], repo)
+    proc = inprocess.run(["modelops", "retrain", "--all-datasets"], repo)
     for name in ("credit", "hpc", "concrete"):
         assert (
             f"{name}: no new data: data/{name}/raw.csv from data/{name}/dataset.yaml source: packaged"
@@ -307,7 +308,7 @@ def test_a_new_snapshot_is_proposed_for_its_dataset_and_retrains_only_its_models
     export.parent.mkdir()
     pd.concat([raw, new]).to_csv(export, index=False, lineterminator="\n")
 
-    proc = run(
+    proc = inprocess.run(
         ["modelops", "retrain", "--dataset", "concrete"],
         repo,
         env={"MODELOPS_DATA_SNAPSHOT": str(tmp_path / "exports" / "{dataset}.csv")},
