@@ -31,13 +31,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 from modelops_serving import auth, ids, protocol_v1
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -140,18 +141,25 @@ class Router:
         self.table = Table()
         self.refused: Counter[str] = Counter()  # requests refused for want of a good bearer token
         self._timeout = timeout_s
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
+        # aiohttp, not httpx: forwarding at 16 in flight cost ~3 ms of CPU a request through
+        # httpx's connection pool and ~0.2 ms through aiohttp's (docs/runtime.md). Bodies pass
+        # through as the server encoded them; the client's own headers are the only ones sent.
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256),
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
 
     async def close(self) -> None:
         if self._mirrors:
             await asyncio.wait(self._mirrors, timeout=5)
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
     async def drained(self, backends: list[Backend], timeout_s: float) -> bool:
         """Wait until none of `backends` has a request in flight; False if the timeout passed first."""
@@ -220,19 +228,19 @@ class Router:
         assert self._client is not None, "Router.start() first"
         backend.inflight += 1
         backend.requests += traffic
+        url = URL(backend.url + path + (f"?{query}" if query else ""), encoded=True)
         try:
-            upstream = await self._client.request(
-                method, backend.url + path, params=query or None, headers=headers, content=body
-            )
-        except httpx.HTTPError as exc:
+            async with self._client.request(method, url, headers=headers, data=body) as upstream:
+                content, status = await upstream.read(), upstream.status
+                out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+        except (aiohttp.ClientError, TimeoutError) as exc:
             backend.errors += traffic
             return _error(502, f"predictor at {backend.url} did not answer: {type(exc).__name__}: {exc}")
         finally:
             backend.inflight -= 1
-        if upstream.status_code >= 500:
+        if status >= 500:
             backend.errors += traffic
-        out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
-        return Response(upstream.content, upstream.status_code, headers=out)
+        return Response(content, status, headers=out)
 
     def _mirror(
         self, shadow: Predictor, method: str, path: str, query: str, headers: dict[str, str], body: bytes

@@ -9,6 +9,7 @@ what a team's own ground-truth pipeline would do later, in bulk.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -54,24 +55,30 @@ async def _send(
     picks: np.ndarray,
     headers: dict[str, str],
 ) -> Counter[str]:
-    import httpx
+    import aiohttp  # ~15x less CPU a request than httpx's pool at 16 in flight (docs/runtime.md)
 
     by_version: Counter[str] = Counter()
     limit = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(base_url=endpoint, timeout=30, headers=headers) as client:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(endpoint, timeout=timeout, headers=headers) as client:
+
+        async def post(path: str, body: dict) -> tuple[int, Any, str]:
+            async with client.post(path, json=body) as answer:
+                text = await answer.text()
+                return answer.status, answer.headers, text
 
         async def one(i: int) -> None:
             async with limit:
                 body = {"data": {"names": names, "ndarray": [values[i]]}}
-                answer = await client.post(PREDICT.format(env=env, model=model), json=body)
-                if answer.status_code != 200:
-                    raise TrafficError(f"prediction: {answer.status_code} {answer.text}")
-                puid = answer.json()["meta"]["puid"]
-                by_version[answer.headers.get("x-model-version", "?")] += 1
+                status, answered, text = await post(PREDICT.format(env=env, model=model), body)
+                if status != 200:
+                    raise TrafficError(f"prediction: {status} {text}")
+                puid = json.loads(text)["meta"]["puid"]
+                by_version[answered.get("x-model-version", "?")] += 1
                 feedback = {"response": {"meta": {"puid": puid}}, "truth": {"data": {"ndarray": [truth[i]]}}}
-                fed = await client.post(FEEDBACK.format(env=env, model=model), json=feedback)
-                if fed.status_code != 200:
-                    raise TrafficError(f"feedback for {puid}: {fed.status_code} {fed.text}")
+                status, _, text = await post(FEEDBACK.format(env=env, model=model), feedback)
+                if status != 200:
+                    raise TrafficError(f"feedback for {puid}: {status} {text}")
 
         await asyncio.gather(*(one(int(i)) for i in picks))
     return by_version
