@@ -45,7 +45,9 @@ def rule_lines(plan: rule.Plan, margins: CanaryMargins) -> list[str]:
         f"a canary worse by the margin is promoted with probability at most {plan.beta:g}. "
         "var_main is main's variance, var_alt the alternative's (a share p + margin; a loss (1 + "
         "ratio) times main's), estimated from both predictors' samples pooled; shares add Fleiss' "
-        "continuity correction for the exact test.",
+        "continuity correction for the exact test. `slow` counts effective samples: each "
+        "predictor's requests divided by the dispersion of its slow share over time blocks (at least "
+        "1), since a stalled server answers a burst of requests slowly together.",
         "",
         f"Margins (`canary.margins`): error_rate {m['error_rate']:g}, slow_rate {m['slow_rate']:g}, "
         f"online_error {m['online_error']:g} (absolute shares); online_abs_error_ratio "

@@ -192,30 +192,58 @@ def online_check(
 # --------------------------------------------------------------------------- counters
 
 
+BLOCKS = 30  # time blocks the slow check's dispersion is estimated over, when it first could decide
+
+
 def counter_checks(
     source: Source, pair: Pair, plan: rule.Plan, margins: CanaryMargins, since: datetime, until: datetime
 ) -> list[rule.Result]:
     """`errors` and `slow`, each decided at the first moment both predictors had its n_req (both
-    sources keep history), else, while waiting, on the counters up to `until`."""
-    main_hash, canary_hash = pair.hashes
-    Evidence = tuple[float, tuple[float, float], tuple[float, float], str]
+    sources keep history), else, while waiting, on the counters up to `until`.
 
-    def errors(at: datetime) -> Evidence | None:
+    `slow` counts effective samples: each predictor's requests divided by the dispersion of its
+    slow share over time blocks (`rule.dispersion`), since latency comes in bursts (a descheduled
+    server). `errors` does not: a burst of 5xx is the canary's own failure, and is the signal."""
+    main_hash, canary_hash = pair.hashes
+    # Whole seconds after `since`, whatever `until` is: a later look bisects the same instants.
+    seconds = range(1, max(math.ceil((until - since).total_seconds()), 1) + 1)  # the last is `until`
+
+    def moment(s: float) -> datetime:
+        return min(since + timedelta(seconds=s), until)
+
+    def errors(at: datetime) -> Evidence:
         c = source.counts(at)
         m, k = c[main_hash], c[canary_hash]
-        return margins.error_rate, (m.errors, m.requests), (k.errors, k.requests), ""
+        return Evidence(margins.error_rate, (m.errors, m.requests), (k.errors, k.requests))
 
-    def slow(at: datetime) -> Evidence | None:
+    def slow(at: datetime, width: int | None = None) -> Evidence | None:
+        """At `at`; with `width`, over blocks of that many seconds (the last one may be shorter)."""
         c = source.counts(at)
         m, k = c[main_hash], c[canary_hash]
         bound = slow_bound(m, k)
         if bound is None:
             return None
         note = f"slower than {bound:g} s, the bucket bound at or above the p95 of both pooled"
-        return margins.slow_rate, (m.above(bound), m.timed), (k.above(bound), k.timed), note
+        found = Evidence(margins.slow_rate, (m.above(bound), m.timed), (k.above(bound), k.timed), note)
+        if width is None:
+            return found
+        edges = [moment(s) for s in range(width, math.ceil((at - since).total_seconds()), width)]
+        blocks = [source.counts(t) for t in [*edges, at]]
+        phi = tuple(
+            rule.dispersion(
+                np.diff([0.0] + [b[h].above(bound) for b in blocks]),
+                np.diff([0.0] + [b[h].timed for b in blocks]),
+            )
+            for h in pair.hashes
+        )
+        note += (
+            f"; dispersion over {len(blocks)} blocks of {width} s: main {phi[0]:.2f}, canary {phi[1]:.2f} "
+            f"(effective samples {found.main[1] / phi[0]:,.0f} and {found.canary[1] / phi[1]:,.0f})"
+        )
+        return replace(found, note=note, dispersion=(phi[0], phi[1]))
 
     def ready(evidence: Evidence | None) -> bool:
-        return evidence is not None and rule.counts_ready(plan, *evidence[:3])
+        return evidence is not None and rule.counts_ready(plan, *evidence.counts, evidence.dispersion)
 
     def judged(name: str, evidence: Evidence | None, at: datetime, samples: str) -> rule.Result:
         if evidence is None:  # slow, with no bound: nothing timed yet, or a p95 off the histogram
@@ -224,26 +252,49 @@ def counter_checks(
             note = "the p95 is above the largest latency bucket" if timed else "no timed requests yet"
             status = "inactive" if timed >= 2 * plan.min_samples else "wait"
             return rule.Result(name, "proportion", status, margins.slow_rate, samples=samples, note=note)
-        found = rule.counts(name, plan, *evidence[:3], samples)
-        return replace(found, note="; ".join(x for x in (evidence[3], found.note) if x))
+        found = rule.counts(name, plan, *evidence.counts, samples, evidence.dispersion)
+        return replace(found, note="; ".join(x for x in (evidence.note, found.note) if x))
 
-    # Whole seconds after `since`, whatever `until` is: a later look bisects the same instants.
-    seconds = range(1, max(math.ceil((until - since).total_seconds()), 1) + 1)  # the last is `until`
-
-    def moment(s: int) -> datetime:
-        return min(since + timedelta(seconds=s), until)
-
+    waiting = f"counters {_span(since, until)}"
     results = []
-    for name, evidence in (("errors", errors), ("slow", slow)):
-        at = rule.earliest(lambda s, evidence=evidence: ready(evidence(moment(s))), seconds)
-        if at is None:
-            results.append(judged(name, evidence(until), until, f"counters {_span(since, until)}"))
-        else:
-            first = moment(at)
-            results.append(
-                judged(name, evidence(first), first, f"counters {_span(since, first)} (first n_req)")
-            )
+    at = rule.earliest(lambda s: ready(errors(moment(s))), seconds)
+    if at is None:
+        results.append(judged("errors", errors(until), until, waiting))
+    else:
+        first = moment(at)
+        results.append(
+            judged("errors", errors(first), first, f"counters {_span(since, first)} (first n_req)")
+        )
+    # slow: the first second its raw counts have n_req (bisected, as errors) fixes the block width
+    # (at most BLOCKS blocks up to then); from there, block by block, the first whose effective
+    # samples have n_req. Each step reads only what came before it: a later look finds the same.
+    at = rule.earliest(lambda s: ready(slow(moment(s))), seconds)
+    width = max(1, math.ceil(at / BLOCKS)) if at is not None else max(1, math.ceil(seconds[-1] / BLOCKS))
+    whole = int((until - since).total_seconds())  # candidates are whole seconds, never a partial one
+    for s in range(math.ceil(at / width) * width, whole + 1, width) if at is not None else ():
+        found = slow(moment(s), width)
+        if ready(found):
+            first = moment(s)
+            results.append(judged("slow", found, first, f"counters {_span(since, first)} (first n_req)"))
+            break
+    else:
+        results.append(judged("slow", slow(until, width), until, waiting))
     return results
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One share check's counters at a moment: (events, requests) of main and of the canary."""
+
+    margin: float
+    main: tuple[float, float]
+    canary: tuple[float, float]
+    note: str = ""
+    dispersion: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def counts(self) -> tuple[float, tuple[float, float], tuple[float, float]]:
+        return self.margin, self.main, self.canary
 
 
 def _span(since: datetime, until: datetime) -> str:

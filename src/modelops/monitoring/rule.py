@@ -295,24 +295,64 @@ def counts_required(
     return plan.n_required(float(share_variance(pooled, margin)), margin, share=True)
 
 
-def counts_ready(plan: Plan, margin: float, main: tuple[float, float], canary: tuple[float, float]) -> bool:
-    """Whether both predictors have the share check's n_req."""
+def counts_ready(
+    plan: Plan,
+    margin: float,
+    main: tuple[float, float],
+    canary: tuple[float, float],
+    dispersion: tuple[float, float] = (1.0, 1.0),
+) -> bool:
+    """Whether both predictors have the share check's n_req (effective samples: requests / dispersion)."""
+    main, canary = _effective(main, dispersion[0]), _effective(canary, dispersion[1])
     n_req = counts_required(plan, margin, main, canary)
     return main[1] >= n_req and canary[1] >= n_req
 
 
+def dispersion(events: Sequence[float], requests: Sequence[float]) -> float:
+    """How much more one predictor's share varies between time blocks than independent requests
+    would let it: Pearson's X^2 over the blocks with requests / (blocks - 1), floored at 1 (the
+    quasi-binomial dispersion; 1 with fewer than two such blocks, or a share of 0 or 1).
+
+    Its requests then count as requests / dispersion independent ones (the design effect). Latency
+    needs it: a server descheduled on a busy node answers a burst of requests slowly together, and a
+    second of such a burst counted as hundreds of independent samples aborted healthy canaries far
+    more often than alpha (tests/unit/test_canary_rule.py measures both)."""
+    x, n = np.asarray(events, dtype="float64"), np.asarray(requests, dtype="float64")
+    x, n = x[n > 0], n[n > 0]
+    if len(n) < 2:
+        return 1.0
+    p = float(x.sum() / n.sum())
+    if not 0.0 < p < 1.0:
+        return 1.0
+    pearson = float(np.sum(np.square(x - n * p) / (n * p * (1 - p))))
+    return max(1.0, pearson / (len(n) - 1))
+
+
+def _effective(counts: tuple[float, float], factor: float) -> tuple[float, float]:
+    return counts[0] / factor, counts[1] / factor
+
+
 def counts(
-    name: str, plan: Plan, margin: float, main: tuple[float, float], canary: tuple[float, float], samples: str
+    name: str,
+    plan: Plan,
+    margin: float,
+    main: tuple[float, float],
+    canary: tuple[float, float],
+    samples: str,
+    dispersion: tuple[float, float] = (1.0, 1.0),
 ) -> Result:
-    """A share check on counters: (events, requests) per predictor."""
+    """A share check on counters: (events, requests) per predictor. With a `dispersion` per
+    predictor above 1, n_req and Fisher's test count effective samples (both counts divided by it);
+    the arms still show the counters as they are."""
     (x_m, n_m), (x_c, n_c) = main, canary
     p_m = x_m / n_m if n_m else 0.0
     p_c = x_c / n_c if n_c else 0.0
-    n_req = counts_required(plan, margin, main, canary)
+    (ex_m, en_m), (ex_c, en_c) = _effective(main, dispersion[0]), _effective(canary, dispersion[1])
+    n_req = counts_required(plan, margin, (ex_m, en_m), (ex_c, en_c))
     arms = Arm(n_m, p_m, p_m * (1 - p_m), x_m), Arm(n_c, p_c, p_c * (1 - p_c), x_c)
-    if n_m < n_req or n_c < n_req:
-        return _waiting(name, "proportion", plan, margin, n_req, *arms, samples, _short(n_req, n_m, n_c))
-    test = proportion_test(x_m, n_m, x_c, n_c)
+    if en_m < n_req or en_c < n_req:
+        return _waiting(name, "proportion", plan, margin, n_req, *arms, samples, _short(n_req, en_m, en_c))
+    test = proportion_test(ex_m, en_m, ex_c, en_c)
     return _decided(name, "proportion", plan, margin, n_req, *arms, test, samples)
 
 
