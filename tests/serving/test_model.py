@@ -254,3 +254,43 @@ def test_every_shipped_model_loads_with_its_fast_path(name: str, trained_repo: P
     assert model.fast_path
     rows = generate_rows(model, 50, seed=1)
     np.testing.assert_allclose(model.predict(rows), model.predict_pipeline(rows), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression", "stumps"])
+def test_the_tree_walk_equals_the_estimator_on_missing_and_infinite_values(kind: str) -> None:
+    """The numpy walk settles missing values before walking (NaN as -inf for nodes that send them
+    left): trees that send them either way, +-inf, trees of every depth and trees with no split."""
+    from types import SimpleNamespace
+
+    from modelops_serving.fastpath import SMALL_BATCH_ROWS, _small_batch_trees
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(600, 4))
+    score = x[:, 0] + np.where(np.isnan(x[:, 1]), 0.0, x[:, 1] ** 2)
+    x[rng.random(600) < 0.2, 0] = np.nan  # missing rows of a low score (sent one way) ...
+    x[(score > 1) & (rng.random(600) < 0.4), 2] = np.nan  # ... and of a high one (the other way)
+    options = {"max_iter": 25, "max_leaf_nodes": 9, "random_state": 0}
+    if kind == "stumps":  # no leaf may be this small: every tree is its root alone
+        options["min_samples_leaf"] = 400
+    if kind == "regression":
+        estimator = HistGradientBoostingRegressor(**options).fit(x, score)
+    else:
+        edges = [0.0, 1.0] if kind == "multiclass" else [0.0]
+        estimator = HistGradientBoostingClassifier(**options).fit(x, np.digitize(score, edges))
+    walk = _small_batch_trees(estimator, SimpleNamespace(is_classifier=kind != "regression"))
+    assert walk is not None
+    nodes = np.concatenate([p.nodes for it in estimator._predictors for p in it])
+    splits = nodes[~nodes["is_leaf"].astype(bool)]
+    if kind == "stumps":
+        assert len(splits) == 0
+    else:
+        assert set(splits["missing_go_to_left"].astype(bool)) == {True, False}, "both ways exercised"
+    test = rng.normal(size=(SMALL_BATCH_ROWS, 4))
+    test[rng.random(test.shape) < 0.25] = np.nan
+    test[0, 0], test[1, 1], test[2, 2] = np.inf, -np.inf, np.inf
+    expected = estimator.predict(test)[:, None] if kind == "regression" else estimator.predict_proba(test)
+    for n in (1, 5, SMALL_BATCH_ROWS):
+        got = walk(test[:n])
+        assert got.shape == expected[:n].shape and got.flags.c_contiguous
+        np.testing.assert_allclose(got, expected[:n], rtol=1e-12, atol=1e-12)
