@@ -52,7 +52,7 @@ def test_every_estimator_loads_its_task_with_a_verified_fast_path(task_models, k
         assert model.classes == model.outputs == GRADES == tuple(packaged.pipeline.classes_)
     assert model.fast_path, "every estimator of the project has a numpy fast path"
     width = len(model.outputs)
-    for n in (1, 7, 24, 25, 300):  # both branches: all trees at once (<= 24 rows) and sklearn's
+    for n in (1, 7, 64, 65, 300):  # both branches: all trees at once (<= 64 rows) and sklearn's
         rows = generate_rows(model, n, seed=n)
         got = model.predict(rows)
         assert got.shape == (n, width) and got.dtype == np.float64

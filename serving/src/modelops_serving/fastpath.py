@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 Fast = Callable[[FeatureRows], np.ndarray]
 CHECK_ROWS = 400
-# Below this many rows all trees are walked at once in numpy; above it sklearn's Cython loop is faster.
-SMALL_BATCH_ROWS = 24
+# Up to this many rows (the default batch size) all trees are walked at once in numpy: 4x sklearn's
+# per-tree Cython calls at 64 rows, 2x at 256 (benchmarks/tree_walk.py). At 24, batches of 25-64
+# rows went to sklearn in the thread: single rows at c=64 measured 8,507 -> 9,273 req/s with 64.
+SMALL_BATCH_ROWS = 64
 _CHUNK = 7  # the verification's small batches (<= SMALL_BATCH_ROWS: the all-trees walk)
 # From this many rows, categorical columns are factorized before the lookup (below CHECK_ROWS, so
 # the verification's whole-batch call takes this branch and its small batches the other).
