@@ -50,8 +50,10 @@ def main() -> None:
             np.testing.assert_allclose(walk(part), estimator.predict_proba(part), rtol=1e-9)
             ours = best_us(walk, part, args.repeat)
             theirs = best_us(estimator.predict_proba, part, args.repeat)
-            rows.append({"rows": n, "walk_us": round(ours, 1), "sklearn_us": round(theirs, 1)})
-            rows[-1]["speedup"] = round(theirs / ours, 2)
+            speedup = round(theirs / ours, 2)
+            rows.append(
+                {"rows": n, "walk_us": round(ours, 1), "sklearn_us": round(theirs, 1), "speedup": speedup}
+            )
     print(f"small batches (<= {SMALL_BATCH_ROWS} rows) take the walk in the server\n")
     print("| rows | numpy walk µs | scikit-learn µs | speed-up |\n|---:|---:|---:|---:|")
     for r in rows:

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import fsspec
 import numpy as np
 import pytest
 import yaml
 from modelops_serving.batching import Batcher
-from modelops_serving.fastpath import generate_rows
+from modelops_serving.fastpath import SMALL_BATCH_ROWS, _small_batch_trees, generate_rows
 from modelops_serving.integrity import tree_hash
 from modelops_serving.model import FeatureRows, ModelLoadError, load_model
 from modelops_serving.settings import Settings
@@ -260,16 +261,13 @@ def test_every_shipped_model_loads_with_its_fast_path(name: str, trained_repo: P
 def test_the_tree_walk_equals_the_estimator_on_missing_and_infinite_values(kind: str) -> None:
     """The numpy walk settles missing values before walking (NaN as -inf for nodes that send them
     left): trees that send them either way, +-inf, trees of every depth and trees with no split."""
-    from types import SimpleNamespace
-
-    from modelops_serving.fastpath import SMALL_BATCH_ROWS, _small_batch_trees
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(600, 4))
-    score = x[:, 0] + np.where(np.isnan(x[:, 1]), 0.0, x[:, 1] ** 2)
-    x[rng.random(600) < 0.2, 0] = np.nan  # missing rows of a low score (sent one way) ...
-    x[(score > 1) & (rng.random(600) < 0.4), 2] = np.nan  # ... and of a high one (the other way)
+    score = x[:, 0] + x[:, 1] ** 2
+    x[rng.random(600) < 0.2, 0] = np.nan  # missing at random ...
+    x[(score > 1) & (rng.random(600) < 0.4), 2] = np.nan  # ... and only where the score is high
     options = {"max_iter": 25, "max_leaf_nodes": 9, "random_state": 0}
     if kind == "stumps":  # no leaf may be this small: every tree is its root alone
         options["min_samples_leaf"] = 400
