@@ -209,6 +209,62 @@ def test_the_one_pass_v2_form_accepts_only_what_the_checked_decode_accepts(packa
     assert taken > 300 and left > 300, (taken, left)  # both sides of the decision were exercised
 
 
+def test_the_bytes_decode_takes_only_what_the_parsed_decode_gives_alike(packaged: Packaged) -> None:
+    """protocol_v2_bytes (msgspec, straight from the body) against orjson then protocol_v2.decode,
+    over random edits of valid bodies and over bodies only bytes can be (a key twice, ints past
+    64 bits, spacing): whenever the bytes decode takes a body, the parsed one gives the same rows and
+    id, or the same error; every other body it leaves to the parsed path."""
+    import orjson
+    from modelops_serving import protocol_v2, protocol_v2_bytes
+
+    model, settings = packaged.model, Settings()
+
+    def same(body: bytes) -> bool:
+        """Whether the bytes decode took the body (then checked against the parsed one)."""
+        try:
+            fast = protocol_v2_bytes.decode(body, model, settings)
+        except RequestError as exc:  # a bad value: the parsed path refuses it with the same words
+            with pytest.raises(RequestError) as parsed_exc:
+                protocol_v2.decode(orjson.loads(body), model, settings)
+            assert parsed_exc.value.message == exc.message, body
+            return True
+        if fast is None:
+            return False
+        parsed, parsed_id = protocol_v2.decode(orjson.loads(body), model, settings)
+        np.testing.assert_array_equal(fast[0].numeric, parsed.numeric)
+        assert fast[0].strings.tolist() == parsed.strings.tolist(), body
+        assert fast[1] == parsed_id and type(fast[1]) is type(parsed_id), body
+        return True
+
+    rng = random.Random(9)
+    taken = left = 0
+    for _ in range(3000):
+        rows = [list(r) for r in rng.sample(packaged.rows, rng.randint(1, 4))]
+        doc = _edit(rng, v2_body(packaged, rows), len(rows))
+        if same(orjson.dumps(doc)):
+            taken += 1
+        else:
+            left += 1
+    assert taken > 300 and left > 300, (taken, left)  # both sides of the decision were exercised
+
+    plain = orjson.dumps(v2_body(packaged, packaged.rows[:2]) | {"id": "abc"})
+    assert same(plain) and same(b" \n" + plain + b"\n ")
+    first = v2_body(packaged, packaged.rows[:1])["inputs"][0]
+    numeric = next(inp for inp in v2_body(packaged, packaged.rows[:1])["inputs"] if inp["datatype"] == "FP64")
+    inputs = orjson.dumps(v2_body(packaged, packaged.rows[:1])["inputs"])
+    for raw in (
+        b'{"id": "a", "id": "b", "inputs": ' + inputs + b"}",  # a key twice: both keep the last
+        b'{"inputs": ' + inputs + b', "inputs": ' + inputs + b"}",
+        b'{"inputs": ' + inputs.replace(orjson.dumps(first["name"]), b'"x"', 1) + b"}",
+        b'{"inputs": ' + inputs.replace(orjson.dumps(numeric["data"]), b"[18446744073709551616]", 1) + b"}",
+        b'{"inputs": ' + inputs.replace(orjson.dumps(numeric["data"]), b"[1e400]", 1) + b"}",
+        b'{"inputs": ' + inputs + b', "outputs": null}',
+        b"",
+        b"[]",
+    ):
+        same(raw)  # taken or left, never taken and different
+
+
 def matrix(packaged: Packaged, rows: list[list]) -> dict:
     """One row-major 2-D tensor in signature order (BYTES: the protocol's type for mixed values)."""
     flat = [v for r in rows for v in r]

@@ -221,7 +221,8 @@ def create_app(settings: Settings | None = None) -> ModelServer:
             except orjson.JSONDecodeError as exc:
                 raise RequestError(f"the json query parameter is not valid JSON: {exc}") from None
             header = request.headers.get(ids.HEADER)
-            status, body, headers = await predictor.answer(payload, model, batcher, False, started, header)
+            decoded = predictor.decode(payload, model, False)
+            status, body, headers = await predictor.answer(decoded, model, batcher, False, started, header)
         except RequestError as exc:
             state.metrics.observe_request("v1", exc.status, time.perf_counter() - started)
             return error_response(False, exc.status, exc.message)

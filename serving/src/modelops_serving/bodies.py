@@ -39,9 +39,19 @@ async def read_body(chunks: AsyncIterator[bytes], declared: str | None, limit: i
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def _media(content_type: str | None) -> str:
+    return (content_type or JSON).split(";", 1)[0].strip().lower()
+
+
+def is_json(content_type: str | None) -> bool:
+    """Does this Content-Type (absent: yes) say JSON?"""
+    media = _media(content_type)
+    return media == JSON or media.endswith("+json")
+
+
 def parse_json(body: bytes, content_type: str | None, *, form_ok: bool) -> Any:
     """The JSON document in the body (or, for Seldon's form posts, in its `json` field)."""
-    media = (content_type or JSON).split(";", 1)[0].strip().lower()
+    media = _media(content_type)
     if media == "application/x-www-form-urlencoded" and form_ok:
         try:
             fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
@@ -50,7 +60,7 @@ def parse_json(body: bytes, content_type: str | None, *, form_ok: bool) -> Any:
         if "json" not in fields:
             raise RequestError("a form-encoded request needs a json=<SeldonMessage> field")
         body = fields["json"][0].encode()
-    elif media != JSON and not media.endswith("+json"):
+    elif not is_json(media):
         raise RequestError(f"unsupported Content-Type {media!r}; send application/json", 415)
     if not body:
         raise RequestError("the body is empty; send a JSON document")

@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from modelops_serving import ids, protocol_v1, protocol_v2
+from modelops_serving import ids, protocol_v1, protocol_v2, protocol_v2_bytes
 from modelops_serving.batching import Batcher
-from modelops_serving.bodies import parse_json, read_body
-from modelops_serving.model import ServedModel
+from modelops_serving.bodies import is_json, parse_json, read_body
+from modelops_serving.model import FeatureRows, ServedModel
 from modelops_serving.state import ServerState
 from modelops_serving.validation import RequestError, check_predictions
 
@@ -26,6 +26,8 @@ log = logging.getLogger("modelops_serving")
 
 # (HTTP status, JSON body, response headers)
 Answer = tuple[int, bytes, dict[str, str]]
+# (validated rows, the id the body gives or None, v1's answer style or None for V2)
+Decoded = tuple[FeatureRows, Any, "protocol_v1.Style | None"]
 
 
 class ClientGone(Exception):
@@ -61,8 +63,16 @@ class Predictor:
         try:
             model, batcher = self.state.require_model(name)
             body = await read_body(chunks, content_length, self.settings.max_body_bytes)
-            payload = parse_json(body, content_type, form_ok=form_ok)
-            return await self.answer(payload, model, batcher, v2, started, request_id)
+            # the common V2 body straight from its bytes (protocol_v2_bytes.py); anything else, and
+            # every v1 body, parsed and then decoded
+            fast = None
+            if v2 and is_json(content_type):
+                fast = protocol_v2_bytes.decode(body, model, self.settings)
+            if fast is not None:
+                decoded: Decoded = (*fast, None)
+            else:
+                decoded = self.decode(parse_json(body, content_type, form_ok=form_ok), model, v2)
+            return await self.answer(decoded, model, batcher, v2, started, request_id)
         except RequestError as exc:
             self.state.metrics.observe_request(endpoint, exc.status, time.perf_counter() - started)
             return self.error(v2, exc.status, exc.message)
@@ -73,26 +83,31 @@ class Predictor:
             self.state.metrics.observe_request(endpoint, 500, time.perf_counter() - started)
             return self.error(v2, 500, f"internal error: {type(exc).__name__}")
 
+    def decode(self, payload: Any, model: ServedModel, v2: bool) -> Decoded:
+        """A parsed body's rows, the id it gives (if any) and, for v1, the style to answer in;
+        raises RequestError for the caller's mistakes."""
+        try:
+            if v2:
+                rows, given = protocol_v2.decode(payload, model, self.settings)
+                return rows, given, None
+            rows, style = protocol_v1.decode(payload, model, self.settings)
+            return rows, protocol_v1.given_id(payload), style
+        except RecursionError:
+            raise RequestError("the JSON document is nested too deeply") from None
+
     async def answer(
         self,
-        payload: Any,
+        decoded: Decoded,
         model: ServedModel,
         batcher: Batcher,
         v2: bool,
         started: float,
         header: str | None,
     ) -> Answer:
-        """The answer to a parsed body; raises RequestError for the caller's mistakes."""
+        """The answer to a decoded body; raises RequestError for the caller's mistakes."""
         state = self.state
         endpoint = "v2" if v2 else "v1"
-        try:
-            if v2:
-                rows, given = protocol_v2.decode(payload, model, self.settings)
-            else:
-                rows, style = protocol_v1.decode(payload, model, self.settings)
-                given = protocol_v1.given_id(payload)
-        except RecursionError:
-            raise RequestError("the JSON document is nested too deeply") from None
+        rows, given, style = decoded
         try:
             out = await batcher.predict(rows)
         except ValueError as exc:  # the model refused validated values (infinity after scaling, ...)
@@ -108,7 +123,7 @@ class Predictor:
             state.inference_log.record(rows, out, request_id, now)
         if state.feedback is not None:
             state.feedback.memory.remember(request_id, now, out, fresh=source == ids.NEW)
-        if v2:
+        if style is None:  # V2
             content = protocol_v2.encode(out, model, request_id)
         else:
             content = protocol_v1.encode(out, style, model, request_id)

@@ -224,14 +224,17 @@ def _columns_as_given(inputs: list[Any], layout: Layout, shape: list[int], n: in
             or len(data) != n
             or type(data[0]) is list  # nested [[v], ...]: `_per_feature` flattens it
             or not (extra is None or type(extra) is dict)
-            or (
-                datatype != want
-                and (want == "BYTES" or type(datatype) is not str or datatype not in _NUMERIC_TYPES)
-            )
+            or not datatype_fits(datatype, want)
         ):
             return None
         columns.append(data)
     return columns
+
+
+def datatype_fits(datatype: Any, want: str) -> bool:
+    """May a tensor of `datatype` carry a feature whose datatype is `want`? A number may come as
+    any numeric type (FP64, INT32, ...); a string only as BYTES."""
+    return datatype == want or (want != "BYTES" and type(datatype) is str and datatype in _NUMERIC_TYPES)
 
 
 def _in_signature_order(inputs: list[Any], layout: Layout) -> list[dict[str, Any]] | None:
