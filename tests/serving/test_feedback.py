@@ -477,3 +477,42 @@ def test_the_memory_counts_rows_and_keeps_a_settled_ids_place() -> None:
     by_rows.remember("y", 2.0, np.zeros((3, 1)), fresh=True)  # 6 rows > 5: "x" goes, requests are few
     by_rows.remember("z", 3.0, np.zeros((6, 1)), fresh=True)  # more than the bound: never remembered
     assert (len(by_rows), by_rows.rows) == (1, 3) and by_rows.recall("y")[0] == 2.0
+
+
+def test_request_ids_never_repeat_across_batches_threads_and_a_fork() -> None:
+    """New ids are cut from one urandom read per 256 (ids.py): never one twice, whether taken past
+    a batch's end, from many threads at once, or by a forked child after its parent."""
+    import os
+    import threading
+
+    from modelops_serving import ids
+
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def take(k: int) -> None:
+        mine = [ids.new_id() for _ in range(k)]
+        with lock:
+            taken.extend(mine)
+
+    threads = [threading.Thread(target=take, args=(1_000,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 8_000 == len(set(taken))
+    assert all(HEX32.fullmatch(i) for i in taken)
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, as its parent would have taken them from the same batch
+        os.close(read)
+        os.write(write, "".join(ids.new_id() for _ in range(4)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = "".join(ids.new_id() for _ in range(4))
+    assert len(child) == 128 and child != parent
+    assert not {child[i : i + 32] for i in range(0, 128, 32)} & {parent[i : i + 32] for i in range(0, 128, 32)}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from modelops_serving import ids
 from modelops_serving.jsonl_log import FLUSH_TIMEOUT_S, JsonlLog
 from modelops_serving.metrics import Metrics
 from modelops_serving.model import FeatureRows, ServedModel
@@ -118,7 +118,7 @@ class InferenceLog(JsonlLog):
     def _lines(self, item: tuple[Any, ...], micros: int) -> bytes:
         """One JSON line per row; NaN (missing numbers) serialises as null."""
         _, rows, out, request_id = item
-        head = self._head | {"ts": self.timestamp(micros), "request_id": request_id or secrets.token_hex(16)}
+        head = self._head | {"ts": self.timestamp(micros), "request_id": request_id or ids.new_id()}
         names, order, classes = self._names, self._order, self._classes
         dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         if self._regression:  # a value per row: "prediction" is it, there are no probabilities
