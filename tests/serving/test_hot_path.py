@@ -249,9 +249,9 @@ def test_the_bytes_decode_takes_only_what_the_parsed_decode_gives_alike(packaged
 
     plain = orjson.dumps(v2_body(packaged, packaged.rows[:2]) | {"id": "abc"})
     assert same(plain) and same(b" \n" + plain + b"\n ")
-    first = v2_body(packaged, packaged.rows[:1])["inputs"][0]
-    numeric = next(inp for inp in v2_body(packaged, packaged.rows[:1])["inputs"] if inp["datatype"] == "FP64")
-    inputs = orjson.dumps(v2_body(packaged, packaged.rows[:1])["inputs"])
+    one_row = v2_body(packaged, packaged.rows[:1])["inputs"]
+    first, numeric = one_row[0], next(inp for inp in one_row if inp["datatype"] == "FP64")
+    inputs = orjson.dumps(one_row)
     for raw in (
         b'{"id": "a", "id": "b", "inputs": ' + inputs + b"}",  # a key twice: both keep the last
         b'{"inputs": ' + inputs + b', "inputs": ' + inputs + b"}",

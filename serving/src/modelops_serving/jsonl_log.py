@@ -7,8 +7,8 @@ and appends them to files in batches. So a request never blocks on the log and n
 of it: a write error (disk full, no permission) is counted and logged once per many, never raised.
 
 The writer sleeps on a timer rather than on the queue: a `queue.Queue` woke it for every item, and
-on a busy one-core server each wake-up (a futex, a context switch, a GIL handoff) cost ~7 µs a
-request at the 10% sample rate, 5-6% of a single-row request's CPU (docs/benchmarks.md). An item
+on a busy one-core server each wake-up (a futex, a context switch, a GIL handoff) cost 7-11 µs of
+CPU a request at the 10% sample rate, 6-9% of a single-row request's CPU (docs/benchmarks.md). An item
 now waits at most `WAKE_S` before it is written, which `modelops monitor` (minute windows) never sees.
 
 Files (the same rules for every log built on this class):

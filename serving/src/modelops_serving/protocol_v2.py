@@ -194,6 +194,17 @@ def _common_form(payload: dict[str, Any], model: ServedModel, settings: Settings
     ):
         return None
     shape = first.get("shape")
+    if (n := flat_rows(shape, settings)) is None:
+        return None
+    columns = _columns_as_given(inputs, layout, shape, n)
+    if columns is None and (ordered := _in_signature_order(inputs, layout)) is not None:
+        columns = _columns_as_given(ordered, layout, shape, n)
+    return columns
+
+
+def flat_rows(shape: Any, settings: Settings) -> int | None:
+    """The row count of a flat tensor's shape, `[rows]` or `[rows, 1]` with 0 < rows <= the limit;
+    None for any other shape (which the checked path accepts or words)."""
     if (
         type(shape) is not list
         or not 1 <= len(shape) <= 2
@@ -202,10 +213,7 @@ def _common_form(payload: dict[str, Any], model: ServedModel, settings: Settings
         or not 0 < n <= settings.max_rows_per_request
     ):
         return None
-    columns = _columns_as_given(inputs, layout, shape, n)
-    if columns is None and (ordered := _in_signature_order(inputs, layout)) is not None:
-        columns = _columns_as_given(ordered, layout, shape, n)
-    return columns
+    return n
 
 
 def _columns_as_given(inputs: list[Any], layout: Layout, shape: list[int], n: int) -> list[list[Any]] | None:

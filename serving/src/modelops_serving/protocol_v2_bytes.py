@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from modelops_serving.model import ServedModel
-from modelops_serving.protocol_v2 import datatype_fits
+from modelops_serving.protocol_v2 import datatype_fits, flat_rows
 from modelops_serving.settings import Settings
 from modelops_serving.validation import FeatureRows, rows_from_columns
 
@@ -56,11 +56,8 @@ def decode(body: bytes, model: ServedModel, settings: Settings) -> tuple[Feature
     inputs = request.inputs
     if request.outputs is not msgspec.UNSET or len(inputs) != len(layout.names):
         return None
-    shape = inputs[0].shape  # [rows] or [rows, 1], as the first input has it
-    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-        return None
-    n = shape[0]
-    if not 0 < n <= settings.max_rows_per_request:
+    shape = inputs[0].shape  # every input has the first's shape
+    if (n := flat_rows(shape, settings)) is None:
         return None
     columns = []
     for inp, name, want in zip(inputs, layout.names, layout.datatypes, strict=True):
